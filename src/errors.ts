@@ -1,0 +1,224 @@
+/**
+ * Every error this library throws on purpose is a {@link KeyringError} with a stable `code`.
+ *
+ * Codes are part of the public API: the codec server maps them to HTTP statuses, the CLI to exit
+ * codes, and users match on them. Messages are for humans and may change. No message ever holds
+ * plaintext, key material or a token; decryption failures are deliberately opaque (no oracle).
+ */
+
+export type KeyringErrorCode =
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_INVALID_NAMESPACE'
+  | 'ERR_NAMESPACE_NOT_FOUND'
+  | 'ERR_NAMESPACE_EXISTS'
+  | 'ERR_NO_ACTIVE_KEY'
+  | 'ERR_KEY_VERSION_NOT_FOUND'
+  | 'ERR_KEY_VERSION_DEPRECATED'
+  | 'ERR_KEY_VERSION_DESTROYED'
+  | 'ERR_INVALID_STATE_TRANSITION'
+  | 'ERR_NAMESPACE_MISMATCH'
+  | 'ERR_MALFORMED_PAYLOAD'
+  | 'ERR_DECRYPTION_FAILED'
+  | 'ERR_INVALID_KEK'
+  | 'ERR_KEK_MISMATCH'
+  | 'ERR_KEYSTORE_CORRUPT'
+  | 'ERR_KEYSTORE_CONFLICT'
+  | 'ERR_KEYSTORE_UNAVAILABLE'
+  | 'ERR_LOCK_TIMEOUT'
+  | 'ERR_USAGE_LIMIT_REACHED'
+  | 'ERR_USAGE_RESERVATION_FAILED';
+
+/** Base class of every error with a stable code. */
+export class KeyringError extends Error {
+  /** The code every instance of this class carries. */
+  static code: KeyringErrorCode = 'ERR_INVALID_OPTION';
+  readonly code: KeyringErrorCode;
+
+  constructor(code: KeyringErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option, config key, flag or argument is invalid. The message names the field. */
+export class InvalidOptionError extends KeyringError {
+  static override code = 'ERR_INVALID_OPTION' as const;
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super('ERR_INVALID_OPTION', `${field}: ${message}`);
+  }
+}
+
+/** A namespace name fails the allow-list (letters, digits, `.`, `-`, `_`; bounded length). */
+export class InvalidNamespaceError extends KeyringError {
+  static override code = 'ERR_INVALID_NAMESPACE' as const;
+  constructor(message: string) {
+    super('ERR_INVALID_NAMESPACE', message);
+  }
+}
+
+export class NamespaceNotFoundError extends KeyringError {
+  static override code = 'ERR_NAMESPACE_NOT_FOUND' as const;
+  constructor(readonly namespace: string) {
+    super('ERR_NAMESPACE_NOT_FOUND', `namespace "${namespace}" has no keys (create them with: temporal-keyring keys create --namespace ${namespace})`);
+  }
+}
+
+export class NamespaceExistsError extends KeyringError {
+  static override code = 'ERR_NAMESPACE_EXISTS' as const;
+  constructor(readonly namespace: string) {
+    super('ERR_NAMESPACE_EXISTS', `namespace "${namespace}" already has keys`);
+  }
+}
+
+export class NoActiveKeyError extends KeyringError {
+  static override code = 'ERR_NO_ACTIVE_KEY' as const;
+  constructor(readonly namespace: string) {
+    super('ERR_NO_ACTIVE_KEY', `namespace "${namespace}" has no active key version`);
+  }
+}
+
+export class KeyVersionNotFoundError extends KeyringError {
+  static override code = 'ERR_KEY_VERSION_NOT_FOUND' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+  ) {
+    super('ERR_KEY_VERSION_NOT_FOUND', `namespace "${namespace}" has no key version ${version}`);
+  }
+}
+
+/** The version is deprecated: decryption is refused unless explicitly allowed. */
+export class KeyVersionDeprecatedError extends KeyringError {
+  static override code = 'ERR_KEY_VERSION_DEPRECATED' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+  ) {
+    super(
+      'ERR_KEY_VERSION_DEPRECATED',
+      `key version ${version} of namespace "${namespace}" is deprecated and may not decrypt (allow it with allowDeprecatedDecrypt, or set it back to inactive)`,
+    );
+  }
+}
+
+export class KeyVersionDestroyedError extends KeyringError {
+  static override code = 'ERR_KEY_VERSION_DESTROYED' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+    readonly destroyedAt: number | undefined,
+  ) {
+    const when = destroyedAt === undefined ? '' : ` on ${new Date(destroyedAt).toISOString()}`;
+    super(
+      'ERR_KEY_VERSION_DESTROYED',
+      `key version ${version} of namespace "${namespace}" was destroyed${when}; payloads encrypted with it cannot be decrypted`,
+    );
+  }
+}
+
+export class InvalidStateTransitionError extends KeyringError {
+  static override code = 'ERR_INVALID_STATE_TRANSITION' as const;
+  constructor(message: string) {
+    super('ERR_INVALID_STATE_TRANSITION', message);
+  }
+}
+
+/** A payload names (or its encryption context binds) another namespace than the one decoding it. */
+export class NamespaceMismatchError extends KeyringError {
+  static override code = 'ERR_NAMESPACE_MISMATCH' as const;
+  constructor(message: string) {
+    super('ERR_NAMESPACE_MISMATCH', message);
+  }
+}
+
+/** A payload claims to be ours but its metadata or envelope is not well formed. */
+export class MalformedPayloadError extends KeyringError {
+  static override code = 'ERR_MALFORMED_PAYLOAD' as const;
+  constructor(message: string) {
+    super('ERR_MALFORMED_PAYLOAD', message);
+  }
+}
+
+/**
+ * Authentication of a ciphertext failed. Deliberately says nothing about why (wrong key, flipped
+ * bit, wrong context, truncation all look the same), so that it cannot serve as an oracle.
+ */
+export class DecryptionFailedError extends KeyringError {
+  static override code = 'ERR_DECRYPTION_FAILED' as const;
+  constructor(options?: { cause?: unknown }) {
+    super('ERR_DECRYPTION_FAILED', 'decryption failed', options);
+  }
+}
+
+/** A KEK could not be read or parsed (bad base64, wrong length, unreadable file). */
+export class InvalidKekError extends KeyringError {
+  static override code = 'ERR_INVALID_KEK' as const;
+  constructor(message: string) {
+    super('ERR_INVALID_KEK', message);
+  }
+}
+
+/** The KEK given is not the one this keystore's keys are wrapped with. Detected before any write. */
+export class KekMismatchError extends KeyringError {
+  static override code = 'ERR_KEK_MISMATCH' as const;
+  constructor(message: string) {
+    super('ERR_KEK_MISMATCH', message);
+  }
+}
+
+/** Stored data failed to parse or authenticate. Never silently repaired or replaced. */
+export class KeystoreCorruptError extends KeyringError {
+  static override code = 'ERR_KEYSTORE_CORRUPT' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_KEYSTORE_CORRUPT', message, options);
+  }
+}
+
+/** A precondition of an atomic keystore change no longer holds (someone else changed it first). */
+export class KeystoreConflictError extends KeyringError {
+  static override code = 'ERR_KEYSTORE_CONFLICT' as const;
+  constructor(message: string) {
+    super('ERR_KEYSTORE_CONFLICT', message);
+  }
+}
+
+export class KeystoreUnavailableError extends KeyringError {
+  static override code = 'ERR_KEYSTORE_UNAVAILABLE' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_KEYSTORE_UNAVAILABLE', message, options);
+  }
+}
+
+export class LockTimeoutError extends KeyringError {
+  static override code = 'ERR_LOCK_TIMEOUT' as const;
+  constructor(message: string) {
+    super('ERR_LOCK_TIMEOUT', message);
+  }
+}
+
+/** The key version has spent its encryption budget; it must be rotated before encrypting more. */
+export class UsageLimitReachedError extends KeyringError {
+  static override code = 'ERR_USAGE_LIMIT_REACHED' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+  ) {
+    super('ERR_USAGE_LIMIT_REACHED', `key version ${version} of namespace "${namespace}" reached its encryption limit`);
+  }
+}
+
+/** Encryptions could not be reserved (keystore unreachable) and the reserved block is spent. */
+export class UsageReservationError extends KeyringError {
+  static override code = 'ERR_USAGE_RESERVATION_FAILED' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_USAGE_RESERVATION_FAILED', message, options);
+  }
+}
+
+export function isKeyringError(error: unknown): error is KeyringError {
+  return error instanceof KeyringError;
+}

@@ -1,0 +1,45 @@
+/**
+ * An engine writes and reads AWS Encryption SDK messages (message format version 2, algorithm
+ * suite 0x0478 ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY, no signature) with one raw AES-256 wrapping
+ * key, exactly as `@aws-crypto/client-node`'s `RawAesKeyringNode` does. Two implementations:
+ * `sdkEngine` (the SDK itself: the reference) and `fastEngine` (node:crypto directly, same bytes).
+ *
+ * Pipeline position: `EncryptionCodec` → `EsdkEngine` (this) → bytes in `Payload.data`.
+ */
+export interface EsdkEngine {
+  /** Short name for logs and benchmarks: `sdk` or `fast`. */
+  readonly name: string;
+  /** Encrypts `plaintext` into one ESDK message under `key`, binding `context` into it. */
+  encrypt(plaintext: Uint8Array, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array>;
+  /**
+   * Decrypts one ESDK message with `key`. Refuses any suite other than 0x0478, more than one
+   * encrypted data key, and a data key not wrapped by exactly `key`. Every failure is a
+   * `DecryptionFailedError` (opaque) or, for bytes that are not an ESDK message at all,
+   * `MalformedPayloadError`. The caller checks the returned context.
+   */
+  decrypt(message: Uint8Array, key: WrappingKey): Promise<{ plaintext: Uint8Array; context: EncryptionContext }>;
+}
+
+/** A raw AES wrapping key as the ESDK's raw AES keyring names it. */
+export interface WrappingKey {
+  /** The ESDK "key namespace" (provider id). Ours: {@link PROVIDER_ID}. */
+  providerId: string;
+  /** The ESDK "key name" (provider info prefix). Ours: see `esdkKeyName`. */
+  keyName: string;
+  /** 32 bytes. */
+  material: Uint8Array;
+}
+
+export type EncryptionContext = Record<string, string>;
+
+/** The ESDK provider id (raw keyring "key namespace") of every key this library writes. */
+export const PROVIDER_ID = 'temporal-keyring';
+
+/**
+ * The ESDK key name of a key version: `<namespace>/v<version>/`. The trailing `/` matters: the JS
+ * raw AES keyring matches key names by prefix, so without it `default/v1` would also match
+ * `default/v10`'s data keys. Namespaces cannot contain `/`, so names are unambiguous.
+ */
+export function esdkKeyName(namespace: string, version: number): string {
+  return `${namespace}/v${version}/`;
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
+    // Browser tests need the system Chromium; they run under `npm run test:browser`.
+    exclude: ['test/**/*.browser.test.ts', 'node_modules/**'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Two cores: keep process-spawning suites from starving each other.
+    maxWorkers: 2,
+  },
+});
