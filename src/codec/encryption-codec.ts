@@ -1,0 +1,224 @@
+import type { Payload, PayloadCodec, SerializationContext } from '@temporalio/common';
+import proto from '@temporalio/proto';
+import {
+  DecryptionFailedError,
+  InvalidOptionError,
+  MalformedPayloadError,
+  NamespaceMismatchError,
+} from '../errors.ts';
+import type { EsdkEngine, WrappingKey } from '../esdk/engine.ts';
+import { esdkKeyName, PROVIDER_ID } from '../esdk/engine.ts';
+import { sdkEngine } from '../esdk/sdk-engine.ts';
+import type { KeyProvider, ResolvedKey } from '../keyring.ts';
+import { isValidNamespace, validateNamespace } from '../namespace.ts';
+import {
+  CONTEXT_KEY_VERSION,
+  CONTEXT_NAMESPACE,
+  ENCODING_ENCRYPTED,
+  encryptionContextOf,
+  keyIdFor,
+  METADATA_ENCODING,
+  METADATA_KEY_ID,
+  METADATA_KEY_VERSION,
+  parseKeyVersion,
+} from './payload-format.ts';
+
+// The proto package is CommonJS: its namespaces are reachable through the default export only.
+const ProtoPayload = proto.temporal.api.common.v1.Payload;
+
+export interface EncryptionCodecOptions {
+  /** The Temporal namespace whose keys encrypt and decrypt. Bound into every ciphertext. */
+  namespace: string;
+  /** Where keys come from: usually a `Keyring`. */
+  keys: KeyProvider;
+  /** How ESDK messages are written and read. Default: the AWS Encryption SDK itself (`sdkEngine`). */
+  engine?: EsdkEngine;
+}
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A Temporal {@link PayloadCodec} that encrypts every payload with the namespace's active key and
+ * decrypts with whichever version a payload names.
+ *
+ * Pipeline position: `PayloadConverter` → `EncryptionCodec` (this) → wire / Temporal history.
+ * Keys come from a {@link KeyProvider} (a `Keyring`); ESDK messages from an {@link EsdkEngine}.
+ *
+ * - encode: each whole `Payload` (metadata included) is serialized with protobuf and encrypted into
+ *   one AWS Encryption SDK message; the batch asks for its key once, accounting for every payload.
+ * - decode: payloads whose `encoding` is not `binary/encrypted` pass through unchanged; ours must
+ *   name this namespace, and decrypt with an encryption context of exactly {namespace, version}.
+ */
+export class EncryptionCodec implements PayloadCodec {
+  readonly namespace: string;
+  readonly #keys: KeyProvider;
+  readonly #engine: EsdkEngine;
+
+  constructor(options: EncryptionCodecOptions) {
+    if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
+    this.namespace = validateNamespace(options.namespace);
+    const keys = options.keys;
+    if (!keys || typeof keys.encryptionKey !== 'function' || typeof keys.decryptionKey !== 'function') {
+      throw new InvalidOptionError('keys', 'must be a KeyProvider (for example a Keyring)');
+    }
+    const engine = options.engine;
+    if (
+      engine !== undefined &&
+      (typeof engine?.encrypt !== 'function' || typeof engine?.decrypt !== 'function')
+    ) {
+      throw new InvalidOptionError('engine', 'must be an EsdkEngine (sdkEngine or fastEngine)');
+    }
+    this.#keys = keys;
+    // The one place the default engine is chosen.
+    this.#engine = engine ?? sdkEngine;
+  }
+
+  /** Name of the engine in use (`sdk` or `fast`), for logs. */
+  get engineName(): string {
+    return this.#engine.name;
+  }
+
+  async encode(payloads: Payload[], _context?: SerializationContext): Promise<Payload[]> {
+    if (payloads.length === 0) return [];
+    const key = await this.#keys.encryptionKey(this.namespace, payloads.length);
+    this.#assertKey(key, key.version);
+    const wrapping = wrappingKeyOf(key);
+    const context = encryptionContextOf(this.namespace, key.version);
+    const metadata = {
+      [METADATA_ENCODING]: utf8.encode(ENCODING_ENCRYPTED),
+      [METADATA_KEY_ID]: utf8.encode(keyIdFor(this.namespace, key.version)),
+      [METADATA_KEY_VERSION]: utf8.encode(String(key.version)),
+    };
+    return Promise.all(
+      payloads.map(async (payload) => {
+        const plaintext = ProtoPayload.encode(payload).finish();
+        const data = await this.#engine.encrypt(plaintext, wrapping, context);
+        // Each payload gets its own metadata object: callers may mutate what they receive.
+        return { metadata: { ...metadata }, data };
+      }),
+    );
+  }
+
+  async decode(payloads: Payload[], _context?: SerializationContext): Promise<Payload[]> {
+    // Parse everything first, so a malformed payload fails the batch before any key is fetched.
+    const versions = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
+    const keys = new Map<number, Promise<ResolvedKey>>();
+    for (const v of versions) {
+      if (v !== undefined && !keys.has(v)) keys.set(v, this.#keys.decryptionKey(this.namespace, v));
+    }
+    // Settle every lookup (no unhandled rejections), then fail on the first error in order.
+    await Promise.allSettled(keys.values());
+    return Promise.all(
+      payloads.map(async (payload, i) => {
+        const version = versions[i];
+        if (version === undefined) return payload;
+        const key = await keys.get(version)!;
+        this.#assertKey(key, version);
+        return this.#decryptOne(payload, key);
+      }),
+    );
+  }
+
+  async #decryptOne(payload: Payload, key: ResolvedKey): Promise<Payload> {
+    const data = payload.data;
+    if (!(data instanceof Uint8Array) || data.length === 0) {
+      throw new MalformedPayloadError('an encrypted payload has no data');
+    }
+    const { plaintext, context } = await this.#engine.decrypt(data, wrappingKeyOf(key));
+    const expected = encryptionContextOf(this.namespace, key.version);
+    if (context[CONTEXT_NAMESPACE] !== expected[CONTEXT_NAMESPACE]) {
+      throw new NamespaceMismatchError(
+        `the payload is bound to another namespace than "${this.namespace}" (its encryption context differs)`,
+      );
+    }
+    const names = Object.keys(context);
+    if (
+      names.length !== 2 ||
+      context[CONTEXT_KEY_VERSION] !== expected[CONTEXT_KEY_VERSION] ||
+      !names.includes(CONTEXT_NAMESPACE)
+    ) {
+      throw new DecryptionFailedError();
+    }
+    try {
+      return ProtoPayload.decode(plaintext);
+    } catch {
+      throw new MalformedPayloadError('the decrypted content is not a Temporal payload');
+    }
+  }
+
+  /** The version an encrypted payload names, checked strictly against its key id and our namespace. */
+  #versionOf(payload: Payload): number {
+    const versionText = metadataString(payload, METADATA_KEY_VERSION);
+    const version = versionText === undefined ? undefined : parseKeyVersion(versionText);
+    if (version === undefined) {
+      throw new MalformedPayloadError(`an encrypted payload has no valid "${METADATA_KEY_VERSION}" metadata`);
+    }
+    const keyId = metadataString(payload, METADATA_KEY_ID);
+    if (keyId === keyIdFor(this.namespace, version)) return version;
+    const slash = keyId?.lastIndexOf('/') ?? -1;
+    const claimed = keyId?.slice(0, slash);
+    if (
+      keyId !== undefined &&
+      slash > 0 &&
+      isValidNamespace(claimed) &&
+      keyId.slice(slash) === `/v${version}`
+    ) {
+      // Names are not secret: saying which namespace the payload claims helps find the right codec.
+      throw new NamespaceMismatchError(
+        `the payload was encrypted for namespace "${claimed}", not "${this.namespace}"`,
+      );
+    }
+    throw new MalformedPayloadError(
+      `an encrypted payload's "${METADATA_KEY_ID}" does not match namespace "${this.namespace}" and version ${version}`,
+    );
+  }
+
+  #assertKey(key: ResolvedKey, version: number): void {
+    // Guards against a KeyProvider that answers for another namespace or version than asked.
+    if (key.namespace !== this.namespace || key.version !== version || key.material?.length !== 32) {
+      throw new InvalidOptionError('keys', `returned a key other than ${keyIdFor(this.namespace, version)}`);
+    }
+  }
+}
+
+function wrappingKeyOf(key: ResolvedKey): WrappingKey {
+  return {
+    providerId: PROVIDER_ID,
+    keyName: esdkKeyName(key.namespace, key.version),
+    material: key.material,
+  };
+}
+
+/** A metadata value as UTF-8 text; `undefined` when absent or not valid UTF-8. */
+function metadataString(payload: Payload, name: string): string | undefined {
+  const value = payload.metadata?.[name];
+  if (!(value instanceof Uint8Array)) return undefined;
+  try {
+    return strictUtf8.decode(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when a payload's `encoding` says it was written by {@link EncryptionCodec}. */
+export function isEncryptedPayload(payload: Payload | null | undefined): boolean {
+  return payload != null && metadataString(payload, METADATA_ENCODING) === ENCODING_ENCRYPTED;
+}
+
+/**
+ * The key version an encrypted payload names (for audit logs: which versions a request used), or
+ * `undefined` when the payload is not ours or its version metadata is not a valid version.
+ * Reads metadata only: nothing is decrypted or verified.
+ */
+export function keyVersionOf(payload: Payload | null | undefined): number | undefined {
+  if (!isEncryptedPayload(payload)) return undefined;
+  const text = metadataString(payload!, METADATA_KEY_VERSION);
+  return text === undefined ? undefined : parseKeyVersion(text);
+}
+
+/** The key id (`<namespace>/v<version>`) an encrypted payload names, unverified; for logs. */
+export function keyIdOfPayload(payload: Payload | null | undefined): string | undefined {
+  if (!isEncryptedPayload(payload)) return undefined;
+  return metadataString(payload!, METADATA_KEY_ID);
+}
