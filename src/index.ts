@@ -1,0 +1,98 @@
+/**
+ * temporal-keyring: encryption of Temporal payloads with versioned per-namespace keys.
+ *
+ * The public API, listed explicitly: nothing is public unless it is named here.
+ */
+
+// Injected dependencies
+export { type Clock, ManualClock, systemClock } from './clock.ts';
+// The codec and its wire format
+export {
+  EncryptionCodec,
+  type EncryptionCodecOptions,
+  isEncryptedPayload,
+  keyIdOfPayload,
+  keyVersionOf,
+} from './codec/encryption-codec.ts';
+export {
+  CONTEXT_KEY_VERSION,
+  CONTEXT_NAMESPACE,
+  ENCODING_ENCRYPTED,
+  encryptionContextOf,
+  METADATA_ENCODING,
+  METADATA_KEY_ID,
+  METADATA_KEY_VERSION,
+  parseKeyVersion,
+} from './codec/payload-format.ts';
+export type { EncryptionMeter } from './encryption-meter.ts';
+// Errors (stable `code`s)
+export {
+  DecryptionFailedError,
+  InvalidKekError,
+  InvalidNamespaceError,
+  InvalidOptionError,
+  InvalidStateTransitionError,
+  isKeyringError,
+  KekMismatchError,
+  KeyringError,
+  type KeyringErrorCode,
+  KeystoreConflictError,
+  KeystoreCorruptError,
+  KeystoreUnavailableError,
+  KeyVersionDeprecatedError,
+  KeyVersionDestroyedError,
+  KeyVersionNotFoundError,
+  LockTimeoutError,
+  MalformedPayloadError,
+  NamespaceExistsError,
+  NamespaceMismatchError,
+  NamespaceNotFoundError,
+  NoActiveKeyError,
+  UsageLimitReachedError,
+  UsageReservationError,
+} from './errors.ts';
+// ESDK engines
+export {
+  type EncryptionContext,
+  type EsdkEngine,
+  esdkKeyName,
+  PROVIDER_ID,
+  type WrappingKey,
+} from './esdk/engine.ts';
+export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
+// Key-encryption keys
+export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek.ts';
+// Key versions and their states
+export {
+  applyChange,
+  canTransition,
+  KEY_STATES,
+  type KeyState,
+  type KeyVersion,
+  keyIdOf,
+  type NamespaceChange,
+  type StateTransition,
+} from './key-version.ts';
+// The keyring
+export {
+  DATA_KEY_LENGTH,
+  type KeyProvider,
+  Keyring,
+  type KeyringOptions,
+  type ResolvedKey,
+  type RotationMode,
+  type RotationResult,
+} from './keyring.ts';
+export { MemoryKeystore } from './keystore/memory-keystore.ts';
+// Keystores
+export type {
+  KekInfo,
+  Keystore,
+  KeystoreEvent,
+  UsageRecord,
+  UsageSample,
+  WrappedKey,
+} from './keystore.ts';
+export { type Logger, silentLogger } from './logger.ts';
+export { isValidNamespace, MAX_NAMESPACE_LENGTH, validateNamespace } from './namespace.ts';
+export { type RandomSource, systemRandom } from './random.ts';
