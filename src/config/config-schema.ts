@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { isValidNamespace } from '../namespace.ts';
+import { rotationPolicySchema } from '../rotation-policy.ts';
+
+/**
+ * The config file (JSON) of the CLI, the codec server and the rotator: where keys are stored, where
+ * the KEK comes from, and per-namespace rotation. Flags and environment variables override it (see
+ * resolve-settings.ts); every key is optional and has a default.
+ *
+ * Pipeline position: config file → `resolveSettings` → `openKeyring` / `startServer` / `Rotator`.
+ */
+
+/** Where the KEK comes from. Never the KEK itself: a config file is not a secret store. */
+export const kekConfigSchema = z.union([
+  z.strictObject({ env: z.string().min(1).describe('name of an environment variable holding the base64 KEK') }),
+  z.strictObject({ file: z.string().min(1).describe('path of a file holding the base64 KEK') }),
+  z.strictObject({
+    passphraseEnv: z.string().min(1).describe('name of an environment variable holding a passphrase'),
+  }),
+], { error: 'must be exactly one of {"env": "VAR"}, {"file": "PATH"} or {"passphraseEnv": "VAR"}' });
+
+/** Every key optional; durations as ms or strings like "30d" (see rotation-policy.ts). */
+const rotationSchema = rotationPolicySchema;
+
+export const namespaceConfigSchema = z.strictObject({
+  /** Overrides of `defaults.rotation` for this namespace. */
+  rotation: rotationSchema.optional(),
+  /** Let deprecated key versions of this namespace decrypt. Default: `defaults.allowDeprecatedDecrypt`. */
+  allowDeprecatedDecrypt: z.boolean().optional(),
+});
+
+export const configSchema = z.strictObject({
+  /** Optional `$schema` reference, ignored. */
+  $schema: z.string().optional(),
+  /** `file:./keys`, a directory path, or `postgres://...`. Default `./.temporal-keyring`. */
+  keystore: z.string().min(1).optional(),
+  kek: kekConfigSchema.optional(),
+  defaults: z
+    .strictObject({
+      rotation: rotationSchema.optional(),
+      allowDeprecatedDecrypt: z.boolean().optional(),
+    })
+    .optional(),
+  namespaces: z
+    .record(
+      z.string().refine(isValidNamespace, {
+        message: 'is not a valid namespace name (letters, digits, ".", "-", "_")',
+        abort: true,
+      }),
+      namespaceConfigSchema,
+    )
+    .optional(),
+  /**
+   * The codec server's options (codec-server/config.ts). Kept raw: `serve` merges its flags into it
+   * and parses it then (loading checks every field, but not the auth requirement `--dev` lifts).
+   */
+  server: z.record(z.string(), z.unknown()).optional(),
+});
+
+export type KekConfig = z.infer<typeof kekConfigSchema>;
+export type NamespaceConfig = z.infer<typeof namespaceConfigSchema>;
+export type KeyringConfig = z.infer<typeof configSchema>;

@@ -1,0 +1,195 @@
+import { isAbsolute, resolve } from 'node:path';
+import { InvalidOptionError } from '../errors.ts';
+import { type RotationPolicy, resolvePolicy } from '../rotation-policy.ts';
+import type { KeyringConfig, NamespaceConfig } from './config-schema.ts';
+import { DEFAULT_DATA_DIR, type KeystoreLocation, parseKeystoreLocation } from './keystore-location.ts';
+import { type LoadedConfig, loadConfigFile } from './load-config.ts';
+
+/** Environment variables read by {@link resolveSettings}. */
+export const ENV = {
+  config: 'TEMPORAL_KEYRING_CONFIG',
+  keystore: 'TEMPORAL_KEYRING_KEYSTORE',
+  dataDir: 'TEMPORAL_KEYRING_DATA_DIR',
+  kek: 'TEMPORAL_KEYRING_KEK',
+  kekFile: 'TEMPORAL_KEYRING_KEK_FILE',
+} as const;
+
+/** Global flags of the CLI (commander's camel-cased names). All optional. */
+export interface SettingsFlags {
+  config?: string;
+  keystore?: string;
+  dataDir?: string;
+  kekFile?: string;
+  kekPassphraseEnv?: string;
+}
+
+/**
+ * Where the KEK comes from, resolved but not yet loaded. A passphrase has no salt here: the salt
+ * lives in the keystore, and `openKeyring` reads (or creates) it.
+ */
+export type KekSpec =
+  | { type: 'base64'; value: string }
+  | { type: 'file'; path: string }
+  | { type: 'passphrase'; passphrase: string };
+
+/** Which of the precedence levels supplied a setting. */
+export type SettingOrigin = `flag ${string}` | `env ${string}` | `config ${string}` | 'default';
+
+/** Everything the CLI, server and rotator need, after precedence: flags > env > config > defaults. */
+export interface ResolvedSettings {
+  keystore: KeystoreLocation;
+  keystoreOrigin: SettingOrigin;
+  /**
+   * Reads the KEK's source (environment variables are read only now, so that commands without a
+   * KEK never fail over a missing one). Undefined when no KEK was given anywhere.
+   */
+  kek(): KekSpec | undefined;
+  kekOrigin: SettingOrigin | undefined;
+  /** The parsed config file (`{}` when none). */
+  config: KeyringConfig;
+  /** Absolute path of the config file, if one was read. */
+  configPath: string | undefined;
+  /** Whether a namespace's deprecated versions may decrypt (config: namespace, then defaults). */
+  allowDeprecatedDecrypt(namespace: string): boolean;
+  /** The config section of a namespace (`{}` when it has none). */
+  namespace(namespace: string): NamespaceConfig;
+  /** A namespace's rotation policy: built-in defaults < config `defaults.rotation` < its own section. */
+  rotationPolicy(namespace: string): RotationPolicy;
+}
+
+/**
+ * Resolves settings. Reads the config file named by `--config` or `TEMPORAL_KEYRING_CONFIG`, if
+ * any. Two flags that name the same thing (`--keystore` and `--data-dir`, `--kek-file` and
+ * `--kek-passphrase-env`) are a usage error rather than a silent choice.
+ */
+export async function resolveSettings(
+  flags: SettingsFlags = {},
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): Promise<ResolvedSettings> {
+  const configFile = flags.config ?? nonEmpty(env[ENV.config]);
+  const loaded: LoadedConfig | undefined = configFile ? await loadConfigFile(resolve(cwd, configFile)) : undefined;
+  return settingsFrom(flags, env, cwd, loaded);
+}
+
+/** {@link resolveSettings} with the config file already loaded (or none). */
+export function settingsFrom(
+  flags: SettingsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  loaded: LoadedConfig | undefined,
+): ResolvedSettings {
+  const config = loaded?.config ?? {};
+  const configDir = loaded?.dir ?? cwd;
+  const { keystore, keystoreOrigin } = resolveKeystore(flags, env, cwd, config, configDir);
+  const { kek, kekOrigin } = resolveKek(flags, env, cwd, config, configDir);
+  const readKek = () => kek?.();
+  const namespaces = config.namespaces ?? {};
+  return {
+    keystore,
+    keystoreOrigin,
+    kek: readKek,
+    kekOrigin,
+    config,
+    configPath: loaded?.path,
+    allowDeprecatedDecrypt: (ns) =>
+      namespaces[ns]?.allowDeprecatedDecrypt ?? config.defaults?.allowDeprecatedDecrypt ?? false,
+    namespace: (ns) => namespaces[ns] ?? {},
+    rotationPolicy: (ns) =>
+      resolvePolicy(config.defaults?.rotation, namespaces[ns]?.rotation, `namespaces.${ns}.rotation`),
+  };
+}
+
+function resolveKeystore(
+  flags: SettingsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  config: KeyringConfig,
+  configDir: string,
+): { keystore: KeystoreLocation; keystoreOrigin: SettingOrigin } {
+  if (flags.keystore !== undefined && flags.dataDir !== undefined) {
+    throw new InvalidOptionError('--keystore', 'give either --keystore or --data-dir, not both');
+  }
+  if (flags.keystore !== undefined) {
+    return { keystore: parseKeystoreLocation(flags.keystore, cwd, '--keystore'), keystoreOrigin: 'flag --keystore' };
+  }
+  if (flags.dataDir !== undefined) {
+    return { keystore: fileLocation(flags.dataDir, cwd, '--data-dir'), keystoreOrigin: 'flag --data-dir' };
+  }
+  const fromEnv = nonEmpty(env[ENV.keystore]);
+  if (fromEnv !== undefined) {
+    return { keystore: parseKeystoreLocation(fromEnv, cwd, ENV.keystore), keystoreOrigin: `env ${ENV.keystore}` };
+  }
+  const dataDir = nonEmpty(env[ENV.dataDir]);
+  if (dataDir !== undefined) {
+    return { keystore: fileLocation(dataDir, cwd, ENV.dataDir), keystoreOrigin: `env ${ENV.dataDir}` };
+  }
+  if (config.keystore !== undefined) {
+    return { keystore: parseKeystoreLocation(config.keystore, configDir, 'keystore'), keystoreOrigin: 'config keystore' };
+  }
+  return { keystore: { kind: 'file', dir: resolve(cwd, DEFAULT_DATA_DIR) }, keystoreOrigin: 'default' };
+}
+
+/** A data directory is always a path, even when it looks like a URL. */
+function fileLocation(dir: string, base: string, field: string): KeystoreLocation {
+  if (dir.trim() === '') throw new InvalidOptionError(field, 'must be a directory path');
+  return { kind: 'file', dir: isAbsolute(dir) ? dir : resolve(base, dir) };
+}
+
+function resolveKek(
+  flags: SettingsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  config: KeyringConfig,
+  configDir: string,
+): { kek: (() => KekSpec) | undefined; kekOrigin: SettingOrigin | undefined } {
+  if (flags.kekFile !== undefined && flags.kekPassphraseEnv !== undefined) {
+    throw new InvalidOptionError('--kek-file', 'give either --kek-file or --kek-passphrase-env, not both');
+  }
+  if (flags.kekFile !== undefined) {
+    const path = resolve(cwd, flags.kekFile);
+    return { kek: () => ({ type: 'file', path }), kekOrigin: 'flag --kek-file' };
+  }
+  if (flags.kekPassphraseEnv !== undefined) {
+    const name = flags.kekPassphraseEnv;
+    return {
+      kek: () => ({ type: 'passphrase', passphrase: requireEnv(env, name, '--kek-passphrase-env') }),
+      kekOrigin: 'flag --kek-passphrase-env',
+    };
+  }
+  const kekFile = nonEmpty(env[ENV.kekFile]);
+  const kekValue = nonEmpty(env[ENV.kek]);
+  if (kekFile !== undefined && kekValue !== undefined) {
+    throw new InvalidOptionError(ENV.kek, `set either ${ENV.kek} or ${ENV.kekFile}, not both`);
+  }
+  if (kekFile !== undefined) {
+    const path = resolve(cwd, kekFile);
+    return { kek: () => ({ type: 'file', path }), kekOrigin: `env ${ENV.kekFile}` };
+  }
+  if (kekValue !== undefined) return { kek: () => ({ type: 'base64', value: kekValue }), kekOrigin: `env ${ENV.kek}` };
+  const fromConfig = config.kek;
+  if (fromConfig === undefined) return { kek: undefined, kekOrigin: undefined };
+  if ('env' in fromConfig) {
+    const name = fromConfig.env;
+    return { kek: () => ({ type: 'base64', value: requireEnv(env, name, 'kek.env') }), kekOrigin: 'config kek.env' };
+  }
+  if ('file' in fromConfig) {
+    const path = resolve(configDir, fromConfig.file);
+    return { kek: () => ({ type: 'file', path }), kekOrigin: 'config kek.file' };
+  }
+  const name = fromConfig.passphraseEnv;
+  return {
+    kek: () => ({ type: 'passphrase', passphrase: requireEnv(env, name, 'kek.passphraseEnv') }),
+    kekOrigin: 'config kek.passphraseEnv',
+  };
+}
+
+function requireEnv(env: NodeJS.ProcessEnv, name: string, field: string): string {
+  const value = nonEmpty(env[name]);
+  if (value === undefined) throw new InvalidOptionError(field, `environment variable ${name} is not set`);
+  return value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
