@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
+import { LockTimeoutError } from '../errors.ts';
+import { FILE_MODE, isNotFound } from './atomic-file.ts';
+
+/**
+ * A lock held across processes on one data directory: how the {@link FileKeystore} serializes its
+ * read-modify-writes.
+ *
+ * The lock file is created complete and atomically (written to a temp file, then `link`ed to the
+ * lock path, which fails if it exists) and names its holder: pid, host, random token. A waiter
+ * takes over a lock whose holder is gone: at once when the holder is a dead pid on this host (a
+ * SIGKILLed process), or after `staleMs` without the holder refreshing the file's mtime (a holder
+ * on another host sharing the directory). Takeover renames the stale file away and checks that it
+ * took the very file it judged stale, so two waiters never both win. Within one process, holders
+ * of the same lock path queue in memory first, so they never spin on each other.
+ */
+export interface FileLockOptions {
+  /** Longest wait for the lock before {@link LockTimeoutError}. */
+  timeoutMs: number;
+  /** A lock not refreshed for this long is stale even if its pid looks alive. */
+  staleMs: number;
+}
+
+const ownerSchema = z.object({ pid: z.number().int(), host: z.string(), token: z.string(), at: z.number() });
+type Owner = z.infer<typeof ownerSchema>;
+
+/** In-process queues, per lock path, shared by every handle in this process. */
+const queues = new Map<string, Promise<unknown>>();
+
+export class FileLock {
+  readonly path: string;
+  readonly #options: FileLockOptions;
+
+  constructor(path: string, options: FileLockOptions) {
+    this.path = path;
+    this.#options = options;
+  }
+
+  /** Runs `fn` while holding the lock (in this process and across processes). */
+  async withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = queues.get(this.path) ?? Promise.resolve();
+    const deadline = Date.now() + this.#options.timeoutMs;
+    const run = previous.catch(() => {}).then(async () => {
+      const release = await this.#acquire(deadline);
+      try {
+        return await fn();
+      } finally {
+        await release();
+      }
+    });
+    const tail = run.catch(() => {});
+    queues.set(this.path, tail);
+    void tail.then(() => {
+      if (queues.get(this.path) === tail) queues.delete(this.path);
+    });
+    return run;
+  }
+
+  /** Takes the lock only if it is free (or stale) right now; `undefined` otherwise. */
+  async tryWithLock<T>(fn: () => Promise<T>): Promise<{ value: T } | undefined> {
+    if (queues.has(this.path)) return undefined;
+    let value: T | undefined;
+    try {
+      await this.withLockDeadline(Date.now(), async () => {
+        value = await fn();
+      });
+    } catch (error) {
+      if (error instanceof LockTimeoutError) return undefined;
+      throw error;
+    }
+    return { value: value as T };
+  }
+
+  private async withLockDeadline(deadline: number, fn: () => Promise<void>): Promise<void> {
+    const release = await this.#acquire(deadline);
+    try {
+      await fn();
+    } finally {
+      await release();
+    }
+  }
+
+  async #acquire(deadline: number): Promise<() => Promise<void>> {
+    const owner: Owner = { pid: process.pid, host: hostname(), token: randomBytes(12).toString('hex'), at: Date.now() };
+    const dir = dirname(this.path);
+    let delay = 2;
+    let holder: Owner | undefined;
+    for (;;) {
+      const temp = join(dir, `.tmp-${basename(this.path)}-${owner.token}`);
+      await fsp.writeFile(temp, JSON.stringify(owner), { mode: FILE_MODE, flag: 'wx' });
+      try {
+        await fsp.link(temp, this.path);
+        return this.#held(owner);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      } finally {
+        await fsp.unlink(temp).catch(() => {});
+      }
+      holder = await this.#takeOverIfStale();
+      if (!holder) continue; // it was stale (or vanished): try again at once
+      if (Date.now() >= deadline) {
+        throw new LockTimeoutError(
+          `timed out after ${this.#options.timeoutMs} ms waiting for the keystore lock ${this.path} (held by pid ${holder.pid} on ${holder.host})`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(0, deadline - Date.now()))));
+      delay = Math.min(delay * 2, 50) * (0.75 + Math.random() / 2);
+    }
+  }
+
+  /** Returns the live holder, or `undefined` after removing a stale lock (or finding none). */
+  async #takeOverIfStale(): Promise<Owner | undefined> {
+    let text: string;
+    let mtimeMs: number;
+    try {
+      text = await fsp.readFile(this.path, 'utf8');
+      mtimeMs = (await fsp.stat(this.path)).mtimeMs;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    const parsed = ownerSchema.safeParse(safeJson(text));
+    // The lock file is always written complete before it appears; garbage means someone else's file.
+    const seen: Owner = parsed.success ? parsed.data : { pid: -1, host: '?', token: '?', at: 0 };
+    const dead = parsed.success && seen.host === hostname() && !isAlive(seen.pid);
+    const expired = Date.now() - mtimeMs > this.#options.staleMs;
+    if (!dead && !expired) return seen;
+    const aside = `${this.path}.stale-${randomBytes(6).toString('hex')}`;
+    try {
+      await fsp.rename(this.path, aside);
+    } catch (error) {
+      if (isNotFound(error)) return undefined; // another waiter took it over first
+      throw error;
+    }
+    const taken = safeJson(await fsp.readFile(aside, 'utf8').catch(() => ''));
+    if (parsed.success && (taken as Owner | undefined)?.token !== seen.token) {
+      // Between our read and our rename a new holder took the lock: put its file back.
+      await fsp.link(aside, this.path).catch(() => {});
+      await fsp.unlink(aside).catch(() => {});
+      return seen;
+    }
+    await fsp.unlink(aside).catch(() => {});
+    return undefined;
+  }
+
+  #held(owner: Owner): () => Promise<void> {
+    // Refresh the mtime so that waiters on other hosts do not judge a long hold stale.
+    const every = Math.max(250, Math.floor(this.#options.staleMs / 3));
+    const timer = setInterval(() => {
+      const now = new Date();
+      fsp.utimes(this.path, now, now).catch(() => {});
+    }, every);
+    timer.unref();
+    return async () => {
+      clearInterval(timer);
+      // Remove the lock only if it is still ours (it could have been judged stale and taken over).
+      const current = safeJson(await fsp.readFile(this.path, 'utf8').catch(() => ''));
+      if ((current as Owner | undefined)?.token === owner.token) await fsp.unlink(this.path).catch(() => {});
+    };
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
