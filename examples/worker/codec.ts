@@ -1,0 +1,23 @@
+/**
+ * The one place the worker and the client build their payload codec. Both must use the same
+ * keystore and KEK; the namespace decides which keys encrypt.
+ *
+ * Environment:
+ *   TEMPORAL_NAMESPACE          the Temporal namespace (default: "default")
+ *   TEMPORAL_KEYRING_KEYSTORE   a data directory, file:URL or postgres:// URL (default ./.temporal-keyring)
+ *   TEMPORAL_KEYRING_KEK        the base64 KEK from `npx temporal-keyring keygen`
+ */
+// In your project: import { EncryptionCodec, openKeyring } from 'temporal-keyring';
+import { EncryptionCodec, openKeyring } from '../../src/index.ts';
+
+export const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
+
+export async function createCodec() {
+  const kek = process.env.TEMPORAL_KEYRING_KEK;
+  if (!kek) throw new Error('set TEMPORAL_KEYRING_KEK (generate one with: npx temporal-keyring keygen)');
+  const { keyring, close } = await openKeyring({
+    keystore: process.env.TEMPORAL_KEYRING_KEYSTORE ?? './.temporal-keyring',
+    kek: { type: 'base64', value: kek },
+  });
+  return { codec: new EncryptionCodec({ namespace, keys: keyring }), close };
+}

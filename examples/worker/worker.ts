@@ -1,0 +1,21 @@
+/** Run by hand next to a Temporal server: `npx tsx examples/worker/worker.ts`. */
+import { NativeConnection, Worker } from '@temporalio/worker';
+import * as activities from './activities.ts';
+import { createCodec, namespace } from './codec.ts';
+
+const { codec, close } = await createCodec();
+const connection = await NativeConnection.connect({ address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233' });
+const worker = await Worker.create({
+  connection,
+  namespace,
+  taskQueue: 'payments',
+  workflowsPath: new URL('./workflows.ts', import.meta.url).pathname,
+  activities,
+  dataConverter: { payloadCodecs: [codec] },
+});
+try {
+  await worker.run();
+} finally {
+  await connection.close();
+  await close();
+}
