@@ -1,0 +1,64 @@
+import { randomBytes } from 'node:crypto';
+import type { Payload } from '@temporalio/common';
+import { ManualClock } from '../../src/clock.ts';
+import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
+import { LocalKek } from '../../src/kek.ts';
+import { type KeyProvider, Keyring, type KeyringOptions, type ResolvedKey } from '../../src/keyring.ts';
+import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+
+export const utf8 = (s: string) => new TextEncoder().encode(s);
+export const text = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString('utf8') : undefined);
+
+/** A real Keyring over a MemoryKeystore with a LocalKek and a ManualClock, with namespaces created. */
+export async function keyringFixture(
+  namespaces: string[] = ['default'],
+  options: Partial<KeyringOptions> = {},
+) {
+  const clock = new ManualClock();
+  const store = new MemoryKeystore();
+  const kek = new LocalKek(randomBytes(32));
+  const keyring = await Keyring.open({ keystore: store, kek, clock, ...options });
+  for (const ns of namespaces) await keyring.createNamespace(ns);
+  const codec = (namespace = namespaces[0]!) => new EncryptionCodec({ namespace, keys: keyring });
+  return { clock, store, kek, keyring, codec };
+}
+
+/** Records what a codec asks of its key provider. */
+export class RecordingKeys implements KeyProvider {
+  readonly calls: string[] = [];
+  constructor(readonly inner: KeyProvider) {}
+  encryptionKey(namespace: string, count: number): Promise<ResolvedKey> {
+    this.calls.push(`encrypt ${namespace} ${count}`);
+    return this.inner.encryptionKey(namespace, count);
+  }
+  decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
+    this.calls.push(`decrypt ${namespace} ${version}`);
+    return this.inner.decryptionKey(namespace, version);
+  }
+}
+
+/** Fixed keys, as another system (or a test vector) would hold them. */
+export class StaticKeys implements KeyProvider {
+  constructor(
+    readonly keys: { namespace: string; version: number; material: Uint8Array }[],
+    readonly activeIndex = 0,
+  ) {}
+  async encryptionKey(): Promise<ResolvedKey> {
+    const k = this.keys[this.activeIndex]!;
+    return { ...k, keyId: `${k.namespace}/v${k.version}` };
+  }
+  async decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
+    const k = this.keys.find((x) => x.namespace === namespace && x.version === version);
+    if (!k) throw new Error(`no key ${namespace}/v${version}`);
+    return { ...k, keyId: `${k.namespace}/v${k.version}` };
+  }
+}
+
+/** True when `needle` occurs anywhere in `haystack`. */
+export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(haystack).indexOf(Buffer.from(needle)) !== -1;
+}
+
+export function jsonPayload(value: unknown): Payload {
+  return { metadata: { encoding: utf8('json/plain') }, data: utf8(JSON.stringify(value)) };
+}
