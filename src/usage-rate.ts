@@ -6,11 +6,12 @@ import type { UsageSample } from './keystore.ts';
  *
  * Pipeline position: `UsageMeter` reserves → keystore keeps samples → rates (this) → projection.
  *
- * Reservations come in blocks (up to a million encryptions each), so a short window that holds one
- * or two reservations says little: one block over a minute looks like a huge burst. A window's rate
- * therefore counts as measured only once it holds {@link MIN_SAMPLES_IN_WINDOW} reservations; the
- * error from block granularity is then at most about one block in that many, and it errs high
- * (reservations precede use), which moves rotation earlier, never later.
+ * Reservations come in blocks (up to a million encryptions each), so a window that holds only a
+ * few blocks says little: one block over a minute looks like a huge burst. A window's rate counts
+ * (`sufficient`) only when the encryptions reserved inside it are at least
+ * {@link MIN_BLOCKS_IN_WINDOW} times its largest block, and at least half of it has been observed.
+ * The granularity error is then about one block in ten either way. A window without reservations
+ * is not sufficient either: it says nothing about how fast the last block is being used.
  */
 
 export type RateWindow = '1m' | '1h' | '1d';
@@ -21,8 +22,8 @@ export const RATE_WINDOWS: Readonly<Record<RateWindow, number>> = Object.freeze(
   '1d': 24 * 60 * 60_000,
 });
 
-/** Reservations a window must hold for its rate to count. */
-export const MIN_SAMPLES_IN_WINDOW = 4;
+/** How many of its largest block a window's reservations must add up to for its rate to count. */
+export const MIN_BLOCKS_IN_WINDOW = 10;
 
 export interface WindowRate {
   window: RateWindow;
@@ -64,7 +65,13 @@ export function windowRate(samples: readonly UsageSample[], now: number, window:
   if (!first) return { window, perSecond: undefined, samples: 0, sufficient: false };
   // A version younger than the window is measured from its first reservation.
   const start = Math.max(now - length, first.at);
-  const inside = samples.filter((s) => s.at > start && s.at <= now).length;
+  let inside = 0;
+  let largest = 0;
+  samples.forEach((sample, i) => {
+    if (sample.at <= start || sample.at > now) return;
+    inside++;
+    largest = Math.max(largest, sample.reserved - (samples[i - 1]?.reserved ?? 0));
+  });
   const elapsed = now - start;
   if (elapsed <= 0) return { window, perSecond: undefined, samples: inside, sufficient: false };
   const delta = reservedAt(samples, now) - reservedAt(samples, start);
@@ -72,9 +79,8 @@ export function windowRate(samples: readonly UsageSample[], now: number, window:
     window,
     perSecond: (delta / elapsed) * 1000,
     samples: inside,
-    // Also require half the window to be observed, so a young version's first minutes do not
-    // stand for a whole day.
-    sufficient: inside >= MIN_SAMPLES_IN_WINDOW && elapsed >= length / 2,
+    // Half the window observed, so a young version's first minutes do not stand for a whole day.
+    sufficient: elapsed >= length / 2 && delta > 0 && delta >= MIN_BLOCKS_IN_WINDOW * largest,
   };
 }
 
