@@ -1,4 +1,4 @@
-import { KeystoreConflictError, KeystoreUnavailableError, isKeyringError } from '../errors.ts';
+import { isKeyringError, KeystoreConflictError, KeystoreUnavailableError } from '../errors.ts';
 
 /**
  * How the PostgreSQL keystore turns driver errors into the library's errors, and how it prints

@@ -1,8 +1,14 @@
-import pg from 'pg';
 import type { ConnectionOptions } from 'node:tls';
+import pg from 'pg';
 import { type Clock, systemClock } from '../clock.ts';
 import { InvalidOptionError, KeystoreConflictError, KeystoreCorruptError } from '../errors.ts';
-import { applyChange, KEY_STATES, type KeyState, type KeyVersion, type NamespaceChange } from '../key-version.ts';
+import {
+  applyChange,
+  KEY_STATES,
+  type KeyState,
+  type KeyVersion,
+  type NamespaceChange,
+} from '../key-version.ts';
 import {
   type KekInfo,
   type Keystore,
@@ -81,11 +87,18 @@ export class PostgresKeystore implements Keystore {
       keepAlive: true,
       application_name: 'temporal-keyring',
     };
-    this.#pool = new pg.Pool({ ...this.#clientConfig, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 });
+    this.#pool = new pg.Pool({
+      ...this.#clientConfig,
+      max: options.poolSize ?? 10,
+      idleTimeoutMillis: 30_000,
+    });
     // An idle connection that dies (server restart) is dropped from the pool; the next query opens
     // a new one. Without a handler the error would crash the process.
     this.#pool.on('error', (error) =>
-      this.#logger.warn({ err: { code: (error as { code?: string }).code } }, 'idle keystore connection lost'),
+      this.#logger.warn(
+        { err: { code: (error as { code?: string }).code } },
+        'idle keystore connection lost',
+      ),
     );
   }
 
@@ -138,19 +151,31 @@ export class PostgresKeystore implements Keystore {
       const before = new Map(current.map((v) => [v.version, v]));
       const changed = next.filter((v) => before.has(v.version) && !sameVersion(before.get(v.version)!, v));
       // Leave `active` before anything enters it, so the one-active index holds after every row.
-      changed.sort((a, b) => Number(before.get(b.version)!.state === 'active') - Number(before.get(a.version)!.state === 'active'));
+      changed.sort(
+        (a, b) =>
+          Number(before.get(b.version)!.state === 'active') -
+          Number(before.get(a.version)!.state === 'active'),
+      );
       for (const v of changed) {
         await client.query(
           `UPDATE temporal_keyring_key_versions
               SET state = $3, activated_at_ms = $4, deactivated_at_ms = $5, deprecated_at_ms = $6, destroyed_at_ms = $7
             WHERE namespace = $1 AND version = $2`,
-          [ns, v.version, v.state, v.activatedAt ?? null, v.deactivatedAt ?? null, v.deprecatedAt ?? null, v.destroyedAt ?? null],
-        );
-        if (v.state === 'destroyed') {
-          await client.query('DELETE FROM temporal_keyring_key_material WHERE namespace = $1 AND version = $2', [
+          [
             ns,
             v.version,
-          ]);
+            v.state,
+            v.activatedAt ?? null,
+            v.deactivatedAt ?? null,
+            v.deprecatedAt ?? null,
+            v.destroyedAt ?? null,
+          ],
+        );
+        if (v.state === 'destroyed') {
+          await client.query(
+            'DELETE FROM temporal_keyring_key_material WHERE namespace = $1 AND version = $2',
+            [ns, v.version],
+          );
         }
       }
       for (const v of next.filter((x) => !before.has(x.version))) {
@@ -179,19 +204,27 @@ export class PostgresKeystore implements Keystore {
     const row = rows[0];
     if (!row) return undefined;
     if (row.alg !== 'A256GCM') {
-      throw new KeystoreCorruptError(`key version ${version} of namespace "${namespace}" has unknown wrapping ${row.alg}`);
+      throw new KeystoreCorruptError(
+        `key version ${version} of namespace "${namespace}" has unknown wrapping ${row.alg}`,
+      );
     }
     return { kekId: row.kek_id, alg: 'A256GCM', ciphertext: new Uint8Array(row.ciphertext) };
   }
 
-  async rewrapMaterial(namespace: string, version: number, material: WrappedKey, expectedKekId: string): Promise<void> {
+  async rewrapMaterial(
+    namespace: string,
+    version: number,
+    material: WrappedKey,
+    expectedKekId: string,
+  ): Promise<void> {
     validateNamespace(namespace);
     const { rowCount } = await this.#query(
       `UPDATE temporal_keyring_key_material SET kek_id = $3, alg = $4, ciphertext = $5
         WHERE namespace = $1 AND version = $2 AND kek_id = $6`,
       [namespace, version, material.kekId, material.alg, Buffer.from(material.ciphertext), expectedKekId],
     );
-    if (rowCount !== 1) throw new KeystoreConflictError(`${namespace}/${version} is not wrapped with KEK ${expectedKekId}`);
+    if (rowCount !== 1)
+      throw new KeystoreConflictError(`${namespace}/${version} is not wrapped with KEK ${expectedKekId}`);
   }
 
   async getKekInfo(): Promise<KekInfo | undefined> {
@@ -204,9 +237,10 @@ export class PostgresKeystore implements Keystore {
       // jsonb equality ignores key order, so the comparison is by content.
       const { rowCount } =
         expected === undefined
-          ? await client.query('INSERT INTO temporal_keyring_kek_info (id, info) VALUES (true, $1) ON CONFLICT DO NOTHING', [
-              JSON.stringify(info),
-            ])
+          ? await client.query(
+              'INSERT INTO temporal_keyring_kek_info (id, info) VALUES (true, $1) ON CONFLICT DO NOTHING',
+              [JSON.stringify(info)],
+            )
           : await client.query('UPDATE temporal_keyring_kek_info SET info = $1 WHERE info = $2::jsonb', [
               JSON.stringify(info),
               JSON.stringify(expected),
@@ -236,7 +270,13 @@ export class PostgresKeystore implements Keystore {
     });
   }
 
-  async recordUsed(namespace: string, version: number, holder: string, used: number, at: number): Promise<void> {
+  async recordUsed(
+    namespace: string,
+    version: number,
+    holder: string,
+    used: number,
+    at: number,
+  ): Promise<void> {
     validateNamespace(namespace);
     validateCount('used', used);
     await this.#query(
@@ -294,12 +334,11 @@ export class PostgresKeystore implements Keystore {
   }
 
   /**
-   * Resolves once the change listener is connected (after {@link subscribe}). For tests and for
-   * startup code that wants pushes from the first moment.
+   * Waits for the change listener's connection attempt in progress (after {@link subscribe}) and
+   * tells whether it is listening. For tests, and for startup code that wants pushes from the start.
    */
   async whenListening(): Promise<boolean> {
-    await this.#listener?.start();
-    return this.#listener?.listening ?? false;
+    return (await this.#listener?.settled()) ?? false;
   }
 
   async ping(): Promise<void> {
@@ -379,7 +418,9 @@ interface VersionRow {
 
 function fromVersionRow(row: VersionRow): KeyVersion {
   if (!KEY_STATES.includes(row.state as KeyState)) {
-    throw new KeystoreCorruptError(`key version ${row.version} of namespace "${row.namespace}" has unknown state`);
+    throw new KeystoreCorruptError(
+      `key version ${row.version} of namespace "${row.namespace}" has unknown state`,
+    );
   }
   const v: KeyVersion = {
     namespace: row.namespace,
@@ -414,7 +455,12 @@ async function notify(client: pg.ClientBase, event: KeystoreEvent): Promise<void
  * The retention rules of `trimSamples` (keystore.ts), in SQL: keep the samples of the last 25 hours
  * plus the latest one before that, and at most {@link USAGE_SAMPLE_MAX}.
  */
-async function trimSamples(client: pg.ClientBase, namespace: string, version: number, now: number): Promise<void> {
+async function trimSamples(
+  client: pg.ClientBase,
+  namespace: string,
+  version: number,
+  now: number,
+): Promise<void> {
   const cutoff = now - USAGE_SAMPLE_RETENTION_MS;
   await client.query(
     `DELETE FROM temporal_keyring_usage_samples
@@ -450,7 +496,8 @@ async function readUsage(client: pg.ClientBase, namespace: string, version: numb
 }
 
 function validateCount(field: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new InvalidOptionError(field, 'must be a non-negative integer');
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new InvalidOptionError(field, 'must be a non-negative integer');
 }
 
 function validateOptions(options: PostgresKeystoreOptions): void {

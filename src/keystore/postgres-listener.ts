@@ -54,6 +54,12 @@ export class ChangeListener {
     return this.#connecting;
   }
 
+  /** Waits for a connection attempt in progress (if any); true when connected afterwards. */
+  async settled(): Promise<boolean> {
+    await this.#connecting;
+    return this.listening;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#cancelRetry?.();
@@ -88,7 +94,8 @@ export class ChangeListener {
       await client.connect();
       await client.query(`LISTEN ${CHANGES_CHANNEL}`);
     } catch (error) {
-      if (!isUnavailable(error)) this.#o.logger.error({ err: { code: (error as { code?: string }).code } }, 'LISTEN failed');
+      if (!isUnavailable(error))
+        this.#o.logger.error({ err: { code: (error as { code?: string }).code } }, 'LISTEN failed');
       onDrop(error);
       return;
     }
@@ -114,7 +121,8 @@ export class ChangeListener {
 
   async #catchUp(): Promise<void> {
     try {
-      for (const namespace of await this.#o.namespaces()) this.#o.emit({ type: 'namespace-changed', namespace });
+      for (const namespace of await this.#o.namespaces())
+        this.#o.emit({ type: 'namespace-changed', namespace });
       this.#o.emit({ type: 'kek-changed' });
     } catch {
       // The polling refresh covers it.

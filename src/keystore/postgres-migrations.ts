@@ -129,7 +129,10 @@ export async function migrate(client: pg.ClientBase): Promise<number[]> {
       const next = MIGRATIONS.find((m) => m.version === current + 1);
       if (next) {
         await client.query(next.sql);
-        await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)`, [next.version, next.name]);
+        await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)`, [
+          next.version,
+          next.name,
+        ]);
       }
       await client.query('COMMIT');
       if (!next) return applied;

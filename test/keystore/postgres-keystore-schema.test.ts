@@ -20,7 +20,11 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params?: unknown[]) {
+async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  url: string,
+  text: string,
+  params?: unknown[],
+) {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -35,12 +39,16 @@ describe('PostgresKeystore schema and migrations', () => {
     const url = await server.newDatabase('mig');
     for (let i = 0; i < 3; i++) await (await PostgresKeystore.open({ connectionString: url })).close();
     const { rows } = await sql(url, `SELECT version, name FROM ${MIGRATIONS_TABLE} ORDER BY version`);
-    expect(rows.map((r) => r.version)).toEqual(Array.from({ length: LATEST_SCHEMA_VERSION }, (_, i) => i + 1));
+    expect(rows.map((r) => r.version)).toEqual(
+      Array.from({ length: LATEST_SCHEMA_VERSION }, (_, i) => i + 1),
+    );
   });
 
   it('survives 5 keystores opening a fresh database at once', async () => {
     const url = await server.newDatabase('mig5');
-    const stores = await Promise.all(Array.from({ length: 5 }, () => PostgresKeystore.open({ connectionString: url })));
+    const stores = await Promise.all(
+      Array.from({ length: 5 }, () => PostgresKeystore.open({ connectionString: url })),
+    );
     await Promise.all(stores.map((s) => s.ping()));
     await Promise.all(stores.map((s) => s.close()));
     const { rows } = await sql(url, `SELECT count(*)::int AS n FROM ${MIGRATIONS_TABLE}`);
@@ -78,13 +86,19 @@ describe('PostgresKeystore schema and migrations', () => {
     const url = await server.newDatabase('active');
     const store = await PostgresKeystore.open({ connectionString: url });
     try {
-      await store.commit({ namespace: 'ns', at: T0, expectedLatestVersion: 0, add: { version: 1, state: 'active' } }, wrapped);
+      await store.commit(
+        { namespace: 'ns', at: T0, expectedLatestVersion: 0, add: { version: 1, state: 'active' } },
+        wrapped,
+      );
       const insert = `INSERT INTO temporal_keyring_key_versions (namespace, version, key_id, state, created_at_ms)
                       VALUES ('ns', 2, 'ns/v2', $1, 0)`;
       await expect(sql(url, insert, ['active'])).rejects.toMatchObject({ code: '23505' });
       await expect(sql(url, insert, ['bogus'])).rejects.toMatchObject({ code: '23514' });
       await expect(
-        sql(url, `UPDATE temporal_keyring_key_versions SET state = 'active' WHERE namespace = 'ns' AND version = 2`),
+        sql(
+          url,
+          `UPDATE temporal_keyring_key_versions SET state = 'active' WHERE namespace = 'ns' AND version = 2`,
+        ),
       ).resolves.toMatchObject({ rowCount: 0 });
       expect((await store.getVersions('ns')).map((v) => v.state)).toEqual(['active']);
     } finally {
@@ -100,7 +114,9 @@ describe('PostgresKeystore schema and migrations', () => {
       for (let h = 0; h <= 30; h++) await store.reserveUsage('ns', 1, 10, T0 + h * HOUR);
       const usage = await store.getUsage('ns', 1);
       expect(usage.reserved).toBe(310);
-      expect(usage.samples.map((s) => (s.at - T0) / HOUR)).toEqual(Array.from({ length: 27 }, (_, i) => i + 4));
+      expect(usage.samples.map((s) => (s.at - T0) / HOUR)).toEqual(
+        Array.from({ length: 27 }, (_, i) => i + 4),
+      );
       // Many samples within the window: capped at the most recent 10,000.
       await sql(
         url,
@@ -146,7 +162,9 @@ describe('PostgresKeystore schema and migrations', () => {
 
   it('fails to open with KeystoreUnavailableError and no password when nothing listens', async () => {
     const url = `postgres://app:hunter2hunter2@127.0.0.1:1/k`;
-    const error = await PostgresKeystore.open({ connectionString: url, connectTimeoutMs: 2_000 }).catch((e) => e);
+    const error = await PostgresKeystore.open({ connectionString: url, connectTimeoutMs: 2_000 }).catch(
+      (e) => e,
+    );
     expect(error).toMatchObject({ code: 'ERR_KEYSTORE_UNAVAILABLE' });
     expect(error.message).toContain('postgres://app:***@127.0.0.1:1/k');
     expect(error.message).not.toContain('hunter2');
