@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { DecryptionFailedError, InvalidOptionError, MalformedPayloadError } from '../../src/errors.ts';
+import { esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
+import { createFastEngine, FAST_FRAME_LENGTH, fastEngine } from '../../src/esdk/fast-engine.ts';
+import { parseHeader, serializeEncryptionContext } from '../../src/esdk/message-format.ts';
+
+const key: WrappingKey = {
+  providerId: PROVIDER_ID,
+  keyName: esdkKeyName('default', 1),
+  material: randomBytes(32),
+};
+
+async function failure(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a failure');
+}
+
+function isOpaque(error: unknown): boolean {
+  return error instanceof DecryptionFailedError || error instanceof MalformedPayloadError;
+}
+
+describe('fastEngine', () => {
+  it('round-trips and returns the context', async () => {
+    const context = { 'temporal-keyring:namespace': 'default', 'temporal-keyring:key-version': '1' };
+    for (const n of [0, 1, 1024, FAST_FRAME_LENGTH, FAST_FRAME_LENGTH + 1]) {
+      const plaintext = randomBytes(n);
+      const message = await fastEngine.encrypt(plaintext, key, context);
+      const out = await fastEngine.decrypt(message, key);
+      expect(Buffer.from(out.plaintext).equals(plaintext)).toBe(true);
+      expect(out.context).toEqual(context);
+    }
+  });
+
+  it('writes the header the spec describes: v2, suite 0x0478, one EDK named exactly by the key', async () => {
+    const message = Buffer.from(await fastEngine.encrypt(randomBytes(10), key, { b: '2', a: '1' }));
+    const header = parseHeader(message);
+    expect(message[0]).toBe(2);
+    expect(message.readUInt16BE(1)).toBe(0x0478);
+    expect(Buffer.from(header.providerId).toString()).toBe(PROVIDER_ID);
+    const info = Buffer.from(header.providerInfo);
+    const name = Buffer.from(key.keyName);
+    expect(info.subarray(0, name.length).equals(name)).toBe(true);
+    expect(info.readUInt32BE(name.length)).toBe(128);
+    expect(info.readUInt32BE(name.length + 4)).toBe(12);
+    expect(info.length).toBe(name.length + 20);
+    expect(header.encryptedDataKey.length).toBe(48);
+    expect(header.contentType).toBe(2);
+    expect(header.frameLength).toBe(FAST_FRAME_LENGTH);
+    // Context sorted by key bytes.
+    expect(Buffer.from(header.context).equals(serializeEncryptionContext({ a: '1', b: '2' }))).toBe(true);
+  });
+
+  it('draws randomness once per message and is deterministic given it', async () => {
+    const draws: number[] = [];
+    const fixed = randomBytes(76);
+    const engine = createFastEngine({
+      random: {
+        bytes: (n) => {
+          draws.push(n);
+          return Buffer.from(fixed);
+        },
+      },
+    });
+    const a = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
+    const b = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
+    expect(draws).toEqual([76, 76]);
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+  });
+
+  it('validates options and inputs up front, naming the field', async () => {
+    expect(() => createFastEngine({ frameLength: 0 })).toThrow(InvalidOptionError);
+    expect(() => createFastEngine({ frameLength: 2 ** 32 })).toThrow(/frameLength/);
+    await expect(
+      fastEngine.encrypt(Buffer.alloc(1), { ...key, material: randomBytes(16) }, {}),
+    ).rejects.toThrow(/key\.material/);
+    await expect(fastEngine.encrypt(Buffer.alloc(1), key, { 'aws-crypto-public-key': 'x' })).rejects.toThrow(
+      InvalidOptionError,
+    );
+    await expect(fastEngine.encrypt(Buffer.alloc(1), key, { bad: '\ud800' })).rejects.toThrow(/well-formed/);
+  });
+
+  it('classifies non-ESDK bytes as malformed and other versions or suites as opaque failures', async () => {
+    expect(await failure(fastEngine.decrypt(Buffer.from('{"not":"esdk"}'), key))).toBeInstanceOf(
+      MalformedPayloadError,
+    );
+    expect(await failure(fastEngine.decrypt(new Uint8Array(0), key))).toBeInstanceOf(MalformedPayloadError);
+    const message = Buffer.from(await fastEngine.encrypt(randomBytes(10), key, {}));
+    const v1 = Buffer.from(message);
+    v1[0] = 1;
+    expect(await failure(fastEngine.decrypt(v1, key))).toBeInstanceOf(DecryptionFailedError);
+    const otherSuite = Buffer.from(message);
+    otherSuite.writeUInt16BE(0x0578, 1);
+    expect(await failure(fastEngine.decrypt(otherSuite, key))).toBeInstanceOf(DecryptionFailedError);
+  });
+
+  it('refuses a message under another key, provider or key name (no prefix match)', async () => {
+    const message = await fastEngine.encrypt(randomBytes(10), key, {});
+    const others: WrappingKey[] = [
+      { ...key, material: randomBytes(32) },
+      { ...key, providerId: 'someone-else' },
+      { ...key, keyName: 'default/v' },
+      { ...key, keyName: 'default/v1/x' },
+    ];
+    for (const other of others) {
+      expect(await failure(fastEngine.decrypt(message, other))).toBeInstanceOf(DecryptionFailedError);
+    }
+    // Names without the trailing slash: `a/v1` must not open what `a/v10` wrote.
+    const v10 = { ...key, keyName: 'a/v10' };
+    const written = await fastEngine.encrypt(randomBytes(10), v10, {});
+    expect(await failure(fastEngine.decrypt(written, { ...v10, keyName: 'a/v1' }))).toBeInstanceOf(
+      DecryptionFailedError,
+    );
+  });
+
+  it('refuses more than one encrypted data key', async () => {
+    const message = Buffer.from(await fastEngine.encrypt(randomBytes(10), key, {}));
+    const countAt = 1 + 2 + 32 + 2; // empty context: AAD length 0, count right after
+    expect(message.readUInt16BE(countAt)).toBe(1);
+    message.writeUInt16BE(2, countAt);
+    expect(await failure(fastEngine.decrypt(message, key))).toBeInstanceOf(DecryptionFailedError);
+  });
+
+  it('refuses every truncation and any trailing byte', async () => {
+    const message = Buffer.from(
+      await createFastEngine({ frameLength: 8 }).encrypt(randomBytes(20), key, { a: 'b' }),
+    );
+    for (let length = 0; length < message.length; length++) {
+      expect(isOpaque(await failure(fastEngine.decrypt(message.subarray(0, length), key)))).toBe(true);
+    }
+    const longer = Buffer.concat([message, Buffer.from([0])]);
+    expect(await failure(fastEngine.decrypt(longer, key))).toBeInstanceOf(DecryptionFailedError);
+  });
+
+  it('rejects absurd claimed lengths without allocating them', async () => {
+    // A header claiming a 65535-byte context and 2^32-1 frames in a 60-byte message.
+    const message = Buffer.alloc(60, 0xff);
+    message[0] = 2;
+    message.writeUInt16BE(0x0478, 1);
+    expect(await failure(fastEngine.decrypt(message, key))).toBeInstanceOf(DecryptionFailedError);
+    const nonFramedHuge = Buffer.from(await fastEngine.encrypt(Buffer.alloc(0), key, {}));
+    expect(
+      isOpaque(await failure(fastEngine.decrypt(nonFramedHuge.subarray(0, nonFramedHuge.length - 1), key))),
+    ).toBe(true);
+  });
+
+  it('throws nothing but the two opaque errors on arbitrary bytes', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }),
+          fc.uint8Array({ maxLength: 400 }).map((tail) => Buffer.concat([Buffer.from([2, 4, 0x78]), tail])),
+        ),
+        async (bytes) => {
+          expect(isOpaque(await failure(fastEngine.decrypt(bytes, key)))).toBe(true);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('keeps a context key named __proto__ as plain data', async () => {
+    const context = JSON.parse('{"__proto__":"x","a":"b"}') as Record<string, string>;
+    const out = await fastEngine.decrypt(await fastEngine.encrypt(Buffer.alloc(1), key, context), key);
+    expect(Object.getPrototypeOf(out.context)).toBe(Object.prototype);
+    expect(Object.entries(out.context)).toEqual(Object.entries(context));
+  });
+});
