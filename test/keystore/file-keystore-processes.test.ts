@@ -1,0 +1,170 @@
+/**
+ * The file keystore across real processes: SIGKILL at random points, two rotators started at the
+ * same moment, a stale lock left by a killed holder, and a KEK rotation killed half-way.
+ */
+import { readdir, readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { generateKekBase64 } from '../../src/kek-source.ts';
+import { LocalKek } from '../../src/kek.ts';
+import { Keyring } from '../../src/keyring.ts';
+import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { spawnWorker } from './fixtures/spawn-worker.ts';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tk-file-proc-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Opens the store as a fresh process would and checks every invariant; returns versions seen. */
+async function verifyStore(kekBase64: string): Promise<number> {
+  const keystore = await FileKeystore.open({ dir, lockTimeoutMs: 20_000 });
+  try {
+    await keystore.check();
+    const keyring = await Keyring.open({
+      keystore,
+      kek: LocalKek.fromBase64(kekBase64),
+      allowDeprecatedDecrypt: true,
+      refreshIntervalMs: 3_600_000,
+    });
+    let seen = 0;
+    try {
+      for (const ns of await keystore.listNamespaces()) {
+        const versions = await keystore.getVersions(ns);
+        expect(versions.filter((v) => v.state === 'active'), ns).toHaveLength(1);
+        for (const v of versions) {
+          seen++;
+          if (v.state === 'destroyed') {
+            expect(await keystore.getMaterial(ns, v.version)).toBeUndefined();
+            continue;
+          }
+          const key = await keyring.decryptionKey(ns, v.version);
+          expect(key.material).toHaveLength(32);
+        }
+      }
+    } finally {
+      await keyring.close();
+    }
+    return seen;
+  } finally {
+    await keystore.close();
+  }
+}
+
+describe('FileKeystore across processes', () => {
+  it('survives SIGKILL at 30 random points of commits and rotations', async () => {
+    const kek = generateKekBase64();
+    let versionsSeen = 0;
+    for (let i = 0; i < 30; i++) {
+      // Half the kills come from outside at a random operation, half from inside at an exact
+      // durable-write step (temp written / synced / renamed / directory synced / unlinked).
+      const selfKill = i % 2 === 1;
+      const env: Record<string, string> = { DIR: dir, KEK: kek, SEED: String(1000 + i) };
+      if (selfKill) env.KILL_AT_STEP = String(1 + Math.floor(Math.random() * 120));
+      const worker = spawnWorker('churn', env, 30_000);
+      if (!selfKill) {
+        const target = 1 + Math.floor(Math.random() * 25);
+        await worker.waitFor((l) => l === `op ${target}` || l === 'op 400');
+        worker.kill();
+      }
+      const { code, signal, stderr } = await worker.exited;
+      expect({ code, signal, stderr }).toMatchObject({ signal: 'SIGKILL' });
+      versionsSeen = await verifyStore(kek);
+    }
+    expect(versionsSeen).toBeGreaterThan(3);
+  });
+
+  it('makes exactly one of two processes rotating at the same moment win', async () => {
+    const kek = generateKekBase64();
+    const keystore = await FileKeystore.open({ dir });
+    const keyring = await Keyring.open({ keystore, kek: LocalKek.fromBase64(kek) });
+    await keyring.createNamespace('race');
+    await keyring.close();
+    await keystore.close();
+
+    for (let round = 0; round < 3; round++) {
+      const signal = join(dir, `go-${round}`);
+      const workers = [0, 1].map(() => spawnWorker('rotate-on-signal', { DIR: dir, KEK: kek, SIGNAL: signal }, 30_000));
+      await Promise.all(workers.map((w) => w.waitFor((l) => l === 'ready')));
+      await writeFile(signal, 'go');
+      const results = await Promise.all(
+        workers.map(async (w) => JSON.parse(await w.waitFor((l) => l.startsWith('{'))) as { performed: boolean; version: number }),
+      );
+      for (const w of workers) expect((await w.exited).code).toBe(0);
+      expect(results.filter((r) => r.performed)).toHaveLength(1);
+      expect(results.map((r) => r.version)).toEqual([round + 2, round + 2]);
+      const store = await FileKeystore.open({ dir });
+      const versions = await store.getVersions('race');
+      expect(versions).toHaveLength(round + 2);
+      expect(versions.filter((v) => v.state === 'active').map((v) => v.version)).toEqual([round + 2]);
+      await store.close();
+    }
+  });
+
+  it('recovers the lock of a SIGKILLed holder, and times out on a live one', async () => {
+    const store = await FileKeystore.open({ dir, lockTimeoutMs: 200 });
+    const holder = spawnWorker('hold-lock', { DIR: dir }, 30_000);
+    await holder.waitFor((l) => l === 'holding');
+    await expect(store.reserveUsage('a', 1, 5, Date.now())).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    holder.kill();
+    expect((await holder.exited).signal).toBe('SIGKILL');
+    const patient = await FileKeystore.open({ dir, lockTimeoutMs: 10_000 });
+    expect((await patient.reserveUsage('a', 1, 5, Date.now())).reserved).toBe(5);
+    // The killed holder's half-written temp file is swept by the next open.
+    const again = await FileKeystore.open({ dir });
+    expect((await readdir(join(dir, 'usage', 'held'))).filter((f) => f.startsWith('.tmp-'))).toEqual([]);
+    await Promise.all([store.close(), patient.close(), again.close()]);
+  });
+
+  it('completes a KEK rotation killed half-way through 200 keys when run again', async () => {
+    const oldKek = generateKekBase64();
+    const newKek = generateKekBase64();
+    const keystore = await FileKeystore.open({ dir });
+    const keyring = await Keyring.open({ keystore, kek: LocalKek.fromBase64(oldKek) });
+    for (let n = 0; n < 50; n++) {
+      await keyring.createNamespace(`ns-${n}`);
+      for (let r = 0; r < 3; r++) await keyring.rotate(`ns-${n}`);
+    }
+    await keyring.close();
+
+    const first = spawnWorker('rekey', { DIR: dir, OLD_KEK: oldKek, NEW_KEK: newKek }, 30_000);
+    const target = 20 + Math.floor(Math.random() * 120);
+    let count = 0;
+    await first.waitFor((l) => l === 'rewrapped' && ++count === target);
+    first.kill();
+    expect((await first.exited).signal).toBe('SIGKILL');
+
+    const info = await keystore.getKekInfo();
+    expect(info?.rekey?.toKekId).toBe(LocalKek.fromBase64(newKek).id);
+    // Until the rotation completes, the old KEK is still accepted...
+    const withOld = await Keyring.open({ keystore, kek: LocalKek.fromBase64(oldKek) });
+    await withOld.close();
+
+    const second = spawnWorker('rekey', { DIR: dir, OLD_KEK: oldKek, NEW_KEK: newKek }, 30_000);
+    const done = await second.waitFor((l) => l.startsWith('done '));
+    expect((await second.exited).code).toBe(0);
+    const rewrapped = Number(done.slice(5));
+    expect(rewrapped).toBeGreaterThan(0);
+    expect(rewrapped).toBeLessThanOrEqual(200 - target + 1);
+
+    // ...and afterwards only the new one.
+    await expect(Keyring.open({ keystore, kek: LocalKek.fromBase64(oldKek) })).rejects.toMatchObject({
+      code: 'ERR_KEK_MISMATCH',
+    });
+    const withNew = await Keyring.open({ keystore, kek: LocalKek.fromBase64(newKek) });
+    const newId = LocalKek.fromBase64(newKek).id;
+    for (let n = 0; n < 50; n++) {
+      for (let v = 1; v <= 4; v++) {
+        expect((await keystore.getMaterial(`ns-${n}`, v))?.kekId).toBe(newId);
+        expect((await withNew.decryptionKey(`ns-${n}`, v)).material).toHaveLength(32);
+      }
+    }
+    expect(JSON.parse(await readFile(join(dir, 'kek.json'), 'utf8')).rekey).toBeUndefined();
+    await withNew.close();
+    await keystore.close();
+  });
+});
