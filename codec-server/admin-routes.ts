@@ -1,0 +1,93 @@
+import express, { type Request, type Response, Router } from 'express';
+import { z } from 'zod';
+import { KEY_STATES } from '../src/key-version.ts';
+import type { Keyring } from '../src/keyring.ts';
+import { validateNamespace } from '../src/namespace.ts';
+import type { Authenticator } from './auth/identity.ts';
+import type { ServerConfig } from './config.ts';
+import { HttpError, malformed } from './http-error.ts';
+import { contextOf, isLoopback } from './request-context.ts';
+
+/**
+ * Key administration over HTTP, mounted at `/admin`:
+ * - `GET  /admin/namespaces/{ns}/keys`: versions with state and usage;
+ * - `POST /admin/namespaces/{ns}/keys/rotate` `{"mode": "immediate" | "prepublish"}` (body optional);
+ * - `POST /admin/namespaces/{ns}/keys/{version}/state` `{"state": "inactive" | ...}`.
+ *
+ * Needs the `admin` permission on the namespace (JWT `<ns>:admin`, or a token with `admin`). In
+ * dev mode without auth, allowed from loopback addresses only.
+ */
+export function adminRouter(deps: { keyring: Keyring; auth: Authenticator; config: ServerConfig }): Router {
+  const { keyring, auth } = deps;
+  const router = Router();
+  const json = express.json({ limit: '16kb', strict: true, type: () => true });
+
+  async function authorize(req: Request, res: Response): Promise<string> {
+    contextOf(res).route = 'admin';
+    const identity = await auth.authenticate({ authorization: req.headers.authorization });
+    const namespace = validateNamespace(req.params.namespace);
+    const allowed =
+      identity.kind === 'anonymous' ? isLoopback(req.socket.remoteAddress) : identity.can(namespace, 'admin');
+    if (!allowed)
+      throw new HttpError(403, 'ERR_FORBIDDEN', `not allowed to administer keys of namespace "${namespace}"`);
+    contextOf(res).identity = identity;
+    return namespace;
+  }
+
+  async function body<T>(req: Request, res: Response, schema: z.ZodType<T>): Promise<T> {
+    const hasBody =
+      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody) {
+      if (!req.is('json'))
+        throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
+      await new Promise<void>((resolve, reject) =>
+        json(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      );
+    }
+    const parsed = schema.safeParse(hasBody ? req.body : {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw malformed(`${issue.path.join('.') || 'body'}: ${issue.message}`);
+    }
+    return parsed.data;
+  }
+
+  router.get('/namespaces/:namespace/keys', async (req: Request, res: Response) => {
+    const namespace = await authorize(req, res);
+    const versions = await keyring.versions(namespace);
+    const withUsage = await Promise.all(
+      versions.map(async (v) => {
+        const usage = await keyring.keystore.getUsage(namespace, v.version);
+        return { ...v, usage: { reserved: usage.reserved, used: usage.used } };
+      }),
+    );
+    res.json({ namespace, versions: withUsage });
+  });
+
+  const rotateBody = z.strictObject({ mode: z.enum(['immediate', 'prepublish']).default('immediate') });
+  router.post('/namespaces/:namespace/keys/rotate', async (req: Request, res: Response) => {
+    const namespace = await authorize(req, res);
+    const { mode } = await body(req, res, rotateBody);
+    const result = await keyring.rotate(namespace, { mode });
+    req.log?.info(
+      { namespace, mode, performed: result.performed, version: result.current.version },
+      'admin: rotate',
+    );
+    res.json(result);
+  });
+
+  const stateBody = z.strictObject({ state: z.enum(KEY_STATES as [string, ...string[]]) });
+  router.post('/namespaces/:namespace/keys/:version/state', async (req: Request, res: Response) => {
+    const namespace = await authorize(req, res);
+    const version = Number(req.params.version);
+    if (!/^[1-9][0-9]{0,15}$/.test(String(req.params.version)) || !Number.isSafeInteger(version)) {
+      throw malformed('version must be a positive integer');
+    }
+    const { state } = await body(req, res, stateBody);
+    const updated = await keyring.setState(namespace, version, state as (typeof KEY_STATES)[number]);
+    req.log?.info({ namespace, version, state }, 'admin: set state');
+    res.json(updated);
+  });
+
+  return router;
+}

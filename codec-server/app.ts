@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import type { Payload, PayloadCodec } from '@temporalio/common';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import pino from 'pino';
+import { pinoHttp } from 'pino-http';
+import { type Clock, systemClock } from '../src/clock.ts';
+import { EncryptionCodec, keyVersionOf } from '../src/codec/encryption-codec.ts';
+import { NamespaceMismatchError, NamespaceNotFoundError } from '../src/errors.ts';
+import type { EsdkEngine } from '../src/esdk/engine.ts';
+import { errorSummary, type Keyring } from '../src/keyring.ts';
+import { validateNamespace } from '../src/namespace.ts';
+import { adminRouter } from './admin-routes.ts';
+import { auditLogger, writeAudit } from './audit.ts';
+import { type Authenticator, createAuthenticator } from './auth/authenticator.ts';
+import type { ServerConfig } from './config.ts';
+import { corsMiddleware } from './cors.ts';
+import { toHttpError } from './error-mapping.ts';
+import { HttpError } from './http-error.ts';
+import { Metrics } from './metrics.ts';
+import { opsRouter } from './ops-routes.ts';
+import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
+import { contextOf } from './request-context.ts';
+
+/** A pino logger (the app uses `child` and pino-http); tests pass `pino({ level: 'silent' })`. */
+export type PinoLogger = pino.Logger;
+
+export interface AppDeps {
+  keyring: Keyring;
+  /** Validated with `parseServerConfig`. */
+  config: ServerConfig;
+  clock?: Clock;
+  logger?: PinoLogger;
+  /** Per app, so that tests are isolated. Default: a new {@link Metrics}. */
+  metrics?: Metrics;
+  /** Default: from `config.auth` (`createAuthenticator`). */
+  auth?: Authenticator;
+  /** ESDK engine of the codec. Default: the codec's default (`sdkEngine`). */
+  engine?: EsdkEngine;
+  /** Builds the codec of a namespace. Default: `new EncryptionCodec({ namespace, keys: keyring, engine })`. */
+  codecFor?: (namespace: string) => PayloadCodec;
+}
+
+type CodecOperation = 'encode' | 'decode';
+
+/**
+ * The codec server as an Express app: `POST [prefix][/{namespace}]/encode|decode` for the Temporal
+ * Web UI and CLI, `/healthz`, `/readyz`, `/metrics`, and the key admin API. A factory over its
+ * dependencies, so tests run it in-process on a loopback port.
+ *
+ * Order of checks on a codec request: CORS → authentication (401) → namespace (400) →
+ * authorization (403) → namespace has keys (404) → content type (415) → body (413, 400) → codec.
+ */
+export function createApp(deps: AppDeps): Express {
+  const { keyring, config } = deps;
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? pino({ level: 'silent' });
+  const metrics = deps.metrics ?? new Metrics();
+  const auth = deps.auth ?? createAuthenticator(config, clock);
+  const audit = auditLogger(logger);
+  const codecs = new Map<string, PayloadCodec>();
+  const codecFor =
+    deps.codecFor ??
+    ((namespace: string) => new EncryptionCodec({ namespace, keys: keyring, engine: deps.engine }));
+  const knownNamespaces = new Set<string>();
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  // CORS first: every answer, errors included, must carry the headers.
+  app.use(corsMiddleware(config.cors));
+  app.use(
+    pinoHttp({
+      logger,
+      genReqId: (req, res) => {
+        const incoming = req.headers['x-request-id'];
+        const id =
+          typeof incoming === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      // Only these fields: headers (Authorization!) and query strings are never logged.
+      serializers: {
+        req: (req: { id: unknown; method: string; url: string; remoteAddress?: string }) => ({
+          id: req.id,
+          method: req.method,
+          path: req.url.split('?')[0],
+          remoteAddress: req.remoteAddress,
+        }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+        // pino-http's own "failed with status code" error: its stack says nothing useful.
+        err: (err: { message?: string }) => ({ message: err.message }),
+      },
+      customLogLevel: (_req, res, err) =>
+        (err || res.statusCode >= 500) && res.statusCode !== 501
+          ? 'error'
+          : res.statusCode >= 400
+            ? 'warn'
+            : 'info',
+    }),
+  );
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const route = contextOf(res).route;
+      metrics.requests.inc({ route, method: res.req.method, status: String(res.statusCode) });
+      metrics.duration.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    next();
+  });
+
+  app.use(opsRouter({ keyring, config, metrics }));
+  if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config }));
+
+  const jsonBody = express.json({ limit: config.bodyLimit, strict: true, type: () => true });
+
+  const codecRoute = async (req: Request, res: Response, next: NextFunction) => {
+    const op = req.params.op;
+    if (op === 'download') {
+      contextOf(res).route = 'download';
+      throw new HttpError(
+        501,
+        'ERR_NOT_SUPPORTED',
+        'download is not supported: this codec server does not use external payload storage',
+      );
+    }
+    if (op !== 'encode' && op !== 'decode') return next();
+    const operation: CodecOperation = op;
+    const ctx = contextOf(res);
+    ctx.route = operation;
+    const requestId = String(req.id);
+    let inputCount = 0;
+    let keyVersions: number[] = [];
+    try {
+      ctx.identity = await auth.authenticate({ authorization: req.headers.authorization });
+      const namespace = namespaceOf(req);
+      ctx.namespace = namespace;
+      if (!ctx.identity.can(namespace, operation)) {
+        throw new HttpError(403, 'ERR_FORBIDDEN', `not allowed to ${operation} in namespace "${namespace}"`);
+      }
+      await requireKeys(namespace);
+      if (!req.is('json')) {
+        throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
+      }
+      await new Promise<void>((resolve, reject) =>
+        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      );
+      const input = parsePayloadsBody(req.body);
+      inputCount = input.length;
+      let codec = codecs.get(namespace);
+      if (!codec) {
+        codec = codecFor(namespace);
+        codecs.set(namespace, codec);
+      }
+      if (operation === 'decode') keyVersions = versionsOf(input);
+      const output = operation === 'encode' ? await codec.encode(input) : await codec.decode(input);
+      if (output.length !== input.length) throw new Error('codec returned a different number of payloads');
+      if (operation === 'encode') keyVersions = versionsOf(output);
+      for (const p of operation === 'encode' ? output : input) {
+        metrics.payloads.inc({ namespace, operation, key_version: String(keyVersionOf(p) ?? 'none') });
+      }
+      res.status(200).json(payloadsToBody(output));
+      writeAudit(audit, {
+        requestId,
+        operation,
+        identity: pick(ctx.identity),
+        namespace,
+        payloads: inputCount,
+        keyVersions,
+        outcome: 'ok',
+        status: 200,
+      });
+    } catch (error) {
+      const answer = toHttpError(error);
+      writeAudit(audit, {
+        requestId,
+        operation,
+        identity: ctx.identity && pick(ctx.identity),
+        namespace: ctx.namespace,
+        payloads: inputCount,
+        keyVersions,
+        outcome: 'error',
+        status: answer.status,
+        code: answer.body.code,
+      });
+      throw error;
+    }
+  };
+
+  const codecPaths = express.Router();
+  codecPaths.post('/:op', codecRoute);
+  codecPaths.post('/:namespace/:op', codecRoute);
+  app.use(config.pathPrefix || '/', codecPaths);
+
+  app.use((_req: Request, _res: Response) => {
+    throw new HttpError(
+      404,
+      'ERR_NOT_FOUND',
+      'not found: the codec endpoints are POST .../encode and POST .../decode',
+    );
+  });
+
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const answer = toHttpError(error);
+    metrics.errors.inc({ code: answer.body.code });
+    // Our messages are safe to log (src/errors.ts); nothing else from the error is.
+    if (answer.status >= 500) req.log?.error({ err: errorSummary(error) }, 'request failed');
+    if (res.headersSent) return;
+    res.status(answer.status).set(answer.headers).json(answer.body);
+  });
+
+  return app;
+
+  function namespaceOf(req: Request): string {
+    const fromPath = req.params.namespace;
+    const header = req.headers['x-namespace'];
+    const fromHeader = Array.isArray(header) ? header[0] : header;
+    if (fromPath !== undefined && fromHeader !== undefined && fromHeader !== '' && fromPath !== fromHeader) {
+      throw new NamespaceMismatchError(
+        `the namespace in the path ("${fromPath.slice(0, 64)}") and in X-Namespace ("${fromHeader.slice(0, 64)}") differ`,
+      );
+    }
+    const namespace = fromPath ?? fromHeader;
+    if (namespace === undefined || namespace === '') {
+      throw new HttpError(
+        400,
+        'ERR_NAMESPACE_REQUIRED',
+        'no namespace: send the X-Namespace header or use the path /{namespace}/encode|decode',
+      );
+    }
+    return validateNamespace(namespace);
+  }
+
+  async function requireKeys(namespace: string): Promise<void> {
+    // Dev mode creates namespaces on first use; elsewhere an unknown namespace is a clear 404.
+    if (config.dev || knownNamespaces.has(namespace)) return;
+    const versions = await keyring.versions(namespace);
+    if (versions.length === 0) throw new NamespaceNotFoundError(namespace);
+    knownNamespaces.add(namespace);
+  }
+}
+
+function versionsOf(payloads: readonly Payload[]): number[] {
+  const set = new Set<number>();
+  for (const p of payloads) {
+    const v = keyVersionOf(p);
+    if (v !== undefined) set.add(v);
+  }
+  return [...set].sort((a, b) => a - b);
+}
+
+function pick(identity: { kind: 'jwt' | 'token' | 'anonymous'; subject: string }) {
+  return { kind: identity.kind, subject: identity.subject };
+}

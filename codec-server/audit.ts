@@ -1,0 +1,29 @@
+import type { Logger } from '../src/logger.ts';
+import type { Identity } from './auth/identity.ts';
+
+/**
+ * One audit record per encode/decode request, on the logger child `{ channel: "audit" }`: who,
+ * which namespace, how many payloads, which key versions, and the outcome. Never payload content,
+ * never credentials.
+ */
+export interface AuditRecord {
+  requestId: string;
+  operation: 'encode' | 'decode';
+  identity: Pick<Identity, 'kind' | 'subject'> | undefined;
+  namespace: string | undefined;
+  payloads: number;
+  /** Versions named by the encrypted payloads (decode: the input; encode: the output), ascending. */
+  keyVersions: number[];
+  outcome: 'ok' | 'error';
+  status: number;
+  code?: string;
+}
+
+export function auditLogger(logger: Logger): Logger {
+  const child = (logger as Logger & { child?: (bindings: object) => Logger }).child;
+  return typeof child === 'function' ? child.call(logger, { channel: 'audit' }) : logger;
+}
+
+export function writeAudit(audit: Logger, record: AuditRecord): void {
+  audit.info({ audit: record }, `${record.operation} ${record.outcome}`);
+}

@@ -1,0 +1,24 @@
+import cors from 'cors';
+import type { RequestHandler } from 'express';
+import type { ServerConfig } from './config.ts';
+
+/** Request headers the Web UI and CLI send that a preflight must allow. */
+export const CORS_ALLOWED_HEADERS = ['content-type', 'x-namespace', 'authorization', 'authorization-extras'];
+
+/**
+ * CORS for the Web UI, which calls the codec server cross-origin and preflights every request.
+ * Origins match exactly (no wildcard, no suffix, never `null`); an unknown origin gets no
+ * `Access-Control-Allow-Origin` and the browser blocks the answer. Mounted before everything else so
+ * that error answers carry the headers too (otherwise the UI sees an opaque network error).
+ */
+export function corsMiddleware(config: ServerConfig['cors']): RequestHandler {
+  return cors({
+    // An array of strings: `cors` compares each with ===, and always adds `Vary: Origin`.
+    origin: [...config.origins],
+    methods: ['POST', 'OPTIONS'],
+    allowedHeaders: CORS_ALLOWED_HEADERS,
+    credentials: config.credentials,
+    maxAge: config.maxAgeSeconds,
+    optionsSuccessStatus: 204,
+  });
+}

@@ -1,0 +1,83 @@
+import { isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
+import { HttpError } from './http-error.ts';
+
+/**
+ * The one place where an error becomes an HTTP answer. Body: `{ "code": "...", "message": "..." }`.
+ * Messages of our errors never hold plaintext, keys or tokens (see src/errors.ts); anything else
+ * becomes an opaque 500 so that no stack trace or foreign message leaks.
+ */
+export interface HttpErrorAnswer {
+  status: number;
+  body: { code: string; message: string };
+  headers: Record<string, string>;
+}
+
+const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
+  ERR_INVALID_OPTION: 400,
+  ERR_INVALID_NAMESPACE: 400,
+  ERR_NAMESPACE_NOT_FOUND: 404,
+  ERR_NAMESPACE_EXISTS: 409,
+  ERR_INVALID_STATE_TRANSITION: 409,
+  ERR_KEYSTORE_CONFLICT: 409,
+  // Waiting helps: the keystore comes back, a lock frees, a rotation makes a fresh key.
+  ERR_KEYSTORE_UNAVAILABLE: 503,
+  ERR_LOCK_TIMEOUT: 503,
+  ERR_USAGE_RESERVATION_FAILED: 503,
+  ERR_USAGE_LIMIT_REACHED: 503,
+  ERR_NO_ACTIVE_KEY: 503,
+  // The server's own setup is broken: not the caller's fault.
+  ERR_KEK_MISMATCH: 500,
+  ERR_INVALID_KEK: 500,
+  ERR_KEYSTORE_CORRUPT: 500,
+};
+
+/** body-parser's error `type`s, as statuses and codes. */
+const BODY_PARSER: Record<string, { status: number; code: string; message: string }> = {
+  'entity.too.large': {
+    status: 413,
+    code: 'ERR_PAYLOAD_TOO_LARGE',
+    message: 'request body is larger than the limit',
+  },
+  'entity.parse.failed': {
+    status: 400,
+    code: 'ERR_MALFORMED_REQUEST',
+    message: 'request body is not valid JSON',
+  },
+  'encoding.unsupported': {
+    status: 415,
+    code: 'ERR_UNSUPPORTED_MEDIA_TYPE',
+    message: 'unsupported content encoding',
+  },
+  'charset.unsupported': {
+    status: 415,
+    code: 'ERR_UNSUPPORTED_MEDIA_TYPE',
+    message: 'unsupported charset (use utf-8)',
+  },
+  'request.aborted': { status: 400, code: 'ERR_MALFORMED_REQUEST', message: 'request aborted' },
+  'request.size.invalid': {
+    status: 400,
+    code: 'ERR_MALFORMED_REQUEST',
+    message: 'request size did not match content length',
+  },
+};
+
+export function toHttpError(error: unknown): HttpErrorAnswer {
+  if (error instanceof HttpError) {
+    return {
+      status: error.status,
+      body: { code: error.code, message: error.message },
+      headers: error.headers,
+    };
+  }
+  if (isKeyringError(error)) {
+    // Every other library error is about the request's payloads or keys: the caller's to fix.
+    const status = KEYRING_STATUS[error.code] ?? 400;
+    return { status, body: { code: error.code, message: error.message }, headers: {} };
+  }
+  const type = (error as { type?: unknown } | null)?.type;
+  if (typeof type === 'string' && BODY_PARSER[type]) {
+    const { status, code, message } = BODY_PARSER[type];
+    return { status, body: { code, message }, headers: {} };
+  }
+  return { status: 500, body: { code: 'ERR_INTERNAL', message: 'internal error' }, headers: {} };
+}

@@ -1,0 +1,21 @@
+import type { Response } from 'express';
+import type { Identity } from './auth/identity.ts';
+
+/** What a request accumulates on its way through the app (kept in `res.locals`). */
+export interface RequestContext {
+  /** Metrics label of the matched route. */
+  route: string;
+  identity?: Identity;
+  namespace?: string;
+}
+
+export function contextOf(res: Response): RequestContext {
+  const locals = res.locals as { ctx?: RequestContext };
+  locals.ctx ??= { route: 'not_found' };
+  return locals.ctx;
+}
+
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}

@@ -1,0 +1,241 @@
+import { type Command, Option } from 'commander';
+import pino from 'pino';
+import { resolveSettings, type SettingsFlags } from '../src/config/resolve-settings.ts';
+import { InvalidOptionError } from '../src/errors.ts';
+import type { EsdkEngine } from '../src/esdk/engine.ts';
+import { openKeyring } from '../src/open-keyring.ts';
+import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './config.ts';
+import { ensureDevKek } from './dev-kek.ts';
+import { type RunningServer, startServer } from './main.ts';
+
+/** Environment variables of the `serve` command (flags win over them; they win over the config file). */
+export const SERVE_ENV = {
+  host: 'TEMPORAL_KEYRING_HOST',
+  port: 'TEMPORAL_KEYRING_PORT',
+  pathPrefix: 'TEMPORAL_KEYRING_PATH_PREFIX',
+  bodyLimit: 'TEMPORAL_KEYRING_BODY_LIMIT',
+  corsOrigins: 'TEMPORAL_KEYRING_CORS_ORIGINS',
+  corsCredentials: 'TEMPORAL_KEYRING_CORS_CREDENTIALS',
+  tlsCert: 'TEMPORAL_KEYRING_TLS_CERT',
+  tlsKey: 'TEMPORAL_KEYRING_TLS_KEY',
+  tlsClientCa: 'TEMPORAL_KEYRING_TLS_CLIENT_CA',
+  dev: 'TEMPORAL_KEYRING_DEV',
+  engine: 'TEMPORAL_KEYRING_ENGINE',
+  logLevel: 'TEMPORAL_KEYRING_LOG_LEVEL',
+} as const;
+
+export interface ServeFlags {
+  dev?: boolean;
+  host?: string;
+  port?: string;
+  pathPrefix?: string;
+  bodyLimit?: string;
+  corsOrigin?: string[];
+  corsCredentials?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  engine?: string;
+  logLevel?: string;
+}
+
+/**
+ * Adds `serve` to the CLI: runs the codec server until SIGTERM or SIGINT. Keystore and KEK come
+ * from the CLI's global settings (`--config`, `--keystore`/`--data-dir`, `--kek-file`, env); the
+ * server section from flags > `TEMPORAL_KEYRING_*` env > the config file's `server` > defaults.
+ */
+export function registerServeCommand(program: Command): Command {
+  return program
+    .command('serve')
+    .description('run the codec server for the Temporal Web UI and CLI')
+    .option(
+      '--dev',
+      `development mode: no auth, dev CORS origins, generated KEK, namespaces created on first use (env ${SERVE_ENV.dev})`,
+    )
+    .option('--host <host>', `address to listen on (env ${SERVE_ENV.host}; default 127.0.0.1)`)
+    .option('--port <port>', `port to listen on, 0 for any (env ${SERVE_ENV.port}; default 8888)`)
+    .option(
+      '--path-prefix <prefix>',
+      `mount the codec routes under this path, e.g. /codec (env ${SERVE_ENV.pathPrefix})`,
+    )
+    .option(
+      '--body-limit <bytes>',
+      `largest request body in bytes, at least 4194304 (env ${SERVE_ENV.bodyLimit}; default 8388608)`,
+    )
+    .option(
+      '--cors-origin <origin...>',
+      `allowed Web UI origin, exact; repeatable (env ${SERVE_ENV.corsOrigins}, comma-separated)`,
+    )
+    .option('--cors-credentials', `allow cross-origin credentials (env ${SERVE_ENV.corsCredentials}=true)`)
+    .option('--tls-cert <file>', `TLS certificate chain, PEM (env ${SERVE_ENV.tlsCert})`)
+    .option('--tls-key <file>', `TLS private key, PEM (env ${SERVE_ENV.tlsKey})`)
+    .option(
+      '--tls-client-ca <file>',
+      `require client certificates signed by this CA, PEM: mutual TLS (env ${SERVE_ENV.tlsClientCa})`,
+    )
+    .addOption(
+      new Option('--engine <engine>', `ESDK engine (env ${SERVE_ENV.engine}; default sdk)`).choices([
+        'sdk',
+        'fast',
+      ]),
+    )
+    .addOption(
+      new Option('--log-level <level>', `log level (env ${SERVE_ENV.logLevel}; default info)`).choices([
+        'trace',
+        'debug',
+        'info',
+        'warn',
+        'error',
+        'fatal',
+        'silent',
+      ]),
+    )
+    .action(async (_flags: ServeFlags, command: Command) => {
+      const globals = command.optsWithGlobals() as SettingsFlags & ServeFlags;
+      const running = await runServe(globals, process.env);
+      const stop = (signal: string) => {
+        process.once(signal, () => process.exit(1)); // a second signal: stop now
+        running.close().then(
+          () => {
+            process.exitCode = 0;
+          },
+          () => {
+            process.exitCode = 1;
+          },
+        );
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+}
+
+/** What `serve` does, without the signal handling: for tests and embedding. */
+export async function runServe(
+  flags: SettingsFlags & ServeFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string = process.cwd(),
+): Promise<RunningServer> {
+  const settings = await resolveSettings(
+    {
+      config: flags.config,
+      keystore: flags.keystore,
+      dataDir: flags.dataDir,
+      kekFile: flags.kekFile,
+      kekPassphraseEnv: flags.kekPassphraseEnv,
+    },
+    env,
+    cwd,
+  );
+  const config = parseServerConfig(serverConfigInput(flags, env, settings.config.server));
+  const level = flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
+  const logger = pino({ level, base: { service: 'temporal-keyring' } });
+
+  let kek = settings.kek();
+  if (!kek) {
+    if (!config.dev || settings.keystore.kind !== 'file') {
+      throw new InvalidOptionError(
+        'kek',
+        'is required: set TEMPORAL_KEYRING_KEK (base64), TEMPORAL_KEYRING_KEK_FILE, --kek-file, or kek in the config file',
+      );
+    }
+    const dev = await ensureDevKek(settings.keystore.dir);
+    kek = { type: 'file', path: dev.path };
+    logger.warn(
+      { kekFile: dev.path, created: dev.created },
+      '!!! DEV MODE: using a generated KEK stored in a plain file. Development only: never protect real data with it !!!',
+    );
+  }
+  if (config.dev) {
+    if (config.auth.tokens.length === 0 && !config.auth.jwt) {
+      logger.warn(
+        {},
+        '!!! DEV MODE: NO AUTHENTICATION. Anyone who can reach this port can encrypt and decrypt !!!',
+      );
+    }
+    if (config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
+      logger.warn({ host: config.host }, '!!! DEV MODE listening beyond loopback !!!');
+    }
+  }
+
+  const engineName = flags.engine ?? env[SERVE_ENV.engine] ?? 'sdk';
+  const engine = await loadEngine(engineName);
+  const opened = await openKeyring({
+    keystore: settings.keystore.kind === 'file' ? settings.keystore.dir : settings.keystore.connectionString,
+    kek,
+    logger,
+    createNamespacesOnFirstUse: config.dev,
+    allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
+  });
+  try {
+    return await startServer({ config, keyring: opened.keyring, closeKeyring: opened.close, logger, engine });
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
+}
+
+async function loadEngine(name: string): Promise<EsdkEngine> {
+  if (name === 'sdk') return (await import('../src/esdk/sdk-engine.ts')).sdkEngine;
+  if (name === 'fast') return (await import('../src/esdk/fast-engine.ts')).fastEngine;
+  throw new InvalidOptionError('--engine', 'must be sdk or fast');
+}
+
+/** The server section as flags > env > config file give it, before validation. */
+export function serverConfigInput(
+  flags: ServeFlags,
+  env: NodeJS.ProcessEnv,
+  fromFile: Record<string, unknown> | undefined,
+): ServerConfigInput {
+  const input = structuredClone(fromFile ?? {}) as Record<string, unknown> & ServerConfigInput;
+  const pick = (flag: string | undefined, name: string) => flag ?? (env[name] === '' ? undefined : env[name]);
+
+  const host = pick(flags.host, SERVE_ENV.host);
+  if (host !== undefined) input.host = host;
+  const port = pick(flags.port, SERVE_ENV.port);
+  if (port !== undefined) input.port = integer(port, flags.port !== undefined ? '--port' : SERVE_ENV.port);
+  const prefix = pick(flags.pathPrefix, SERVE_ENV.pathPrefix);
+  if (prefix !== undefined) input.pathPrefix = prefix;
+  const limit = pick(flags.bodyLimit, SERVE_ENV.bodyLimit);
+  if (limit !== undefined)
+    input.bodyLimit = integer(limit, flags.bodyLimit !== undefined ? '--body-limit' : SERVE_ENV.bodyLimit);
+
+  const cors = { ...(input.cors ?? {}) } as NonNullable<ServerConfigInput['cors']>;
+  const origins =
+    flags.corsOrigin ??
+    env[SERVE_ENV.corsOrigins]
+      ?.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean);
+  if (origins && origins.length > 0) cors.origins = origins;
+  const credentials =
+    flags.corsCredentials ?? bool(env[SERVE_ENV.corsCredentials], SERVE_ENV.corsCredentials);
+  if (credentials !== undefined) cors.credentials = credentials;
+  input.cors = cors;
+
+  const cert = pick(flags.tlsCert, SERVE_ENV.tlsCert);
+  const key = pick(flags.tlsKey, SERVE_ENV.tlsKey);
+  const clientCa = pick(flags.tlsClientCa, SERVE_ENV.tlsClientCa);
+  if (cert !== undefined || key !== undefined || clientCa !== undefined) {
+    const tls = { ...(input.tls ?? {}) } as Partial<NonNullable<ServerConfig['tls']>>;
+    if (cert !== undefined) tls.cert = cert;
+    if (key !== undefined) tls.key = key;
+    if (clientCa !== undefined) tls.clientCa = clientCa;
+    input.tls = tls as NonNullable<ServerConfig['tls']>;
+  }
+  const dev = flags.dev ?? bool(env[SERVE_ENV.dev], SERVE_ENV.dev);
+  if (dev !== undefined) input.dev = dev;
+  return input;
+}
+
+function integer(text: string, field: string): number {
+  if (!/^[0-9]{1,10}$/.test(text.trim()))
+    throw new InvalidOptionError(field, `must be a whole number, got ${JSON.stringify(text.slice(0, 32))}`);
+  return Number(text.trim());
+}
+
+function bool(text: string | undefined, field: string): boolean | undefined {
+  if (text === undefined || text === '') return undefined;
+  if (/^(1|true|yes|on)$/i.test(text)) return true;
+  if (/^(0|false|no|off)$/i.test(text)) return false;
+  throw new InvalidOptionError(field, 'must be true or false');
+}

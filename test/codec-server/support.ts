@@ -1,0 +1,96 @@
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { type AppDeps, createApp } from '../../codec-server/app.ts';
+import { parseServerConfig, type ServerConfigInput } from '../../codec-server/config.ts';
+import { Metrics } from '../../codec-server/metrics.ts';
+import { ManualClock } from '../../src/clock.ts';
+import { LocalKek } from '../../src/kek.ts';
+import { Keyring } from '../../src/keyring.ts';
+import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+
+/** A codec server in-process on a loopback port, over a MemoryKeystore, with captured logs. */
+export interface TestServer {
+  url: string;
+  keyring: Keyring;
+  keystore: MemoryKeystore;
+  metrics: Metrics;
+  clock: ManualClock;
+  /** Every log line written so far, parsed. */
+  logs: Record<string, unknown>[];
+  /** Raw log text, to check that secrets never appear. */
+  rawLogs(): string;
+  close(): Promise<void>;
+}
+
+export const TEST_KEK = new LocalKek(Buffer.alloc(32, 7));
+
+export async function startTestServer(
+  configInput: ServerConfigInput,
+  options: {
+    namespaces?: string[];
+    clock?: ManualClock;
+    deps?: Partial<AppDeps>;
+    keystore?: MemoryKeystore;
+  } = {},
+): Promise<TestServer> {
+  const clock = options.clock ?? new ManualClock(Date.UTC(2026, 0, 1));
+  const keystore = options.keystore ?? new MemoryKeystore();
+  const config = parseServerConfig(configInput);
+  const keyring = await Keyring.open({
+    keystore,
+    kek: TEST_KEK,
+    clock,
+    createNamespacesOnFirstUse: config.dev,
+  });
+  for (const ns of options.namespaces ?? ['default']) await keyring.createNamespace(ns);
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const logger = pino({ level: 'debug' }, sink);
+  const metrics = new Metrics();
+  const app = createApp({ keyring, config, clock, logger, metrics, ...options.deps });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    keyring,
+    keystore,
+    metrics,
+    clock,
+    get logs() {
+      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    rawLogs: () => lines.join('\n'),
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await keyring.close();
+    },
+  };
+}
+
+export const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+export const unb64 = (text: string) => Buffer.from(text, 'base64').toString('utf8');
+
+/** A payload exactly as the Web UI builds it for /encode. */
+export function uiJsonPayload(value: unknown): { metadata: { encoding: string }; data: string } {
+  return { metadata: { encoding: b64('json/plain') }, data: b64(JSON.stringify(value)) };
+}
+
+export async function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
