@@ -8,7 +8,7 @@ import {
 } from '../errors.ts';
 import type { EsdkEngine, WrappingKey } from '../esdk/engine.ts';
 import { esdkKeyName, PROVIDER_ID } from '../esdk/engine.ts';
-import { sdkEngine } from '../esdk/sdk-engine.ts';
+import { fastEngine } from '../esdk/fast-engine.ts';
 import type { KeyProvider, ResolvedKey } from '../keyring.ts';
 import { isValidNamespace, validateNamespace } from '../namespace.ts';
 import {
@@ -31,7 +31,10 @@ export interface EncryptionCodecOptions {
   namespace: string;
   /** Where keys come from: usually a `Keyring`. */
   keys: KeyProvider;
-  /** How ESDK messages are written and read. Default: the AWS Encryption SDK itself (`sdkEngine`). */
+  /**
+   * How ESDK messages are written and read. Default: `fastEngine` (node:crypto, the same bytes as the
+   * AWS Encryption SDK, verified by test/esdk/differential.test.ts); `sdkEngine` is the SDK itself.
+   */
   engine?: EsdkEngine;
 }
 
@@ -71,7 +74,7 @@ export class EncryptionCodec implements PayloadCodec {
     }
     this.#keys = keys;
     // The one place the default engine is chosen.
-    this.#engine = engine ?? sdkEngine;
+    this.#engine = engine ?? fastEngine;
   }
 
   /** Name of the engine in use (`sdk` or `fast`), for logs. */
@@ -127,16 +130,17 @@ export class EncryptionCodec implements PayloadCodec {
     }
     const { plaintext, context } = await this.#engine.decrypt(data, wrappingKeyOf(key));
     const expected = encryptionContextOf(this.namespace, key.version);
-    if (context[CONTEXT_NAMESPACE] !== expected[CONTEXT_NAMESPACE]) {
+    const boundTo = context[CONTEXT_NAMESPACE];
+    if (boundTo !== undefined && boundTo !== expected[CONTEXT_NAMESPACE]) {
       throw new NamespaceMismatchError(
         `the payload is bound to another namespace than "${this.namespace}" (its encryption context differs)`,
       );
     }
-    const names = Object.keys(context);
+    // Exactly our two keys with our two values: nothing missing, nothing added.
     if (
-      names.length !== 2 ||
-      context[CONTEXT_KEY_VERSION] !== expected[CONTEXT_KEY_VERSION] ||
-      !names.includes(CONTEXT_NAMESPACE)
+      Object.keys(context).length !== 2 ||
+      boundTo === undefined ||
+      context[CONTEXT_KEY_VERSION] !== expected[CONTEXT_KEY_VERSION]
     ) {
       throw new DecryptionFailedError();
     }

@@ -365,7 +365,7 @@ describe('EncryptionCodec', () => {
       /^engine: /,
     );
     expect(() => new EncryptionCodec(undefined as never)).toThrow(/^options: /);
-    expect(new EncryptionCodec({ namespace: 'default', keys: keyring }).engineName).toBe('sdk');
+    expect(new EncryptionCodec({ namespace: 'default', keys: keyring }).engineName).toBe('fast');
     await keyring.close();
   });
 
