@@ -204,9 +204,12 @@ describe('EncryptionCodec', () => {
 
     clock.set(Date.UTC(2026, 4, 17, 12, 30));
     await keyring.setState('default', 1, 'destroyed');
-    const error = await codec()
+    const error = (await codec()
       .decode(old)
-      .catch((e: unknown) => e as KeyringError & { destroyedAt?: number });
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as KeyringError & { destroyedAt?: number };
     expect(error.code).toBe('ERR_KEY_VERSION_DESTROYED');
     expect(error.destroyedAt).toBe(Date.UTC(2026, 4, 17, 12, 30));
     expect(error.message).toContain('2026-05-17T12:30:00.000Z');

@@ -116,14 +116,15 @@ describe('interop with the bare AWS Encryption SDK', () => {
     expect(await codeOf(codec('orders').decode([await withContext({ [ns]: 'payments', [ver]: '1' })]))).toBe(
       'ERR_NAMESPACE_MISMATCH',
     );
-    for (const context of [
+    const contexts: Record<string, string>[] = [
       { [ns]: 'orders', [ver]: '2' },
       { [ns]: 'orders', [ver]: '01' },
       { [ns]: 'orders' },
       { [ver]: '1' },
       {},
       { [ns]: 'orders', [ver]: '1', tenant: 'acme' },
-    ]) {
+    ];
+    for (const context of contexts) {
       expect(await codeOf(codec('orders').decode([await withContext(context)]))).toBe(
         'ERR_DECRYPTION_FAILED',
       );
