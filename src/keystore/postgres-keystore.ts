@@ -503,7 +503,7 @@ function validateCount(field: string, value: number): void {
 function validateOptions(options: PostgresKeystoreOptions): void {
   if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
   const { connectionString } = options;
-  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\//.test(connectionString)) {
+  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\//i.test(connectionString)) {
     throw new InvalidOptionError('connectionString', 'must be a postgres:// or postgresql:// URL');
   }
   try {

