@@ -1,0 +1,90 @@
+import type { Command } from 'commander';
+import { ENV, type ResolvedSettings, resolveSettings, type SettingsFlags } from '../config/resolve-settings.ts';
+import { InvalidOptionError } from '../errors.ts';
+import type { Keystore } from '../keystore.ts';
+import { type KekInput, type OpenedKeyring, type OpenKeyringOptions, openKeyring } from '../open-keyring.ts';
+import { openKeystore } from '../open-keystore.ts';
+
+/**
+ * What every command shares: the global flags, the settings they resolve to (flags > env >
+ * config > defaults), and the keyring or keystore those settings name. Commands registered by
+ * other modules (`serve`, `keys status`, `rotator`) use these too, so that every command reads
+ * configuration the same way.
+ */
+
+/** The global flags of a command (commander keeps them on the root program). */
+export function globalFlags(command: Command): SettingsFlags {
+  const o = command.optsWithGlobals() as Record<string, unknown>;
+  const pick = (key: keyof SettingsFlags) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
+  return {
+    config: pick('config'),
+    keystore: pick('keystore'),
+    dataDir: pick('dataDir'),
+    kekFile: pick('kekFile'),
+    kekPassphraseEnv: pick('kekPassphraseEnv'),
+  };
+}
+
+/** The settings of a command's invocation. */
+export function settingsOf(command: Command): Promise<ResolvedSettings> {
+  return resolveSettings(globalFlags(command));
+}
+
+/** The KEK the settings name, or a usage error that says every way to give one. */
+export function requireKek(settings: ResolvedSettings): KekInput {
+  const kek = settings.kek();
+  if (!kek) {
+    throw new InvalidOptionError(
+      'kek',
+      `no KEK given: set ${ENV.kek} (base64) or ${ENV.kekFile}, pass --kek-file or --kek-passphrase-env, or set "kek" in the config file (generate a KEK with: temporal-keyring keygen)`,
+    );
+  }
+  return kek;
+}
+
+/**
+ * Opens the keyring the settings name. The CLI does not encrypt, so it meters nothing by default;
+ * `allowDeprecatedDecrypt` follows the config file.
+ */
+export function openFromSettings(
+  settings: ResolvedSettings,
+  overrides: Partial<OpenKeyringOptions> = {},
+): Promise<OpenedKeyring> {
+  const location = settings.keystore;
+  return openKeyring({
+    keystore: location.kind === 'file' ? location.dir : location.connectionString,
+    kek: requireKek(settings),
+    meter: false,
+    allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
+    ...overrides,
+  });
+}
+
+/** Runs `fn` with the keyring of a command's settings, and closes it afterwards. */
+export async function withKeyring<T>(
+  command: Command,
+  fn: (opened: OpenedKeyring, settings: ResolvedSettings) => Promise<T>,
+  overrides?: Partial<OpenKeyringOptions>,
+): Promise<T> {
+  const settings = await settingsOf(command);
+  const opened = await openFromSettings(settings, overrides);
+  try {
+    return await fn(opened, settings);
+  } finally {
+    await opened.close();
+  }
+}
+
+/** Runs `fn` with the keystore alone (metadata needs no KEK), and closes it afterwards. */
+export async function withKeystore<T>(
+  command: Command,
+  fn: (keystore: Keystore, settings: ResolvedSettings) => Promise<T>,
+): Promise<T> {
+  const settings = await settingsOf(command);
+  const keystore = await openKeystore(settings.keystore);
+  try {
+    return await fn(keystore, settings);
+  } finally {
+    await keystore.close();
+  }
+}

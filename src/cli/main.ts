@@ -1,0 +1,10 @@
+/**
+ * Entry point of the `temporal-keyring` executable (bin/temporal-keyring.js loads it through tsx;
+ * `npm run cli -- <args>` and `tsx src/cli/main.ts <args>` work too).
+ */
+import { run } from './program.ts';
+
+const code = await run(process.argv);
+// Long-running commands (serve, rotator) keep the process alive on their own and set exitCode when
+// they stop; everything else is done here.
+if (code !== 0) process.exitCode = code;

@@ -1,0 +1,170 @@
+import type { ConnectionOptions } from 'node:tls';
+import { type Clock, systemClock } from './clock.ts';
+import { DEFAULT_DATA_DIR, type KeystoreLocation, parseKeystoreLocation } from './config/keystore-location.ts';
+import type { EncryptionMeter } from './encryption-meter.ts';
+import { InvalidOptionError } from './errors.ts';
+import type { KeyEncryptionKey } from './kek.ts';
+import { type KekSource, kekFromPassphrase, loadKek } from './kek-source.ts';
+import { Keyring } from './keyring.ts';
+import type { Keystore } from './keystore.ts';
+import { type Logger, silentLogger } from './logger.ts';
+import { openKeystore } from './open-keystore.ts';
+import { type RandomSource, systemRandom } from './random.ts';
+import { UsageMeter } from './usage-meter.ts';
+
+/**
+ * A KEK as `openKeyring` takes it: a ready {@link KeyEncryptionKey}, or a source to load one from.
+ * A passphrase may come without its salt: the salt is the keystore's (created with it).
+ */
+export type KekInput =
+  | KeyEncryptionKey
+  | KekSource
+  | { type: 'passphrase'; passphrase: string; salt?: Uint8Array };
+
+export interface OpenKeyringOptions {
+  /**
+   * Where keys are stored: a directory path, a `file:` URL, a `postgres://` / `postgresql://` URL,
+   * or an open {@link Keystore} (which `close()` then leaves open). Default: the directory in
+   * `TEMPORAL_KEYRING_DATA_DIR`, else `./.temporal-keyring`.
+   */
+  keystore?: string | Keystore;
+  /** The KEK that wraps every key. Required. */
+  kek: KekInput;
+  /** Further KEKs accepted for unwrapping (to finish an interrupted KEK rotation). */
+  previousKeks?: KekInput[];
+  clock?: Clock;
+  random?: RandomSource;
+  logger?: Logger;
+  /**
+   * Encryption counting: `'default'` (a {@link UsageMeter} on the keystore: what rotation by
+   * measured usage needs), `false` (off), or your own meter. Default `'default'`.
+   */
+  meter?: 'default' | false | EncryptionMeter;
+  /** Create a namespace's first key when it is first used. Dev mode only. Default false. */
+  createNamespacesOnFirstUse?: boolean;
+  /** Let deprecated versions decrypt: `true` for every namespace, or a predicate. Default false. */
+  allowDeprecatedDecrypt?: boolean | ((namespace: string) => boolean);
+  /** How often cached key metadata is re-read. Default 30 s. */
+  refreshIntervalMs?: number;
+  /** File keystore: how long to wait for its lock. Default: the file keystore's. */
+  lockTimeoutMs?: number;
+  /** PostgreSQL keystore: TLS options passed to `pg` (or put `sslmode` in the URL). */
+  ssl?: boolean | ConnectionOptions;
+}
+
+export interface OpenedKeyring {
+  keyring: Keyring;
+  keystore: Keystore;
+  /** Flushes the meter, stops timers, forgets keys, and closes the keystore if it was opened here. */
+  close(): Promise<void>;
+}
+
+/**
+ * The factory applications call: opens the keystore a location names, loads and checks the KEK,
+ * wires a usage meter, and returns a ready {@link Keyring}.
+ *
+ * ```ts
+ * const { keyring, close } = await openKeyring({
+ *   keystore: process.env.TEMPORAL_KEYRING_DATA_DIR,
+ *   kek: { type: 'base64', value: process.env.TEMPORAL_KEYRING_KEK! },
+ * });
+ * const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
+ * ```
+ *
+ * Pipeline position: application → `openKeyring` (this) → `Keyring` over a `Keystore`.
+ */
+export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKeyring> {
+  const location = validateOptions(options);
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  const random = options.random ?? systemRandom;
+  const owned = location !== undefined;
+  const keystore =
+    location === undefined
+      ? (options.keystore as Keystore)
+      : await openKeystore(location, { clock, logger, lockTimeoutMs: options.lockTimeoutMs, ssl: options.ssl });
+  let meter: EncryptionMeter | undefined;
+  try {
+    const kek = await resolveKek(options.kek, keystore, random, 'kek');
+    const previousKeks = await Promise.all(
+      (options.previousKeks ?? []).map((k, i) => resolveKek(k, keystore, random, `previousKeks.${i}`)),
+    );
+    const chosen = options.meter ?? 'default';
+    meter = chosen === 'default' ? new UsageMeter({ keystore, clock, logger }) : chosen === false ? undefined : chosen;
+    const keyring = await Keyring.open({
+      keystore,
+      kek,
+      previousKeks,
+      clock,
+      random,
+      logger,
+      meter,
+      createNamespacesOnFirstUse: options.createNamespacesOnFirstUse,
+      allowDeprecatedDecrypt: options.allowDeprecatedDecrypt,
+      refreshIntervalMs: options.refreshIntervalMs,
+    });
+    let closed: Promise<void> | undefined;
+    return {
+      keyring,
+      keystore,
+      close: () => {
+        closed ??= (async () => {
+          await keyring.close();
+          if (owned) await keystore.close();
+        })();
+        return closed;
+      },
+    };
+  } catch (error) {
+    await meter?.close().catch(() => {});
+    if (owned) await keystore.close().catch(() => {});
+    throw error;
+  }
+}
+
+function validateOptions(options: OpenKeyringOptions): KeystoreLocation | undefined {
+  if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
+  if (!options.kek) {
+    throw new InvalidOptionError(
+      'kek',
+      'is required: a base64 KEK (TEMPORAL_KEYRING_KEK; generate one with: temporal-keyring keygen), a KEK file or a passphrase',
+    );
+  }
+  const meter = options.meter;
+  if (meter !== undefined && meter !== 'default' && meter !== false && typeof meter?.spend !== 'function') {
+    throw new InvalidOptionError('meter', "must be 'default', false or an EncryptionMeter");
+  }
+  if (options.lockTimeoutMs !== undefined && !(Number.isFinite(options.lockTimeoutMs) && options.lockTimeoutMs >= 0)) {
+    throw new InvalidOptionError('lockTimeoutMs', 'must be a non-negative number of milliseconds');
+  }
+  const store = options.keystore;
+  if (store !== undefined && typeof store !== 'string') {
+    if (typeof store?.getVersions !== 'function') {
+      throw new InvalidOptionError('keystore', 'must be a location string or a Keystore');
+    }
+    return undefined;
+  }
+  const text = store ?? (process.env.TEMPORAL_KEYRING_DATA_DIR || DEFAULT_DATA_DIR);
+  return parseKeystoreLocation(text);
+}
+
+function isKeyEncryptionKey(kek: KekInput): kek is KeyEncryptionKey {
+  return typeof (kek as KeyEncryptionKey).wrap === 'function' && typeof (kek as KeyEncryptionKey).id === 'string';
+}
+
+async function resolveKek(
+  kek: KekInput,
+  keystore: Keystore,
+  random: RandomSource,
+  field: string,
+): Promise<KeyEncryptionKey> {
+  if (isKeyEncryptionKey(kek)) return kek;
+  if (kek.type === 'passphrase' && kek.salt === undefined) {
+    // The salt is the keystore's; a new keystore gets one with its KEK record.
+    return kekFromPassphrase(kek.passphrase, keystore, { random });
+  }
+  if (kek.type !== 'base64' && kek.type !== 'file' && kek.type !== 'passphrase') {
+    throw new InvalidOptionError(field, "must be a KeyEncryptionKey or a source of type 'base64', 'file' or 'passphrase'");
+  }
+  return loadKek(kek as KekSource, { random });
+}
