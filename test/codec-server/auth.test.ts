@@ -41,7 +41,14 @@ describe('authentication and authorization', () => {
       {
         auth: {
           jwt: { jwksUrl, issuer: ISSUER, audience: AUDIENCE },
-          tokens: [{ name: 'cli', sha256: tokenSha256Hex(STATIC_TOKEN), namespaces: ['default'], operations: ['decode'] }],
+          tokens: [
+            {
+              name: 'cli',
+              sha256: tokenSha256Hex(STATIC_TOKEN),
+              namespaces: ['default'],
+              operations: ['decode'],
+            },
+          ],
         },
       },
       { clock, namespaces: ['default', 'other'] },
@@ -55,7 +62,14 @@ describe('authentication and authorization', () => {
 
   async function jwt(
     claims: Record<string, unknown>,
-    options: { key?: Keys; kid?: string; alg?: string; issuer?: string; audience?: string; expiresIn?: number } = {},
+    options: {
+      key?: Keys;
+      kid?: string;
+      alg?: string;
+      issuer?: string;
+      audience?: string;
+      expiresIn?: number;
+    } = {},
   ): Promise<string> {
     const alg = options.alg ?? 'RS256';
     return new SignJWT(claims)
@@ -68,12 +82,20 @@ describe('authentication and authorization', () => {
       .sign((options.key ?? (alg === 'ES256' ? ec : rsa)).privateKey);
   }
 
-  const encodeWith = (authorization: string | undefined, ns = 'default', extra: Record<string, string> = {}) =>
-    post(`${s.url}/encode`, { payloads: [uiJsonPayload({ n: 1 })] }, {
-      'X-Namespace': ns,
-      ...(authorization ? { Authorization: authorization } : {}),
-      ...extra,
-    });
+  const encodeWith = (
+    authorization: string | undefined,
+    ns = 'default',
+    extra: Record<string, string> = {},
+  ) =>
+    post(
+      `${s.url}/encode`,
+      { payloads: [uiJsonPayload({ n: 1 })] },
+      {
+        'X-Namespace': ns,
+        ...(authorization ? { Authorization: authorization } : {}),
+        ...extra,
+      },
+    );
   const decodeWith = (authorization: string | undefined, ns = 'default') =>
     post(`${s.url}/${ns}/decode`, { payloads: [] }, authorization ? { Authorization: authorization } : {});
 
@@ -106,7 +128,10 @@ describe('authentication and authorization', () => {
     clock.advance(60_000);
     const res = await decodeWith(`Bearer ${token}`);
     expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({ code: 'ERR_UNAUTHENTICATED', message: 'invalid bearer token: token expired' });
+    expect(await res.json()).toEqual({
+      code: 'ERR_UNAUTHENTICATED',
+      message: 'invalid bearer token: token expired',
+    });
   });
 
   it.each([
@@ -154,12 +179,18 @@ describe('authentication and authorization', () => {
     expect((await decodeWith(STATIC_TOKEN, 'other')).status).toBe(403);
     expect((await decodeWith('Bearer tk_cli_wrong')).status).toBe(401);
     const audit = s.logs.filter((l) => l.channel === 'audit');
-    expect(audit.some((l) => (l.audit as { identity?: { subject: string } }).identity?.subject === 'cli')).toBe(true);
+    expect(
+      audit.some((l) => (l.audit as { identity?: { subject: string } }).identity?.subject === 'cli'),
+    ).toBe(true);
   });
 
   it('ignores credentials in the query string', async () => {
     const token = await jwt({ permissions: ['default:admin'] });
-    for (const q of [`access_token=${token}`, `token=${STATIC_TOKEN}`, `authorization=Bearer%20${STATIC_TOKEN}`]) {
+    for (const q of [
+      `access_token=${token}`,
+      `token=${STATIC_TOKEN}`,
+      `authorization=Bearer%20${STATIC_TOKEN}`,
+    ]) {
       const res = await post(`${s.url}/default/decode?${q}`, { payloads: [] });
       expect(res.status).toBe(401);
     }
@@ -169,11 +200,17 @@ describe('authentication and authorization', () => {
     expect((await encodeWith(undefined)).status).toBe(401);
     expect((await decodeWith(undefined)).status).toBe(401);
     const admin = await jwt({ permissions: ['default:admin'] });
-    const list = await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: { Authorization: `Bearer ${admin}` } });
+    const list = await fetch(`${s.url}/admin/namespaces/default/keys`, {
+      headers: { Authorization: `Bearer ${admin}` },
+    });
     expect(list.status).toBe(200);
     const writer = await jwt({ permissions: ['default:write'] });
     expect(
-      (await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: { Authorization: `Bearer ${writer}` } })).status,
+      (
+        await fetch(`${s.url}/admin/namespaces/default/keys`, {
+          headers: { Authorization: `Bearer ${writer}` },
+        })
+      ).status,
     ).toBe(403);
   });
 

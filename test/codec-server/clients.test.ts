@@ -36,7 +36,16 @@ describe('as the Web UI and the CLI call it', () => {
       {
         pathPrefix: '/codec',
         cors: { origins: [UI_ORIGIN, 'https://cloud.temporal.io'], credentials: true },
-        auth: { tokens: [{ name: 'ui', sha256: tokenSha256Hex(TOKEN), namespaces: ['*'], operations: ['encode', 'decode'] }] },
+        auth: {
+          tokens: [
+            {
+              name: 'ui',
+              sha256: tokenSha256Hex(TOKEN),
+              namespaces: ['*'],
+              operations: ['encode', 'decode'],
+            },
+          ],
+        },
       },
       { namespaces: ['default', 'payments.prod'] },
     );
@@ -44,7 +53,12 @@ describe('as the Web UI and the CLI call it', () => {
   afterAll(() => s.close());
 
   /** The UI: preflight, then the POST, from the UI's origin, to endpoint + /op?preserveStorageRefs=true. */
-  async function uiRequest(op: 'encode' | 'decode', namespace: string, payloads: JsonPayload[], origin = UI_ORIGIN) {
+  async function uiRequest(
+    op: 'encode' | 'decode',
+    namespace: string,
+    payloads: JsonPayload[],
+    origin = UI_ORIGIN,
+  ) {
     const url = `${s.url}/codec/${op}?preserveStorageRefs=true`;
     const preflight = await fetch(url, {
       method: 'OPTIONS',
@@ -75,12 +89,17 @@ describe('as the Web UI and the CLI call it', () => {
     expect(preflight.headers.get('access-control-allow-credentials')).toBe('true');
     expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
     const allowed = preflight.headers.get('access-control-allow-headers')!.split(',');
-    for (const h of ['content-type', 'x-namespace', 'authorization', 'authorization-extras']) expect(allowed).toContain(h);
+    for (const h of ['content-type', 'x-namespace', 'authorization', 'authorization-extras'])
+      expect(allowed).toContain(h);
     expect(preflight.headers.get('vary')).toMatch(/Origin/i);
   });
 
   it('encodes UI-built json/plain payloads and decodes them back', async () => {
-    const inputs = [uiJsonPayload({ orderId: 42, items: ['a', 'b'] }), uiJsonPayload('hello'), uiJsonPayload(null)];
+    const inputs = [
+      uiJsonPayload({ orderId: 42, items: ['a', 'b'] }),
+      uiJsonPayload('hello'),
+      uiJsonPayload(null),
+    ];
     const { res } = await uiRequest('encode', 'payments.prod', inputs);
     expect(res.headers.get('access-control-allow-origin')).toBe(UI_ORIGIN);
     expect(res.headers.get('access-control-allow-credentials')).toBe('true');
@@ -114,14 +133,17 @@ describe('as the Web UI and the CLI call it', () => {
     expect(unauth.headers.get('access-control-allow-origin')).toBe(UI_ORIGIN);
   });
 
-  it.each(['https://evil.example', 'null', 'http://localhost:8233.evil.example', 'http://evil.localhost:8233', 'http://localhost:82330'])(
-    'gives origin %s no Access-Control-Allow-Origin',
-    async (origin) => {
-      const { preflight, res } = await uiRequest('decode', 'default', [], origin);
-      expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
-      expect(res.headers.get('access-control-allow-origin')).toBeNull();
-    },
-  );
+  it.each([
+    'https://evil.example',
+    'null',
+    'http://localhost:8233.evil.example',
+    'http://evil.localhost:8233',
+    'http://localhost:82330',
+  ])('gives origin %s no Access-Control-Allow-Origin', async (origin) => {
+    const { preflight, res } = await uiRequest('decode', 'default', [], origin);
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+    expect(res.headers.get('access-control-allow-origin')).toBeNull();
+  });
 
   it('serves the CLI: {namespace} in the endpoint, Authorization verbatim, extra headers', async () => {
     const endpoint = `${s.url}/codec/{namespace}`.replaceAll('{namespace}', 'default');
@@ -133,7 +155,11 @@ describe('as the Web UI and the CLI call it', () => {
       'User-Agent': 'Go-http-client/1.1',
     };
     const memo = { metadata: { encoding: b64('json/plain') }, data: b64('{"note":"memo"}') };
-    const enc = await fetch(`${endpoint}/encode`, { method: 'POST', headers, body: JSON.stringify({ payloads: [memo] }) });
+    const enc = await fetch(`${endpoint}/encode`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ payloads: [memo] }),
+    });
     const encoded = await strictGoCheck(enc, 1);
     const dec = await fetch(`${endpoint}/decode`, {
       method: 'POST',
@@ -157,7 +183,9 @@ describe('as the Web UI and the CLI call it', () => {
     const { defaultPayloadConverter } = await import('@temporalio/common');
     const payload = defaultPayloadConverter.toPayload({ from: 'sdk', n: [1, 2] });
     const asJson = {
-      metadata: Object.fromEntries(Object.entries(payload.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      metadata: Object.fromEntries(
+        Object.entries(payload.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+      ),
       data: Buffer.from(payload.data!).toString('base64'),
     };
     const { res } = await uiRequest('encode', 'default', [asJson]);
@@ -165,7 +193,9 @@ describe('as the Web UI and the CLI call it', () => {
     const { res: back } = await uiRequest('decode', 'default', [encrypted!]);
     const [decoded] = await strictGoCheck(back, 1);
     const restored = {
-      metadata: Object.fromEntries(Object.entries(decoded!.metadata!).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+      metadata: Object.fromEntries(
+        Object.entries(decoded!.metadata!).map(([k, v]) => [k, Buffer.from(v, 'base64')]),
+      ),
       data: Buffer.from(decoded!.data!, 'base64'),
     };
     expect(defaultPayloadConverter.fromPayload(restored)).toEqual({ from: 'sdk', n: [1, 2] });

@@ -55,7 +55,9 @@ describe('codec routes (dev mode, no auth)', () => {
   });
 
   it('passes payloads that are not ours through /decode unchanged, and accepts an empty list', async () => {
-    const foreign = { payloads: [{ metadata: { encoding: b64('binary/null') } }, uiJsonPayload({ plain: true })] };
+    const foreign = {
+      payloads: [{ metadata: { encoding: b64('binary/null') } }, uiJsonPayload({ plain: true })],
+    };
     const res = await post(`${s.url}/default/decode`, foreign);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual(foreign);
@@ -116,7 +118,11 @@ describe('codec routes (dev mode, no auth)', () => {
 
   it('accepts bodies up to the limit and refuses larger ones with 413', async () => {
     // 3 MiB of data in one payload: well under the 8 MiB default.
-    const big = { payloads: [{ metadata: { encoding: b64('binary/plain') }, data: Buffer.alloc(3 << 20, 1).toString('base64') }] };
+    const big = {
+      payloads: [
+        { metadata: { encoding: b64('binary/plain') }, data: Buffer.alloc(3 << 20, 1).toString('base64') },
+      ],
+    };
     const ok = await post(`${s.url}/default/decode`, big);
     expect(ok.status).toBe(200);
     const tooBig = { payloads: [{ data: Buffer.alloc(7 << 20, 1).toString('base64') }] };
@@ -126,7 +132,9 @@ describe('codec routes (dev mode, no auth)', () => {
   });
 
   it('answers a tampered ciphertext with an opaque 400', async () => {
-    const enc = (await (await post(`${s.url}/default/encode`, { payloads: [uiJsonPayload('secret-plaintext')] })).json()) as {
+    const enc = (await (
+      await post(`${s.url}/default/encode`, { payloads: [uiJsonPayload('secret-plaintext')] })
+    ).json()) as {
       payloads: { metadata: Record<string, string>; data: string }[];
     };
     const data = Buffer.from(enc.payloads[0]!.data, 'base64');
@@ -143,18 +151,30 @@ describe('codec routes (dev mode, no auth)', () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: 'ready', keystore: 'memory' });
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
-    expect(metrics).toMatch(/temporal_keyring_http_requests_total\{route="encode",method="POST",status="200"\} \d+/);
-    expect(metrics).toMatch(/temporal_keyring_payloads_total\{namespace="default",operation="encode",key_version="1"\} \d+/);
+    expect(metrics).toMatch(
+      /temporal_keyring_http_requests_total\{route="encode",method="POST",status="200"\} \d+/,
+    );
+    expect(metrics).toMatch(
+      /temporal_keyring_payloads_total\{namespace="default",operation="encode",key_version="1"\} \d+/,
+    );
     expect(metrics).toMatch(/temporal_keyring_errors_total\{code="ERR_NAMESPACE_MISMATCH"\} 1/);
-    expect(metrics).toMatch(/temporal_keyring_http_request_duration_seconds_bucket\{le="0.005",route="decode"\}/);
+    expect(metrics).toMatch(
+      /temporal_keyring_http_request_duration_seconds_bucket\{le="0.005",route="decode"\}/,
+    );
   });
 
   it('writes one audit record per codec request without payload content', async () => {
-    const res = await post(`${s.url}/default/encode`, { payloads: [uiJsonPayload('audit-me-plaintext'), uiJsonPayload(2)] }, {
-      'X-Request-Id': 'req-audit-1',
-    });
+    const res = await post(
+      `${s.url}/default/encode`,
+      { payloads: [uiJsonPayload('audit-me-plaintext'), uiJsonPayload(2)] },
+      {
+        'X-Request-Id': 'req-audit-1',
+      },
+    );
     expect(res.headers.get('x-request-id')).toBe('req-audit-1');
-    const record = s.logs.find((l) => l.channel === 'audit' && (l.audit as { requestId: string }).requestId === 'req-audit-1');
+    const record = s.logs.find(
+      (l) => l.channel === 'audit' && (l.audit as { requestId: string }).requestId === 'req-audit-1',
+    );
     expect(record?.audit).toEqual({
       requestId: 'req-audit-1',
       operation: 'encode',
@@ -188,7 +208,12 @@ describe('codec routes (tokens, path prefix)', () => {
         auth: {
           tokens: [
             { name: 'admin', sha256: tokenSha256Hex(ADMIN_TOKEN), namespaces: ['*'], operations: ['admin'] },
-            { name: 'codec', sha256: tokenSha256Hex(CODEC_TOKEN), namespaces: ['default', 'other'], operations: ['encode', 'decode'] },
+            {
+              name: 'codec',
+              sha256: tokenSha256Hex(CODEC_TOKEN),
+              namespaces: ['default', 'other'],
+              operations: ['encode', 'decode'],
+            },
           ],
         },
         metrics: { tokenSha256: tokenSha256Hex(METRICS_TOKEN) },
@@ -200,7 +225,11 @@ describe('codec routes (tokens, path prefix)', () => {
   const auth = { Authorization: `Bearer ${CODEC_TOKEN}` };
 
   it('serves the codec under the prefix only', async () => {
-    const enc = await post(`${s.url}/codec/encode`, { payloads: [uiJsonPayload(1)] }, { ...auth, 'X-Namespace': 'default' });
+    const enc = await post(
+      `${s.url}/codec/encode`,
+      { payloads: [uiJsonPayload(1)] },
+      { ...auth, 'X-Namespace': 'default' },
+    );
     expect(enc.status).toBe(200);
     const dec = await post(`${s.url}/codec/default/decode`, await enc.json(), auth);
     expect(await dec.json()).toEqual({ payloads: [uiJsonPayload(1)] });
@@ -238,9 +267,16 @@ describe('codec routes (tokens, path prefix)', () => {
     expect((await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: auth })).status).toBe(403);
     expect((await fetch(`${s.url}/admin/namespaces/default/keys`)).status).toBe(401);
 
-    const rotated = await fetch(`${s.url}/admin/namespaces/default/keys/rotate`, { method: 'POST', headers: admin });
+    const rotated = await fetch(`${s.url}/admin/namespaces/default/keys/rotate`, {
+      method: 'POST',
+      headers: admin,
+    });
     expect(rotated.status).toBe(200);
-    expect(await rotated.json()).toMatchObject({ performed: true, previous: { version: 1 }, current: { version: 2, state: 'active' } });
+    expect(await rotated.json()).toMatchObject({
+      performed: true,
+      previous: { version: 1 },
+      current: { version: 2, state: 'active' },
+    });
 
     const deprecate = await fetch(`${s.url}/admin/namespaces/default/keys/1/state`, {
       method: 'POST',
@@ -266,7 +302,9 @@ describe('codec routes (tokens, path prefix)', () => {
     expect(bad.status).toBe(400);
 
     const list = await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: admin });
-    const body = (await list.json()) as { versions: { version: number; state: string; usage: { reserved: number } }[] };
+    const body = (await list.json()) as {
+      versions: { version: number; state: string; usage: { reserved: number } }[];
+    };
     expect(body.versions.map((v) => [v.version, v.state])).toEqual([
       [1, 'deprecated'],
       [2, 'active'],
@@ -280,9 +318,13 @@ describe('codec routes (tokens, path prefix)', () => {
       const ready = await fetch(`${s.url}/readyz`);
       expect(ready.status).toBe(503);
       expect(await ready.json()).toMatchObject({ status: 'not ready', code: 'ERR_KEYSTORE_UNAVAILABLE' });
-      const res = await post(`${s.url}/codec/never-seen/decode`, { payloads: [] }, {
-        Authorization: `Bearer ${ADMIN_TOKEN}`,
-      });
+      const res = await post(
+        `${s.url}/codec/never-seen/decode`,
+        { payloads: [] },
+        {
+          Authorization: `Bearer ${ADMIN_TOKEN}`,
+        },
+      );
       expect(res.status).toBe(503);
       expect(((await res.json()) as { code: string }).code).toBe('ERR_KEYSTORE_UNAVAILABLE');
     } finally {
