@@ -1,0 +1,113 @@
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.ts';
+import { EncryptionCodec } from '../src/codec/encryption-codec.ts';
+import { generateKekBase64 } from '../src/kek-source.ts';
+import { LocalKek } from '../src/kek.ts';
+import { MemoryKeystore } from '../src/keystore/memory-keystore.ts';
+import { type OpenedKeyring, openKeyring } from '../src/open-keyring.ts';
+
+const opened: OpenedKeyring[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((o) => o.close()));
+});
+
+async function open(options: Parameters<typeof openKeyring>[0]): Promise<OpenedKeyring> {
+  const o = await openKeyring(options);
+  opened.push(o);
+  return o;
+}
+
+const tempDir = () => mkdtemp(join(tmpdir(), 'tk-open-'));
+
+describe('openKeyring', () => {
+  it('opens a file keystore from a path and round-trips payloads through the codec', async () => {
+    const dir = await tempDir();
+    const kek = generateKekBase64();
+    const { keyring, keystore } = await open({ keystore: dir, kek: { type: 'base64', value: kek } });
+    expect(keystore.kind).toBe('file');
+    await keyring.createNamespace('default');
+    const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
+    const [encoded] = await codec.encode([{ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('"hi"') }]);
+    const [decoded] = await codec.decode([encoded!]);
+    expect(Buffer.from(decoded!.data!).toString()).toBe('"hi"');
+    expect(await readdir(dir)).not.toHaveLength(0);
+  });
+
+  it('accepts file: URLs and KEK files, and refuses a different KEK before any write', async () => {
+    const dir = await tempDir();
+    const kekFile = join(await tempDir(), 'kek.txt');
+    await writeFile(kekFile, `${generateKekBase64()}\n`, { mode: 0o600 });
+    const first = await openKeyring({ keystore: `file://${dir}`, kek: { type: 'file', path: kekFile } });
+    await first.keyring.createNamespace('default');
+    await first.close();
+    await expect(openKeyring({ keystore: `file:${dir}`, kek: { type: 'base64', value: generateKekBase64() } })).rejects.toMatchObject({
+      code: 'ERR_KEK_MISMATCH',
+    });
+    const again = await open({ keystore: dir, kek: { type: 'file', path: kekFile } });
+    expect((await again.keyring.versions('default')).map((v) => v.state)).toEqual(['active']);
+  });
+
+  it('derives a passphrase KEK with the salt the keystore stores, creating it on first use', async () => {
+    const dir = await tempDir();
+    const passphrase = 'correct horse battery staple';
+    const first = await openKeyring({ keystore: dir, kek: { type: 'passphrase', passphrase } });
+    await first.keyring.createNamespace('default');
+    const salt = (await first.keystore.getKekInfo())?.passphraseSalt;
+    expect(salt).toMatch(/^[A-Za-z0-9+/]+=*$/);
+    await first.close();
+    const second = await open({ keystore: dir, kek: { type: 'passphrase', passphrase } });
+    expect(await second.keyring.versions('default')).toHaveLength(1);
+    await expect(
+      openKeyring({ keystore: dir, kek: { type: 'passphrase', passphrase: 'another long passphrase' } }),
+    ).rejects.toMatchObject({ code: 'ERR_KEK_MISMATCH' });
+  });
+
+  it('wires a usage meter by default: encryptions are reserved in the keystore', async () => {
+    const keystore = new MemoryKeystore();
+    const kek = new LocalKek(Buffer.alloc(32, 7));
+    const { keyring, close } = await openKeyring({ keystore, kek, clock: new ManualClock() });
+    await keyring.createNamespace('default');
+    await keyring.encryptionKey('default', 5);
+    await close();
+    const usage = await keystore.getUsage('default', 1);
+    expect(usage.reserved).toBeGreaterThanOrEqual(5);
+    // A keystore passed in is the caller's: still usable after close().
+    await expect(keystore.ping()).resolves.toBeUndefined();
+
+    const unmetered = new MemoryKeystore();
+    const off = await open({ keystore: unmetered, kek, meter: false });
+    await off.keyring.createNamespace('default');
+    await off.keyring.encryptionKey('default', 5);
+    expect((await unmetered.getUsage('default', 1)).reserved).toBe(0);
+  });
+
+  it('validates options up front, naming the field', async () => {
+    await expect(openKeyring({ keystore: '/tmp/x' } as never)).rejects.toThrow(/^kek: is required/);
+    await expect(openKeyring({ keystore: 'mysql://db', kek: { type: 'base64', value: generateKekBase64() } })).rejects.toThrow(
+      /^keystore: unsupported keystore URL scheme/,
+    );
+    await expect(
+      openKeyring({ keystore: new MemoryKeystore(), kek: { type: 'base64', value: generateKekBase64() }, meter: 'yes' as never }),
+    ).rejects.toThrow(/^meter: /);
+    await expect(
+      openKeyring({ keystore: new MemoryKeystore(), kek: { type: 'base64', value: 'not base64!' } }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_KEK' });
+  });
+
+  it('uses TEMPORAL_KEYRING_DATA_DIR when no keystore is given', async () => {
+    const dir = await tempDir();
+    const previous = process.env.TEMPORAL_KEYRING_DATA_DIR;
+    process.env.TEMPORAL_KEYRING_DATA_DIR = dir;
+    try {
+      const { keystore } = await open({ kek: { type: 'base64', value: generateKekBase64() } });
+      expect(keystore.kind).toBe('file');
+      expect(await readdir(dir)).not.toHaveLength(0);
+    } finally {
+      if (previous === undefined) delete process.env.TEMPORAL_KEYRING_DATA_DIR;
+      else process.env.TEMPORAL_KEYRING_DATA_DIR = previous;
+    }
+  });
+});
