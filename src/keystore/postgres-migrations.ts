@@ -110,13 +110,20 @@ export async function migrate(client: pg.ClientBase): Promise<number[]> {
     await client.query('BEGIN');
     try {
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
-           version    integer     PRIMARY KEY,
-           name       text        NOT NULL,
-           applied_at timestamptz NOT NULL DEFAULT now()
-         )`,
+      // Checked first, not `CREATE TABLE IF NOT EXISTS`: that needs CREATE on the schema even when
+      // the table exists, and a role with table privileges only must be able to open the store.
+      const { rows: found } = await client.query<{ exists: boolean }>(
+        `SELECT to_regclass('${MIGRATIONS_TABLE}') IS NOT NULL AS exists`,
       );
+      if (!found[0]?.exists) {
+        await client.query(
+          `CREATE TABLE ${MIGRATIONS_TABLE} (
+             version    integer     PRIMARY KEY,
+             name       text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+           )`,
+        );
+      }
       const { rows } = await client.query<{ current: number | null }>(
         `SELECT max(version) AS current FROM ${MIGRATIONS_TABLE}`,
       );

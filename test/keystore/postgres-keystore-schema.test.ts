@@ -133,6 +133,50 @@ describe('PostgresKeystore schema and migrations', () => {
     }
   });
 
+  it('works in its own schema with an owner role that migrates and an app role with table grants only', async () => {
+    // The setup docs/postgres-keystore.md describes, step by step.
+    const suffix = `${process.pid}_${Date.now() % 100_000}`;
+    const owner = `keyring_owner_${suffix}`;
+    const app = `keyring_app_${suffix}`;
+    const db = `keyring_${suffix}`;
+    await sql(server.url, `CREATE ROLE ${owner} LOGIN PASSWORD 'owner-pw'`);
+    await sql(server.url, `CREATE ROLE ${app} LOGIN PASSWORD 'app-pw'`);
+    await sql(server.url, `CREATE DATABASE ${db} OWNER ${owner}`);
+    const base = new URL(server.url);
+    base.pathname = `/${db}`;
+    const admin = base.toString();
+    await sql(admin, `CREATE SCHEMA keyring AUTHORIZATION ${owner}`);
+    const as = (user: string, password: string) => {
+      const u = new URL(admin);
+      u.username = user;
+      u.password = password;
+      return `${u.toString()}?options=-c%20search_path%3Dkeyring`;
+    };
+    await (await PostgresKeystore.open({ connectionString: as(owner, 'owner-pw') })).close();
+    await sql(admin, `GRANT USAGE ON SCHEMA keyring TO ${app}`);
+    await sql(admin, `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA keyring TO ${app}`);
+    const store = await PostgresKeystore.open({ connectionString: as(app, 'app-pw') });
+    try {
+      await store.commit(
+        { namespace: 'ns', at: T0, expectedLatestVersion: 0, add: { version: 1, state: 'active' } },
+        wrapped,
+      );
+      await store.reserveUsage('ns', 1, 5, T0);
+      await store.recordUsed('ns', 1, 'p', 3, T0);
+      expect(await store.tryAcquireLease('rotator', 'p', 1000, T0)).toBe(true);
+      await store.putKekInfo({ format: 1, currentKekId: 'k', checks: [] }, undefined);
+      expect((await store.getUsage('ns', 1)).reserved).toBe(5);
+    } finally {
+      await store.close();
+    }
+    const { rows } = await sql(
+      admin,
+      `SELECT table_schema, count(*)::int AS n FROM information_schema.tables
+        WHERE table_name LIKE 'temporal_keyring_%' GROUP BY table_schema`,
+    );
+    expect(rows).toEqual([{ table_schema: 'keyring', n: 8 }]);
+  });
+
   it('validates options up front, naming the field', async () => {
     await expect(PostgresKeystore.open({ connectionString: 'mysql://x' })).rejects.toMatchObject({
       code: 'ERR_INVALID_OPTION',
