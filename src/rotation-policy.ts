@@ -134,7 +134,11 @@ export const rotationPolicySchema = z
       try {
         out[key] = parseDuration(value, key);
       } catch (error) {
-        ctx.addIssue({ code: 'custom', path: [key], message: (error as Error).message.replace(`${key}: `, '') });
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: (error as Error).message.replace(`${key}: `, ''),
+        });
         return z.NEVER;
       }
     }

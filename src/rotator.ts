@@ -16,7 +16,11 @@ export const ROTATOR_LEASE = 'rotator';
  */
 export interface RotatorMetrics {
   /** A rotation was started (`prepublish`) or completed (`promote`). */
-  rotation(event: { namespace: string; phase: 'prepublish' | 'promote'; reason: RotationReasonKind | 'propagated' }): void;
+  rotation(event: {
+    namespace: string;
+    phase: 'prepublish' | 'promote';
+    reason: RotationReasonKind | 'propagated';
+  }): void;
   /** Measured state of a namespace's active version, once per check. */
   usage(sample: {
     namespace: string;
@@ -93,7 +97,8 @@ export class Rotator {
     if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
     if (!options.keyring) throw new InvalidOptionError('keyring', 'is required');
     if (!options.keystore) throw new InvalidOptionError('keystore', 'is required');
-    if (typeof options.policies !== 'function') throw new InvalidOptionError('policies', 'must be a function');
+    if (typeof options.policies !== 'function')
+      throw new InvalidOptionError('policies', 'must be a function');
     const interval = options.checkIntervalMs ?? 60_000;
     if (!Number.isFinite(interval) || interval <= 0) {
       throw new InvalidOptionError('checkIntervalMs', 'must be a positive number of milliseconds');
@@ -201,8 +206,12 @@ export class Rotator {
       return { namespace, action: 'promoted', version: pending.version, reason: 'propagated', projection };
     }
 
-    if (!projection.due || !projection.reason) return { namespace, action: 'none', version: active.version, projection };
-    const result = await this.#keyring.rotate(namespace, { mode: 'prepublish', expectedActiveVersion: active.version });
+    if (!projection.due || !projection.reason)
+      return { namespace, action: 'none', version: active.version, projection };
+    const result = await this.#keyring.rotate(namespace, {
+      mode: 'prepublish',
+      expectedActiveVersion: active.version,
+    });
     if (!result.performed) return { namespace, action: 'none', version: result.current.version, projection };
     this.#logger.info(
       {

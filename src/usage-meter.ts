@@ -111,7 +111,8 @@ export class UsageMeter implements EncryptionMeter {
     this.#targetBlockMs = positive('targetBlockMs', options.targetBlockMs, 5_000);
     this.#minBlock = Math.ceil(positive('minBlock', options.minBlock, 100));
     this.#maxBlock = Math.floor(positive('maxBlock', options.maxBlock, 1_000_000));
-    if (this.#maxBlock < this.#minBlock) throw new InvalidOptionError('maxBlock', 'must be at least minBlock');
+    if (this.#maxBlock < this.#minBlock)
+      throw new InvalidOptionError('maxBlock', 'must be at least minBlock');
     this.#hardLimit =
       options.hardLimit === null ? null : positive('hardLimit', options.hardLimit, AES_GCM_RANDOM_IV_LIMIT);
     this.#flushIntervalMs = positive('flushIntervalMs', options.flushIntervalMs, 10_000);
@@ -120,7 +121,8 @@ export class UsageMeter implements EncryptionMeter {
 
   spend(namespace: string, version: number, count: number): void | Promise<void> {
     if (this.#closed) throw new InvalidOptionError('meter', 'is closed');
-    if (!Number.isSafeInteger(count) || count < 0) throw new InvalidOptionError('count', 'must be a non-negative integer');
+    if (!Number.isSafeInteger(count) || count < 0)
+      throw new InvalidOptionError('count', 'must be a non-negative integer');
     const e = this.#entry(namespace, version);
     if (e.reserved - e.used >= count) {
       e.used += count;

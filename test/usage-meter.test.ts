@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
-import { InvalidOptionError, UsageLimitReachedError, UsageReservationError } from '../src/errors.ts';
-import { KeystoreUnavailableError } from '../src/errors.ts';
-import type { UsageRecord } from '../src/keystore.ts';
+import {
+  InvalidOptionError,
+  KeystoreUnavailableError,
+  UsageLimitReachedError,
+  UsageReservationError,
+} from '../src/errors.ts';
 import { MemoryKeystore } from '../src/keystore/memory-keystore.ts';
+import type { UsageRecord } from '../src/keystore.ts';
 import { defaultHolderId, UsageMeter } from '../src/usage-meter.ts';
 
 /** A memory keystore that counts reservations and can be made unreachable. */
@@ -11,7 +15,12 @@ class FlakyKeystore extends MemoryKeystore {
   reservations: number[] = [];
   down = false;
   gate: Promise<void> | undefined;
-  override async reserveUsage(namespace: string, version: number, count: number, at: number): Promise<UsageRecord> {
+  override async reserveUsage(
+    namespace: string,
+    version: number,
+    count: number,
+    at: number,
+  ): Promise<UsageRecord> {
     if (this.gate) await this.gate;
     if (this.down) throw new KeystoreUnavailableError('keystore is down');
     this.reservations.push(count);
@@ -89,12 +98,14 @@ describe('UsageMeter', () => {
     await meter.spend('default', 1, 10); // reserves 100
     keystore.down = true;
     for (let i = 0; i < 9; i++) await meter.spend('default', 1, 10);
-    const refused = meter.spend('default', 1, 1);
+    const refused = Promise.resolve(meter.spend('default', 1, 1));
     await expect(refused).rejects.toBeInstanceOf(UsageReservationError);
     await expect(meter.spend('default', 1, 1)).rejects.toThrow(
       /could not reserve encryptions for key version 1 of namespace "default" \(keystore unreachable\?\)/,
     );
-    expect((await refused.catch((e: Error) => e)).cause).toBeInstanceOf(KeystoreUnavailableError);
+    expect(((await refused.catch((e: unknown) => e)) as Error).cause).toBeInstanceOf(
+      KeystoreUnavailableError,
+    );
     keystore.down = false;
     await meter.spend('default', 1, 1); // recovers
     expect(meter.entries()[0]!.used).toBe(101);
@@ -102,7 +113,12 @@ describe('UsageMeter', () => {
 
   it('stops hard at the limit: exactly the limit is granted, then UsageLimitReachedError', async () => {
     const { keystore, meter } = setup({ hardLimit: 1000, minBlock: 300, maxBlock: 300 });
-    const other = new UsageMeter({ keystore: keystore.reopen(), hardLimit: 1000, minBlock: 300, maxBlock: 300 });
+    const other = new UsageMeter({
+      keystore: keystore.reopen(),
+      hardLimit: 1000,
+      minBlock: 300,
+      maxBlock: 300,
+    });
     let granted = 0;
     for (let i = 0; i < 100; i++) {
       for (const m of [meter, other]) {
@@ -119,7 +135,9 @@ describe('UsageMeter', () => {
     const drain = async () => {
       for (let i = 0; i < 1000; i++) await meter.spend('default', 1, 1);
     };
-    await expect(drain()).rejects.toThrow('key version 1 of namespace "default" reached its encryption limit');
+    await expect(drain()).rejects.toThrow(
+      'key version 1 of namespace "default" reached its encryption limit',
+    );
     expect((await keystore.getUsage('default', 1)).reserved).toBeGreaterThan(1000); // over-reserved, never under
     await meter.spend('default', 2, 7); // another version is unaffected
     await other.close();
@@ -142,7 +160,9 @@ describe('UsageMeter', () => {
     const keystore = new MemoryKeystore();
     expect(() => new UsageMeter({} as never)).toThrow('keystore: is required');
     expect(() => new UsageMeter({ keystore, minBlock: 0 })).toThrow('minBlock: must be a positive number');
-    expect(() => new UsageMeter({ keystore, minBlock: 10, maxBlock: 5 })).toThrow('maxBlock: must be at least minBlock');
+    expect(() => new UsageMeter({ keystore, minBlock: 10, maxBlock: 5 })).toThrow(
+      'maxBlock: must be at least minBlock',
+    );
     expect(() => new UsageMeter({ keystore, holder: '' })).toThrow('holder: must be a non-empty string');
     const meter = new UsageMeter({ keystore, clock: new ManualClock() });
     expect(() => meter.spend('default', 1, -1)).toThrow('count: must be a non-negative integer');

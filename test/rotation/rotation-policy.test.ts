@@ -36,7 +36,10 @@ describe('rotation policy', () => {
   });
 
   it('merges built-in defaults, config defaults and the namespace section', () => {
-    const policy = resolvePolicy({ maxAge: '90d', leadTime: '3d' }, { maxEncryptions: 2_000_000, maxAge: null });
+    const policy = resolvePolicy(
+      { maxAge: '90d', leadTime: '3d' },
+      { maxEncryptions: 2_000_000, maxAge: null },
+    );
     expect(policy).toEqual({
       enabled: true,
       maxEncryptions: 2_000_000,
@@ -64,8 +67,12 @@ describe('rotation policy', () => {
     expect(err(() => parsePolicy({ maxEncryptions: 10 }, 'namespaces.orders.rotation'))).toMatch(
       /^namespaces\.orders\.rotation\.maxEncryptions: must be at least 1000000/,
     );
-    expect(err(() => parsePolicy({ maxEncryptions: 2 ** 33 }))).toMatch(/^rotation\.maxEncryptions: must be at most 2\^32/);
-    expect(err(() => parsePolicy({ leadTime: '7' }))).toMatch(/^rotation\.leadTime: must be a non-negative duration/);
+    expect(err(() => parsePolicy({ maxEncryptions: 2 ** 33 }))).toMatch(
+      /^rotation\.maxEncryptions: must be at most 2\^32/,
+    );
+    expect(err(() => parsePolicy({ leadTime: '7' }))).toMatch(
+      /^rotation\.leadTime: must be a non-negative duration/,
+    );
     expect(err(() => parsePolicy({ maxage: '7d' }))).toMatch(/^rotation: .*maxage/);
     expect(err(() => parsePolicy({ enabled: 'yes' }))).toMatch(/^rotation\.enabled: /);
     expect(err(() => resolvePolicy({ leadTime: '1m' }))).toMatch(/^rotation\.leadTime: .*propagationDelay/);

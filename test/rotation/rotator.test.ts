@@ -4,8 +4,8 @@ import { ManualClock } from '../../src/clock.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { LocalKek } from '../../src/kek.ts';
 import { Keyring } from '../../src/keyring.ts';
-import type { Keystore } from '../../src/keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import type { Keystore } from '../../src/keystore.ts';
 import type { Logger } from '../../src/logger.ts';
 import { DEFAULT_ROTATION_POLICY, type RotationPolicy, resolvePolicy } from '../../src/rotation-policy.ts';
 import { ROTATOR_LEASE, Rotator, type RotatorMetrics } from '../../src/rotator.ts';
@@ -55,13 +55,19 @@ describe('Rotator', () => {
 
     clock.advance(30 * DAY - 120_000); // max age minus propagation delay
     const first = await rotator.runOnce();
-    expect(first).toMatchObject({ leader: true, actions: [{ action: 'prepublished', version: 2, reason: 'max age 30 d' }] });
+    expect(first).toMatchObject({
+      leader: true,
+      actions: [{ action: 'prepublished', version: 2, reason: 'max age 30 d' }],
+    });
     expect((await a.keyring.versions('default')).map((v) => v.state)).toEqual(['active', 'prepublished']);
     // Encryption still uses version 1 while every process learns version 2.
     expect((await a.keyring.encryptionKey('default', 1)).version).toBe(1);
 
     clock.advance(60_000);
-    expect((await rotator.runOnce()).actions[0]).toMatchObject({ action: 'waiting-for-propagation', version: 2 });
+    expect((await rotator.runOnce()).actions[0]).toMatchObject({
+      action: 'waiting-for-propagation',
+      version: 2,
+    });
     clock.advance(60_000);
     expect((await rotator.runOnce()).actions[0]).toMatchObject({ action: 'promoted', version: 2 });
     expect((await a.keyring.versions('default')).map((v) => v.state)).toEqual(['inactive', 'active']);
@@ -75,7 +81,9 @@ describe('Rotator', () => {
       { rotation: { namespace: 'default', phase: 'prepublish', reason: 'max-age' } },
       { rotation: { namespace: 'default', phase: 'promote', reason: 'propagated' } },
     ]);
-    expect(events.find((e) => 'usage' in (e as object))).toMatchObject({ usage: { namespace: 'default', version: 1 } });
+    expect(events.find((e) => 'usage' in (e as object))).toMatchObject({
+      usage: { namespace: 'default', version: 1 },
+    });
   });
 
   it('rotates when the budget is spent, and leaves disabled namespaces alone (still counting)', async () => {
@@ -139,7 +147,12 @@ describe('Rotator', () => {
     clock.advance(120_000);
     expect((await rotator.runOnce()).actions[0]!.action).toBe('promoted');
 
-    const [payload] = await codecA.encode([{ metadata: { encoding: new TextEncoder().encode('binary/plain') }, data: new TextEncoder().encode('hello') }]);
+    const [payload] = await codecA.encode([
+      {
+        metadata: { encoding: new TextEncoder().encode('binary/plain') },
+        data: new TextEncoder().encode('hello'),
+      },
+    ]);
     const [decoded] = await codecB.decode([payload!]);
     expect(new TextDecoder().decode(decoded!.data!)).toBe('hello');
     // B learned version 2 on demand.
@@ -170,10 +183,17 @@ describe('Rotator', () => {
     const keyring = {} as Keyring;
     expect(() => new Rotator({ keystore, keyring } as never)).toThrow('policies: must be a function');
     expect(
-      () => new Rotator({ keystore, keyring, policies: () => DEFAULT_ROTATION_POLICY, checkIntervalMs: 1000, leaseTtlMs: 500 }),
+      () =>
+        new Rotator({
+          keystore,
+          keyring,
+          policies: () => DEFAULT_ROTATION_POLICY,
+          checkIntervalMs: 1000,
+          leaseTtlMs: 500,
+        }),
     ).toThrow('leaseTtlMs: must be longer than checkIntervalMs (1000)');
-    expect(() => new Rotator({ keystore, keyring, policies: () => DEFAULT_ROTATION_POLICY, checkIntervalMs: 0 })).toThrow(
-      'checkIntervalMs: must be a positive number of milliseconds',
-    );
+    expect(
+      () => new Rotator({ keystore, keyring, policies: () => DEFAULT_ROTATION_POLICY, checkIntervalMs: 0 }),
+    ).toThrow('checkIntervalMs: must be a positive number of milliseconds');
   });
 });

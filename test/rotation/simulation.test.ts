@@ -32,10 +32,28 @@ interface Rotation {
 async function simulate(policy: RotationPolicy, days: number, perDay: (day: number) => number) {
   const clock = new ManualClock(T0);
   const store = new MemoryKeystore();
-  const meter = new UsageMeter({ keystore: store, clock, holder: 'sim', maxBlock: MAX_BLOCK, flushIntervalMs: HOUR });
-  const keyring = await Keyring.open({ keystore: store, kek: new LocalKek(randomBytes(32)), clock, meter, refreshIntervalMs: HOUR });
+  const meter = new UsageMeter({
+    keystore: store,
+    clock,
+    holder: 'sim',
+    maxBlock: MAX_BLOCK,
+    flushIntervalMs: HOUR,
+  });
+  const keyring = await Keyring.open({
+    keystore: store,
+    kek: new LocalKek(randomBytes(32)),
+    clock,
+    meter,
+    refreshIntervalMs: HOUR,
+  });
   await keyring.createNamespace('default');
-  const rotator = new Rotator({ keyring, keystore: store, policies: () => policy, clock, checkIntervalMs: HOUR });
+  const rotator = new Rotator({
+    keyring,
+    keystore: store,
+    policies: () => policy,
+    clock,
+    checkIntervalMs: HOUR,
+  });
   const truth = new Map<number, number>();
   const rotations: Rotation[] = [];
   const promotions: { at: number; version: number }[] = [];
@@ -46,7 +64,8 @@ async function simulate(policy: RotationPolicy, days: number, perDay: (day: numb
     if ((t - T0) % HOUR === 0) {
       const active = (await keyring.versions('default')).find((v) => v.state === 'active')!.version;
       for (const action of (await rotator.runOnce()).actions) {
-        if (action.action === 'prepublished') rotations.push({ at: t, action, from: active, trueCount: truth.get(active) ?? 0 });
+        if (action.action === 'prepublished')
+          rotations.push({ at: t, action, from: active, trueCount: truth.get(active) ?? 0 });
         if (action.action === 'promoted') promotions.push({ at: t, version: action.version! });
       }
     }
@@ -71,8 +90,12 @@ function expectCountsSound(result: Awaited<ReturnType<typeof simulate>>, policy:
   for (const [version, count] of result.truth) {
     const stored = result.usage.get(version)!;
     expect(count, `version ${version} stayed within its budget`).toBeLessThanOrEqual(policy.maxEncryptions);
-    expect(stored.reserved, `version ${version}: reserved never below the truth`).toBeGreaterThanOrEqual(count);
-    expect(stored.reserved - count, `version ${version}: over-count within one block`).toBeLessThanOrEqual(MAX_BLOCK);
+    expect(stored.reserved, `version ${version}: reserved never below the truth`).toBeGreaterThanOrEqual(
+      count,
+    );
+    expect(stored.reserved - count, `version ${version}: over-count within one block`).toBeLessThanOrEqual(
+      MAX_BLOCK,
+    );
     expect(stored.used).toBe(count);
   }
 }
@@ -123,7 +146,9 @@ describe('rotation over a simulated year', () => {
     expect((first.at - T0) / DAY).toBeGreaterThan(20);
     expect((first.at - T0) / DAY).toBeLessThan(25);
     // At 400M/day the 7-day lead is capped at half the budget's life (~4.8 days).
-    expect(first.action.reason).toMatch(/^encryptions projected to reach 3\.87e9 within lead time 4\.[0-9] d \(at 4[0-9]{3}\/s, 1[mhd] rate\)$/);
+    expect(first.action.reason).toMatch(
+      /^encryptions projected to reach 3\.87e9 within lead time 4\.[0-9] d \(at 4[0-9]{3}\/s, 1[mhd] rate\)$/,
+    );
     expect(bursty.rotations.length).toBeGreaterThanOrEqual(2);
   });
 

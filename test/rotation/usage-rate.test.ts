@@ -10,7 +10,13 @@ const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
 
 /** Reservations of `block` every `everyMs` from `from` to `to` (exclusive), continuing a history. */
-function reservations(from: number, to: number, everyMs: number, block: number, start: UsageSample[] = []): UsageSample[] {
+function reservations(
+  from: number,
+  to: number,
+  everyMs: number,
+  block: number,
+  start: UsageSample[] = [],
+): UsageSample[] {
   const out = [...start];
   let reserved = out.at(-1)?.reserved ?? 0;
   for (let t = from; t < to; t += everyMs) {
@@ -53,7 +59,7 @@ describe('usage rates', () => {
     const rates = usageRates(samples, now);
     expect(rates.basis).toBe('1d');
     // 47 blocks in the day: within one block of the true 555.6/s.
-    expect(Math.abs(rates.projectionPerSecond! - 1_000_000 / 1800)).toBeLessThan(1_000_000 / DAY * 1000);
+    expect(Math.abs(rates.projectionPerSecond! - 1_000_000 / 1800)).toBeLessThan((1_000_000 / DAY) * 1000);
   });
 
   it('takes the highest sufficient window, so that a burst counts', () => {
@@ -93,10 +99,16 @@ describe('rotation projection', () => {
     const perMs = 40e6 / DAY;
     const samples = reservations(T0, T0 + 50 * DAY, 100_000 / perMs, 100_000);
     const now = T0 + 50 * DAY;
-    const usage = { reserved: samples.at(-1)!.reserved, used: 0, samples: samples.filter((s) => s.at >= now - 25 * HOUR) };
+    const usage = {
+      reserved: samples.at(-1)!.reserved,
+      used: 0,
+      samples: samples.filter((s) => s.at >= now - 25 * HOUR),
+    };
     const p = projectRotation(active, usage, { ...DEFAULT_ROTATION_POLICY, maxAge: null }, now);
     expect(p.reason?.kind).toBe('encryptions');
-    expect(p.reason?.text).toMatch(/^encryptions projected to reach 3\.87e9 within lead time 7 d \(at 46[0-9]\/s, 1d rate\)$/);
+    expect(p.reason?.text).toMatch(
+      /^encryptions projected to reach 3\.87e9 within lead time 7 d \(at 46[0-9]\/s, 1d rate\)$/,
+    );
     const limitDays = (p.limitAt! - now) / DAY;
     expect(limitDays).toBeGreaterThan(45);
     expect(limitDays).toBeLessThan(47);
@@ -120,9 +132,19 @@ describe('rotation projection', () => {
     expect(p.reason).toEqual({ kind: 'max-age', text: 'max age 30 d' });
     expect(p.rotateAt).toBe(T0 + 30 * DAY - 120_000);
     expect(p.maxAgeAt).toBe(T0 + 30 * DAY);
-    const spent = projectRotation(active, { reserved: 4e9, used: 0, samples: [] }, DEFAULT_ROTATION_POLICY, T0 + DAY);
+    const spent = projectRotation(
+      active,
+      { reserved: 4e9, used: 0, samples: [] },
+      DEFAULT_ROTATION_POLICY,
+      T0 + DAY,
+    );
     expect(spent).toMatchObject({ due: true, rotateAt: T0 + DAY, reason: { kind: 'budget-spent' } });
-    const none = projectRotation(active, { reserved: 0, used: 0, samples: [] }, { ...DEFAULT_ROTATION_POLICY, maxAge: null }, T0);
+    const none = projectRotation(
+      active,
+      { reserved: 0, used: 0, samples: [] },
+      { ...DEFAULT_ROTATION_POLICY, maxAge: null },
+      T0,
+    );
     expect(none).toMatchObject({ due: false, rotateAt: undefined, reason: undefined, limitAt: undefined });
   });
 });
