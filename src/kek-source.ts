@@ -38,7 +38,8 @@ export const MIN_PASSPHRASE_LENGTH = 12;
 
 /** Loads a local KEK from a source. Errors never include the key or the passphrase. */
 export async function loadKek(source: KekSource, options: LoadKekOptions = {}): Promise<LocalKek> {
-  if (!source || typeof source !== 'object') throw new InvalidOptionError('kek', 'must be a KEK source object');
+  if (!source || typeof source !== 'object')
+    throw new InvalidOptionError('kek', 'must be a KEK source object');
   switch (source.type) {
     case 'base64': {
       if (typeof source.value !== 'string' || source.value.trim() === '') {
@@ -80,7 +81,10 @@ export async function kekFromPassphrase(
           "this keystore's KEK is not passphrase-derived (its KEK record has no salt); give its base64 KEK instead",
         );
       }
-      return loadKek({ type: 'passphrase', passphrase, salt: Buffer.from(info.passphraseSalt, 'base64') }, { random });
+      return loadKek(
+        { type: 'passphrase', passphrase, salt: Buffer.from(info.passphraseSalt, 'base64') },
+        { random },
+      );
     }
     const salt = random.bytes(PASSPHRASE_SALT_LENGTH);
     const kek = await loadKek({ type: 'passphrase', passphrase, salt }, { random });
@@ -103,7 +107,8 @@ export async function kekFromPassphrase(
 }
 
 async function readKekFile(path: string, options: LoadKekOptions): Promise<string> {
-  if (typeof path !== 'string' || path === '') throw new InvalidOptionError('kek.path', 'must be a file path');
+  if (typeof path !== 'string' || path === '')
+    throw new InvalidOptionError('kek.path', 'must be a file path');
   let text: string;
   try {
     const handle = await fsp.open(path, 'r');
@@ -122,11 +127,15 @@ async function readKekFile(path: string, options: LoadKekOptions): Promise<strin
     }
   } catch (error) {
     if (error instanceof InvalidKekError) throw error;
-    throw new InvalidKekError(`cannot read the KEK file ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new InvalidKekError(
+      `cannot read the KEK file ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
   if (lines.length !== 1) {
-    throw new InvalidKekError(`the KEK file ${path} must hold one line of base64 (found ${lines.length} lines)`);
+    throw new InvalidKekError(
+      `the KEK file ${path} must hold one line of base64 (found ${lines.length} lines)`,
+    );
   }
   return lines[0]!;
 }
@@ -141,8 +150,13 @@ async function derivePassphraseKey(passphrase: string, salt: Uint8Array): Promis
   const { N, r, p } = PASSPHRASE_SCRYPT;
   return new Promise((resolve, reject) => {
     // maxmem above the 128 * N * r bytes scrypt needs (Node's default cap is 32 MiB).
-    scryptCallback(passphrase.normalize('NFC'), salt, KEK_LENGTH, { N, r, p, maxmem: 256 * N * r }, (error, key) =>
-      error ? reject(new InvalidKekError('deriving the KEK from the passphrase failed')) : resolve(key),
+    scryptCallback(
+      passphrase.normalize('NFC'),
+      salt,
+      KEK_LENGTH,
+      { N, r, p, maxmem: 256 * N * r },
+      (error, key) =>
+        error ? reject(new InvalidKekError('deriving the KEK from the passphrase failed')) : resolve(key),
     );
   });
 }

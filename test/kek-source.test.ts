@@ -2,8 +2,8 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { generateKekBase64, kekFromPassphrase, loadKek } from '../src/kek-source.ts';
 import { LocalKek } from '../src/kek.ts';
+import { generateKekBase64, kekFromPassphrase, loadKek } from '../src/kek-source.ts';
 import { Keyring } from '../src/keyring.ts';
 import { FileKeystore } from '../src/keystore/file-keystore.ts';
 
@@ -84,15 +84,19 @@ describe('loadKek', () => {
     const salt = Buffer.alloc(16, 9);
     const a = await loadKek({ type: 'passphrase', passphrase: PASSPHRASE, salt });
     const b = await loadKek({ type: 'passphrase', passphrase: PASSPHRASE, salt: Buffer.from(salt) });
-    const otherSalt = await loadKek({ type: 'passphrase', passphrase: PASSPHRASE, salt: Buffer.alloc(16, 8) });
+    const otherSalt = await loadKek({
+      type: 'passphrase',
+      passphrase: PASSPHRASE,
+      salt: Buffer.alloc(16, 8),
+    });
     expect(a.id).toBe(b.id);
     expect(otherSalt.id).not.toBe(a.id);
     const error = await rejection(loadKek({ type: 'passphrase', passphrase: 'short', salt }));
     expect(error.code).toBe('ERR_INVALID_KEK');
     expect(error.message).not.toContain('short');
-    expect((await rejection(loadKek({ type: 'passphrase', passphrase: PASSPHRASE, salt: Buffer.alloc(8) }))).code).toBe(
-      'ERR_INVALID_KEK',
-    );
+    expect(
+      (await rejection(loadKek({ type: 'passphrase', passphrase: PASSPHRASE, salt: Buffer.alloc(8) }))).code,
+    ).toBe('ERR_INVALID_KEK');
   });
 
   it('names the field of an unknown source type', async () => {
@@ -121,7 +125,9 @@ describe('kekFromPassphrase', () => {
 
     // A wrong passphrase derives another KEK, which the keystore refuses before any write.
     const wrong = await kekFromPassphrase('a different passphrase', other);
-    await expect(Keyring.open({ keystore: other, kek: wrong })).rejects.toMatchObject({ code: 'ERR_KEK_MISMATCH' });
+    await expect(Keyring.open({ keystore: other, kek: wrong })).rejects.toMatchObject({
+      code: 'ERR_KEK_MISMATCH',
+    });
   });
 
   it('agrees on one salt when two handles initialize the keystore at once', async () => {

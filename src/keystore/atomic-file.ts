@@ -26,7 +26,11 @@ export type FaultHook = (step: WriteStep, file: string) => void | Promise<void>;
 export const TEMP_PREFIX = '.tmp-';
 
 /** Writes `data` to `file` atomically and durably, mode 0600. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, faults?: FaultHook): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  faults?: FaultHook,
+): Promise<void> {
   const dir = dirname(file);
   const temp = join(dir, `${TEMP_PREFIX}${basename(file)}-${randomBytes(6).toString('hex')}`);
   const handle = await fsp.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE);

@@ -1,10 +1,11 @@
 import { promises as fsp } from 'node:fs';
-import { isDeepStrictEqual } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import { type Clock, systemClock } from '../clock.ts';
 import {
   InvalidOptionError,
+  KekMismatchError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeystoreUnavailableError,
@@ -60,7 +61,11 @@ const KEK = 'kek.json';
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/);
 const millis = z.number().finite();
-const markerSchema = z.object({ format: z.literal(MARKER_FORMAT), version: z.number().int(), createdAt: millis });
+const markerSchema = z.object({
+  format: z.literal(MARKER_FORMAT),
+  version: z.number().int(),
+  createdAt: millis,
+});
 const keyVersionSchema = z.strictObject({
   namespace: z.string(),
   version: z.number().int().positive(),
@@ -72,7 +77,11 @@ const keyVersionSchema = z.strictObject({
   deprecatedAt: millis.optional(),
   destroyedAt: millis.optional(),
 });
-const versionsSchema = z.strictObject({ format: z.literal(1), namespace: z.string(), versions: z.array(keyVersionSchema) });
+const versionsSchema = z.strictObject({
+  format: z.literal(1),
+  namespace: z.string(),
+  versions: z.array(keyVersionSchema),
+});
 const materialSchema = z.strictObject({
   format: z.literal(1),
   kekId: z.string().min(1),
@@ -154,7 +163,11 @@ export class FileKeystore implements Keystore {
           throw new InvalidOptionError('dir', `${dir} is not empty and holds no temporal-keyring keystore`);
         }
         const clock = options.clock ?? systemClock;
-        await store.#write(MARKER, { format: MARKER_FORMAT, version: FORMAT_VERSION, createdAt: clock.now() });
+        await store.#write(MARKER, {
+          format: MARKER_FORMAT,
+          version: FORMAT_VERSION,
+          createdAt: clock.now(),
+        });
       });
     }
     await store.#sweep();
@@ -187,8 +200,10 @@ export class FileKeystore implements Keystore {
     if (material) validateWrappedKey(material);
     return this.#lock.withLock(async () => {
       const next = applyChange(await this.#readVersions(namespace), change);
+      if (material) await this.#assertTargetKek(material.kekId);
       // The material goes first: until versions.json names the version, the file is invisible.
-      if (change.add && material) await this.#write(materialFile(namespace, change.add.version), encodeMaterial(material));
+      if (change.add && material)
+        await this.#write(materialFile(namespace, change.add.version), encodeMaterial(material));
       await this.#write(versionsFile(namespace), { format: 1, namespace, versions: next });
       await this.#eraseDestroyedMaterial(namespace, next);
       return next;
@@ -205,7 +220,12 @@ export class FileKeystore implements Keystore {
     return stored && decodeMaterial(stored);
   }
 
-  async rewrapMaterial(namespace: string, version: number, material: WrappedKey, expectedKekId: string): Promise<void> {
+  async rewrapMaterial(
+    namespace: string,
+    version: number,
+    material: WrappedKey,
+    expectedKekId: string,
+  ): Promise<void> {
     this.#assertOpen();
     validateNamespace(namespace);
     validateVersion(version);
@@ -231,7 +251,8 @@ export class FileKeystore implements Keystore {
   async putKekInfo(info: KekInfo, expected: KekInfo | undefined): Promise<void> {
     this.#assertOpen();
     const parsed = kekInfoSchema.safeParse(plain(info));
-    if (!parsed.success) throw new InvalidOptionError('info', `is not a valid KEK record (${describeIssues(parsed.error)})`);
+    if (!parsed.success)
+      throw new InvalidOptionError('info', `is not a valid KEK record (${describeIssues(parsed.error)})`);
     await this.#lock.withLock(async () => {
       const current = await this.#read(KEK, kekInfoSchema);
       if (!isDeepStrictEqual(plain(current), plain(expected))) {
@@ -259,7 +280,13 @@ export class FileKeystore implements Keystore {
     });
   }
 
-  async recordUsed(namespace: string, version: number, holder: string, used: number, at: number): Promise<void> {
+  async recordUsed(
+    namespace: string,
+    version: number,
+    holder: string,
+    used: number,
+    at: number,
+  ): Promise<void> {
     this.#assertOpen();
     validateNamespace(namespace);
     validateVersion(version);
@@ -307,7 +334,8 @@ export class FileKeystore implements Keystore {
     validateHolder(holder);
     await this.#lock.withLock(async () => {
       const file = leaseFile(name);
-      if ((await this.#read(file, leaseSchema))?.holder === holder) await removeFileDurable(this.#abs(file), this.#faults);
+      if ((await this.#read(file, leaseSchema))?.holder === holder)
+        await removeFileDurable(this.#abs(file), this.#faults);
     });
   }
 
@@ -358,6 +386,20 @@ export class FileKeystore implements Keystore {
   }
 
   // --- Internals -----------------------------------------------------------------------------
+
+  /**
+   * New material must be wrapped with the KEK the store is moving to: a process that opened
+   * before a KEK rotation began would otherwise add a key that only the retiring KEK unwraps.
+   */
+  async #assertTargetKek(kekId: string): Promise<void> {
+    const info = await this.#read(KEK, kekInfoSchema);
+    const target = info?.rekey?.toKekId ?? info?.currentKekId;
+    if (target !== undefined && kekId !== target) {
+      throw new KekMismatchError(
+        `new key material is wrapped with KEK ${kekId} but this keystore's keys are now wrapped with KEK ${target} (a KEK rotation happened); reopen the keyring with the new KEK`,
+      );
+    }
+  }
 
   #assertOpen(): void {
     if (this.#closed) throw new KeystoreUnavailableError('the file keystore is closed');
@@ -432,7 +474,10 @@ export class FileKeystore implements Keystore {
   async #eraseDestroyedMaterial(namespace: string, versions: readonly KeyVersion[]): Promise<number> {
     let erased = 0;
     for (const v of versions) {
-      if (v.state === 'destroyed' && (await removeFileDurable(this.#abs(materialFile(namespace, v.version)), this.#faults))) {
+      if (
+        v.state === 'destroyed' &&
+        (await removeFileDurable(this.#abs(materialFile(namespace, v.version)), this.#faults))
+      ) {
         erased++;
       }
     }
@@ -450,22 +495,29 @@ export class FileKeystore implements Keystore {
     await this.#lock.tryWithLock(async () => {
       const again = await this.#pendingCleanup();
       let erased = 0;
-      for (const ns of again.destroyed) erased += await this.#eraseDestroyedMaterial(ns, await this.#readVersions(ns));
+      for (const ns of again.destroyed)
+        erased += await this.#eraseDestroyedMaterial(ns, await this.#readVersions(ns));
       for (const t of again.temps) await fsp.unlink(this.#abs(t)).catch(() => {});
-      this.#logger.info({ dir: this.dir, erased, temps: again.temps.length }, 'file keystore: finished interrupted writes');
+      this.#logger.info(
+        { dir: this.dir, erased, temps: again.temps.length },
+        'file keystore: finished interrupted writes',
+      );
     });
   }
 
   async #pendingCleanup(): Promise<{ temps: string[]; destroyed: string[] }> {
     const temps: string[] = [];
     const destroyed: string[] = [];
-    const isTemp = (name: string) => name.startsWith(TEMP_PREFIX) && !name.startsWith(`${TEMP_PREFIX}${LOCK}-`);
+    const isTemp = (name: string) =>
+      name.startsWith(TEMP_PREFIX) && !name.startsWith(`${TEMP_PREFIX}${LOCK}-`);
     const collect = async (rel: string) => {
-      for (const name of await this.#readdir(rel)) if (isTemp(name) || name.startsWith(`${LOCK}.stale-`)) temps.push(join(rel, name));
+      for (const name of await this.#readdir(rel))
+        if (isTemp(name) || name.startsWith(`${LOCK}.stale-`)) temps.push(join(rel, name));
     };
     await collect('.');
     await collect('leases');
-    for (const ns of (await this.#readdir('usage')).filter(isValidNamespace)) await collect(join('usage', ns));
+    for (const ns of (await this.#readdir('usage')).filter(isValidNamespace))
+      await collect(join('usage', ns));
     for (const ns of (await this.#readdir('namespaces')).filter(isValidNamespace)) {
       await collect(join('namespaces', ns));
       await collect(join('namespaces', ns, 'material'));
@@ -476,7 +528,8 @@ export class FileKeystore implements Keystore {
         continue; // a damaged namespace is reported when it is used, and left alone
       }
       const materials = new Set(await this.#readdir(join('namespaces', ns, 'material')));
-      if (versions.some((v) => v.state === 'destroyed' && materials.has(`v${v.version}.json`))) destroyed.push(ns);
+      if (versions.some((v) => v.state === 'destroyed' && materials.has(`v${v.version}.json`)))
+        destroyed.push(ns);
     }
     return { temps, destroyed };
   }
@@ -518,7 +571,11 @@ function decodeMaterial(m: z.infer<typeof materialSchema>): WrappedKey {
 }
 
 /** Invariants a versions file must meet beyond its shape; a message, or undefined when it is sound. */
-function checkVersions(namespace: string, stored: string, versions: readonly KeyVersion[]): string | undefined {
+function checkVersions(
+  namespace: string,
+  stored: string,
+  versions: readonly KeyVersion[],
+): string | undefined {
   if (stored !== namespace) return 'it names another namespace';
   for (const [i, v] of versions.entries()) {
     if (v.version !== i + 1) return 'versions are not numbered 1, 2, 3, ...';
@@ -564,11 +621,13 @@ function validateOptions(options: FileKeystoreOptions): void {
 }
 
 function validateVersion(version: number): void {
-  if (!Number.isSafeInteger(version) || version < 1) throw new InvalidOptionError('version', 'must be a positive integer');
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new InvalidOptionError('version', 'must be a positive integer');
 }
 
 function validateCount(field: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new InvalidOptionError(field, 'must be a non-negative integer');
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new InvalidOptionError(field, 'must be a non-negative integer');
 }
 
 function validateTime(field: string, value: number): void {
@@ -588,7 +647,16 @@ function validateLeaseName(name: string): void {
 }
 
 function validateWrappedKey(m: WrappedKey): void {
-  if (!m || typeof m.kekId !== 'string' || m.kekId === '' || m.alg !== 'A256GCM' || !(m.ciphertext instanceof Uint8Array)) {
-    throw new InvalidOptionError('material', 'must be a WrappedKey { kekId, alg: "A256GCM", ciphertext: Uint8Array }');
+  if (
+    !m ||
+    typeof m.kekId !== 'string' ||
+    m.kekId === '' ||
+    m.alg !== 'A256GCM' ||
+    !(m.ciphertext instanceof Uint8Array)
+  ) {
+    throw new InvalidOptionError(
+      'material',
+      'must be a WrappedKey { kekId, alg: "A256GCM", ciphertext: Uint8Array }',
+    );
   }
 }

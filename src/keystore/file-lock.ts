@@ -44,14 +44,16 @@ export class FileLock {
   async withLock<T>(fn: () => Promise<T>): Promise<T> {
     const previous = queues.get(this.path) ?? Promise.resolve();
     const deadline = Date.now() + this.#options.timeoutMs;
-    const run = previous.catch(() => {}).then(async () => {
-      const release = await this.#acquire(deadline);
-      try {
-        return await fn();
-      } finally {
-        await release();
-      }
-    });
+    const run = previous
+      .catch(() => {})
+      .then(async () => {
+        const release = await this.#acquire(deadline);
+        try {
+          return await fn();
+        } finally {
+          await release();
+        }
+      });
     const tail = run.catch(() => {});
     queues.set(this.path, tail);
     void tail.then(() => {
@@ -85,7 +87,12 @@ export class FileLock {
   }
 
   async #acquire(deadline: number): Promise<() => Promise<void>> {
-    const owner: Owner = { pid: process.pid, host: hostname(), token: randomBytes(12).toString('hex'), at: Date.now() };
+    const owner: Owner = {
+      pid: process.pid,
+      host: hostname(),
+      token: randomBytes(12).toString('hex'),
+      at: Date.now(),
+    };
     const dir = dirname(this.path);
     let delay = 2;
     let holder: Owner | undefined;
@@ -107,7 +114,9 @@ export class FileLock {
           `timed out after ${this.#options.timeoutMs} ms waiting for the keystore lock ${this.path} (held by pid ${holder.pid} on ${holder.host})`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(0, deadline - Date.now()))));
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(delay, Math.max(0, deadline - Date.now()))),
+      );
       delay = Math.min(delay * 2, 50) * (0.75 + Math.random() / 2);
     }
   }

@@ -114,16 +114,48 @@ describe('FileKeystore files', () => {
   });
 
   describe('damaged files', () => {
-    const cases: { file: string; damage: (text: string) => string; read: (k: FileKeystore) => Promise<unknown> }[] = [
-      { file: 'namespaces/orders/versions.json', damage: (t) => t.slice(0, t.length / 2), read: (k) => k.getVersions('orders') },
-      { file: 'namespaces/orders/versions.json', damage: (t) => t.replace('"inactive"', '"active"'), read: (k) => k.getVersions('orders') },
-      { file: 'namespaces/orders/versions.json', damage: (t) => t.replace('"inactive"', '"bogus"'), read: (k) => k.getVersions('orders') },
+    const cases: {
+      file: string;
+      damage: (text: string) => string;
+      read: (k: FileKeystore) => Promise<unknown>;
+    }[] = [
+      {
+        file: 'namespaces/orders/versions.json',
+        damage: (t) => t.slice(0, t.length / 2),
+        read: (k) => k.getVersions('orders'),
+      },
+      {
+        file: 'namespaces/orders/versions.json',
+        damage: (t) => t.replace('"inactive"', '"active"'),
+        read: (k) => k.getVersions('orders'),
+      },
+      {
+        file: 'namespaces/orders/versions.json',
+        damage: (t) => t.replace('"inactive"', '"bogus"'),
+        read: (k) => k.getVersions('orders'),
+      },
       { file: 'namespaces/orders/versions.json', damage: () => '', read: (k) => k.listNamespaces() },
-      { file: 'namespaces/orders/material/v3.json', damage: (t) => t.replace('"ciphertext": "', '"ciphertext": "!'), read: (k) => k.getMaterial('orders', 3) },
-      { file: 'namespaces/orders/material/v3.json', damage: (t) => t.slice(0, 40), read: (k) => k.getMaterial('orders', 3) },
-      { file: 'kek.json', damage: (t) => t.replace('"format": 1', '"format": "1"'), read: (k) => k.getKekInfo() },
+      {
+        file: 'namespaces/orders/material/v3.json',
+        damage: (t) => t.replace('"ciphertext": "', '"ciphertext": "!'),
+        read: (k) => k.getMaterial('orders', 3),
+      },
+      {
+        file: 'namespaces/orders/material/v3.json',
+        damage: (t) => t.slice(0, 40),
+        read: (k) => k.getMaterial('orders', 3),
+      },
+      {
+        file: 'kek.json',
+        damage: (t) => t.replace('"format": 1', '"format": "1"'),
+        read: (k) => k.getKekInfo(),
+      },
       { file: 'usage/orders/v3.json', damage: (t) => `${t}}`, read: (k) => k.getUsage('orders', 3) },
-      { file: 'leases/rotator.json', damage: (t) => t.replace('"until": ', '"until": "x'), read: (k) => k.tryAcquireLease('rotator', 'p2', 1, 0) },
+      {
+        file: 'leases/rotator.json',
+        damage: (t) => t.replace('"until": ', '"until": "x'),
+        read: (k) => k.tryAcquireLease('rotator', 'p2', 1, 0),
+      },
     ];
     for (const [i, c] of cases.entries()) {
       it(`${c.file} (case ${i + 1}) raises ERR_KEYSTORE_CORRUPT naming the file, and stays as it is`, async () => {
@@ -152,7 +184,9 @@ describe('FileKeystore files', () => {
       const keystore = await FileKeystore.open({ dir });
       await populate(keystore);
       await writeFile(join(dir, 'kek.json'), '{"format":1,');
-      await expect(Keyring.open({ keystore, kek: kekA() })).rejects.toMatchObject({ code: 'ERR_KEYSTORE_CORRUPT' });
+      await expect(Keyring.open({ keystore, kek: kekA() })).rejects.toMatchObject({
+        code: 'ERR_KEYSTORE_CORRUPT',
+      });
       expect(await readFile(join(dir, 'kek.json'), 'utf8')).toBe('{"format":1,');
     });
   });
@@ -191,6 +225,22 @@ describe('FileKeystore files', () => {
     await keyring.close();
   });
 
+  it('refuses new keys wrapped with the retiring KEK once a KEK rotation began', async () => {
+    const keystore = await FileKeystore.open({ dir });
+    await populate(keystore);
+    const stale = await Keyring.open({ keystore: await FileKeystore.open({ dir }), kek: kekA() });
+    const admin = await Keyring.open({ keystore, kek: kekA() });
+    expect(await admin.rekey(kekB())).toEqual({ rewrapped: 3 });
+    await admin.close();
+    const before = await snapshot(dir);
+    await expect(stale.rotate('billing')).rejects.toMatchObject({ code: 'ERR_KEK_MISMATCH' });
+    expect(await snapshot(dir)).toEqual(before);
+    await stale.close();
+    const fresh = await Keyring.open({ keystore, kek: kekB() });
+    expect((await fresh.rotate('billing')).performed).toBe(true);
+    await fresh.close();
+  });
+
   it('takes over a lock whose holder stopped refreshing it (another host)', async () => {
     const keystore = await FileKeystore.open({ dir, lockStaleMs: 1000, lockTimeoutMs: 5000 });
     const lock = join(dir, 'lock');
@@ -211,7 +261,10 @@ describe('FileKeystore crash at each step of a durable write', () => {
   const steps: WriteStep[] = ['temp-written', 'temp-synced', 'renamed', 'dir-synced'];
 
   /** Runs `op` with a crash injected at the n-th write step; returns whether it crashed. */
-  async function crashAt(n: number, op: (k: FileKeystore) => Promise<unknown>): Promise<{ crashed: boolean; step?: WriteStep; file?: string }> {
+  async function crashAt(
+    n: number,
+    op: (k: FileKeystore) => Promise<unknown>,
+  ): Promise<{ crashed: boolean; step?: WriteStep; file?: string }> {
     let seen = 0;
     let at: { step: WriteStep; file: string } | undefined;
     const keystore = await FileKeystore.open({
@@ -259,14 +312,16 @@ describe('FileKeystore crash at each step of a durable write', () => {
       }
       seenSteps.add(`${result.file?.endsWith('versions.json') ? 'metadata' : 'material'}:${result.step}`);
       // Before the metadata rename the rotation is invisible; after it, complete.
-      const committed = result.file?.endsWith('versions.json') && (result.step === 'renamed' || result.step === 'dir-synced');
+      const committed =
+        result.file?.endsWith('versions.json') && (result.step === 'renamed' || result.step === 'dir-synced');
       const previous = Object.keys(before).filter((p) => p.endsWith('versions.json')).length;
       expect(previous).toBe(1);
       expect(versions.filter((v) => v.state === 'active')).toHaveLength(1);
       expect(latest - (await snapshotVersions(before))).toBe(committed ? 1 : 0);
       // Whatever happened, the store keeps working, and the next rotation succeeds on top.
       const k = await Keyring.open({ keystore: fresh, kek: kekA(), clock });
-      for (const v of versions) expect((await k.decryptionKey('orders', v.version)).material).toHaveLength(32);
+      for (const v of versions)
+        expect((await k.decryptionKey('orders', v.version)).material).toHaveLength(32);
       await k.rotate('orders');
       expect((await fresh.getVersions('orders')).length).toBe(latest + 1);
       await k.close();
@@ -289,9 +344,17 @@ describe('FileKeystore crash at each step of a durable write', () => {
     await k.close();
     // Steps 1-4 write versions.json (the commit point); the crash comes before the unlink.
     const result = await crashAt(4, (keystore) =>
-      keystore.commit({ namespace: 'orders', at: 1, transitions: [{ version: 2, from: 'deprecated', to: 'destroyed' }] }),
+      keystore.commit({
+        namespace: 'orders',
+        at: 1,
+        transitions: [{ version: 2, from: 'deprecated', to: 'destroyed' }],
+      }),
     );
-    expect(result).toMatchObject({ crashed: true, step: 'dir-synced', file: 'namespaces/orders/versions.json' });
+    expect(result).toMatchObject({
+      crashed: true,
+      step: 'dir-synced',
+      file: 'namespaces/orders/versions.json',
+    });
     const material = join(dir, 'namespaces/orders/material/v2.json');
     expect((await stat(material)).isFile()).toBe(true);
     const reopened = await FileKeystore.open({ dir });

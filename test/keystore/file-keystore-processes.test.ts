@@ -2,12 +2,12 @@
  * The file keystore across real processes: SIGKILL at random points, two rotators started at the
  * same moment, a stale lock left by a killed holder, and a KEK rotation killed half-way.
  */
-import { readdir, readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { generateKekBase64 } from '../../src/kek-source.ts';
 import { LocalKek } from '../../src/kek.ts';
+import { generateKekBase64 } from '../../src/kek-source.ts';
 import { Keyring } from '../../src/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { spawnWorker } from './fixtures/spawn-worker.ts';
@@ -35,7 +35,10 @@ async function verifyStore(kekBase64: string): Promise<number> {
     try {
       for (const ns of await keystore.listNamespaces()) {
         const versions = await keystore.getVersions(ns);
-        expect(versions.filter((v) => v.state === 'active'), ns).toHaveLength(1);
+        expect(
+          versions.filter((v) => v.state === 'active'),
+          ns,
+        ).toHaveLength(1);
         for (const v of versions) {
           seen++;
           if (v.state === 'destroyed') {
@@ -88,11 +91,16 @@ describe('FileKeystore across processes', () => {
 
     for (let round = 0; round < 3; round++) {
       const signal = join(dir, `go-${round}`);
-      const workers = [0, 1].map(() => spawnWorker('rotate-on-signal', { DIR: dir, KEK: kek, SIGNAL: signal }, 30_000));
+      const workers = [0, 1].map(() =>
+        spawnWorker('rotate-on-signal', { DIR: dir, KEK: kek, SIGNAL: signal }, 30_000),
+      );
       await Promise.all(workers.map((w) => w.waitFor((l) => l === 'ready')));
       await writeFile(signal, 'go');
       const results = await Promise.all(
-        workers.map(async (w) => JSON.parse(await w.waitFor((l) => l.startsWith('{'))) as { performed: boolean; version: number }),
+        workers.map(
+          async (w) =>
+            JSON.parse(await w.waitFor((l) => l.startsWith('{'))) as { performed: boolean; version: number },
+        ),
       );
       for (const w of workers) expect((await w.exited).code).toBe(0);
       expect(results.filter((r) => r.performed)).toHaveLength(1);
@@ -109,7 +117,9 @@ describe('FileKeystore across processes', () => {
     const store = await FileKeystore.open({ dir, lockTimeoutMs: 200 });
     const holder = spawnWorker('hold-lock', { DIR: dir }, 30_000);
     await holder.waitFor((l) => l === 'holding');
-    await expect(store.reserveUsage('a', 1, 5, Date.now())).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    await expect(store.reserveUsage('a', 1, 5, Date.now())).rejects.toMatchObject({
+      code: 'ERR_LOCK_TIMEOUT',
+    });
     holder.kill();
     expect((await holder.exited).signal).toBe('SIGKILL');
     const patient = await FileKeystore.open({ dir, lockTimeoutMs: 10_000 });
