@@ -457,8 +457,26 @@ export class Keyring implements KeyProvider {
     return entry;
   }
 
+  /**
+   * New keys must be wrapped with the keystore's current (or rekey target) KEK. A process opened
+   * before another one rotated the KEK would otherwise wrap them with the retired KEK, which
+   * processes holding only the new KEK cannot unwrap.
+   */
+  async #followKekRotation(): Promise<void> {
+    const info = await this.keystore.getKekInfo();
+    const target = info ? (info.rekey?.toKekId ?? info.currentKekId) : this.#primaryKek.id;
+    const kek = this.#keks.get(target);
+    if (!kek) {
+      throw new KekMismatchError(
+        `the keystore's keys are now wrapped with KEK ${target}, which this process does not hold; restart it with that KEK`,
+      );
+    }
+    this.#primaryKek = kek;
+  }
+
   async #commitNew(change: NamespaceChange): Promise<KeyVersion[]> {
     const add = change.add!;
+    await this.#followKekRotation();
     const material = this.#random.bytes(DATA_KEY_LENGTH);
     const keyId = `${change.namespace}/v${add.version}`;
     const wrapped: WrappedKey = {

@@ -388,6 +388,28 @@ describe('Keyring', () => {
     await done.close();
   });
 
+  it('never wraps new keys with a KEK retired by another process', async () => {
+    const { keyring: stale, store, clock, kek, open } = await setup();
+    await stale.createNamespace('default');
+    const admin = await open();
+    const newKek = new LocalKek(randomBytes(32));
+    // A process that was also given the new KEK as a previous one (rolling restart in progress).
+    const both = await open({ previousKeks: [newKek] });
+    await admin.rekey(newKek);
+    await admin.close();
+    // The stale process still decrypts with what it has cached, but refuses to create keys.
+    expect(await codeOf(stale.rotate('default'))).toBe('ERR_KEK_MISMATCH');
+    expect(await states(stale)).toEqual(['1:active']);
+    expect(await codeOf(stale.createNamespace('other'))).toBe('ERR_KEK_MISMATCH');
+    // One holding the new KEK follows the rotation.
+    expect((await both.rotate('default')).performed).toBe(true);
+    expect((await store.getMaterial('default', 2))!.kekId).toBe(newKek.id);
+    const fresh = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
+    expect((await fresh.encryptionKey('default', 1)).version).toBe(2);
+    expect(kek.id).not.toBe(newKek.id);
+    await Promise.all([stale.close(), both.close(), fresh.close()]);
+  });
+
   it('yields exactly one new version when two keyrings rotate concurrently', async () => {
     const { keyring: a, open } = await setup();
     await a.createNamespace('default');
