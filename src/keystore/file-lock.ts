@@ -41,9 +41,29 @@ export class FileLock {
   }
 
   /** Runs `fn` while holding the lock (in this process and across processes). */
-  async withLock<T>(fn: () => Promise<T>): Promise<T> {
+  withLock<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#run(Date.now() + this.#options.timeoutMs, fn);
+  }
+
+  /** Runs `fn` only if the lock is free (or stale) right now; `undefined` if it is held. */
+  async tryWithLock<T>(fn: () => Promise<T>): Promise<{ value: T } | undefined> {
+    if (queues.has(this.path)) return undefined;
+    let acquired = false;
+    try {
+      return {
+        value: await this.#run(Date.now(), () => {
+          acquired = true;
+          return fn();
+        }),
+      };
+    } catch (error) {
+      if (!acquired && error instanceof LockTimeoutError) return undefined;
+      throw error;
+    }
+  }
+
+  #run<T>(deadline: number, fn: () => Promise<T>): Promise<T> {
     const previous = queues.get(this.path) ?? Promise.resolve();
-    const deadline = Date.now() + this.#options.timeoutMs;
     const run = previous
       .catch(() => {})
       .then(async () => {
@@ -60,30 +80,6 @@ export class FileLock {
       if (queues.get(this.path) === tail) queues.delete(this.path);
     });
     return run;
-  }
-
-  /** Takes the lock only if it is free (or stale) right now; `undefined` otherwise. */
-  async tryWithLock<T>(fn: () => Promise<T>): Promise<{ value: T } | undefined> {
-    if (queues.has(this.path)) return undefined;
-    let value: T | undefined;
-    try {
-      await this.withLockDeadline(Date.now(), async () => {
-        value = await fn();
-      });
-    } catch (error) {
-      if (error instanceof LockTimeoutError) return undefined;
-      throw error;
-    }
-    return { value: value as T };
-  }
-
-  private async withLockDeadline(deadline: number, fn: () => Promise<void>): Promise<void> {
-    const release = await this.#acquire(deadline);
-    try {
-      await fn();
-    } finally {
-      await release();
-    }
   }
 
   async #acquire(deadline: number): Promise<() => Promise<void>> {
