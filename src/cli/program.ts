@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { registerServeCommand } from '../../codec-server/serve-command.ts';
 import { ENV } from '../config/resolve-settings.ts';
 import { registerConfigCommands } from './commands/config-show.ts';
 import { registerDecodeCommand } from './commands/decode.ts';
@@ -20,7 +19,7 @@ const VERSION = '0.1.0';
  * context.ts; environment variables are resolved there too (not by commander), so that the
  * precedence flags > env > config file > defaults is applied in one place.
  */
-export function createProgram(): Command {
+export async function createProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('temporal-keyring')
     .description('Encryption keys for Temporal payloads: keys, KEKs, history decoding and the codec server')
     .option('--config <file>', `JSON config file (env ${ENV.config})`)
@@ -47,7 +46,14 @@ export function createProgram(): Command {
   registerDecodeCommand(program);
   registerTokenCommands(program);
   registerConfigCommands(program);
-  registerServeCommand(program);
+  // The codec server (Express, pino, the ESDK) loads only when `serve` runs: it would double the
+  // start-up time of every other command. Elsewhere a stub lists it in the help.
+  if (argv.slice(2).includes('serve')) {
+    const { registerServeCommand } = await import('../../codec-server/serve-command.ts');
+    registerServeCommand(program);
+  } else {
+    program.command('serve').description('run the codec server for the Temporal Web UI and CLI (see: serve --help)');
+  }
   // TODO(rotation engineer): register `rotator` from ./commands/rotator.ts here, e.g.
   // registerRotatorCommand(program);
 
@@ -71,7 +77,7 @@ export async function run(argv: readonly string[] = process.argv): Promise<numbe
     return EXIT.ok;
   }
   try {
-    await createProgram().parseAsync([...argv]);
+    await (await createProgram(argv)).parseAsync([...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
     return reportError(error);
