@@ -330,6 +330,12 @@ export class PostgresKeystore implements Keystore {
     }
     return () => {
       this.#listeners.delete(listener);
+      // The last subscriber gone (its Keyring closed): give the LISTEN connection back.
+      if (this.#listeners.size === 0 && this.#listener) {
+        const idle = this.#listener;
+        this.#listener = undefined;
+        void idle.close();
+      }
     };
   }
 

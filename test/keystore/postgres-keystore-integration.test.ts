@@ -71,6 +71,19 @@ describe('PostgresKeystore with Keyring and codec', () => {
     expect(events).toContainEqual({ type: 'kek-changed' });
   });
 
+  it('keeps its LISTEN connection only while someone subscribes', async () => {
+    const store = await open(await server.newDatabase('unsub'));
+    expect(await store.whenListening()).toBe(false);
+    const keyring = await keyringOn(store);
+    expect(await store.whenListening()).toBe(true);
+    await keyring.close(); // unsubscribes
+    expect(await store.whenListening()).toBe(false);
+    const off = store.subscribe(() => {});
+    expect(await store.whenListening()).toBe(true);
+    off();
+    expect(await store.whenListening()).toBe(false);
+  });
+
   it('makes exactly one of 5 concurrent rotators (5 keystores) win', async () => {
     const url = await server.newDatabase('race');
     const keyrings = await Promise.all(Array.from({ length: 5 }, async () => keyringOn(await open(url))));
