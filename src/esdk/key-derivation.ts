@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { SUITE_ID } from './message-format.ts';
 
 /**
@@ -8,8 +8,13 @@ import { SUITE_ID } from './message-format.ts';
  * `suite id (uint16) || "DERIVEKEY"` into the AES-256-GCM key of the header tag and every frame.
  *
  * Pipeline position: `fastEngine` → this → AES-256-GCM. Both outputs are at most one SHA-512
- * block, so each expand is a single HMAC (T(1) = HMAC(PRK, info || 0x01)). Three `createHmac`
- * calls measured 2.5x faster than two `crypto.hkdfSync` calls (which repeat the extract step).
+ * block, so each expand is a single HMAC (T(1) = HMAC(PRK, info || 0x01)): three HMACs in all.
+ *
+ * Why HMAC is spelled out here (RFC 2104 over one-shot `crypto.hash`): per message the KDF was
+ * the largest cost after AES-GCM itself. Measured on Node 20, `createHmac` x3 runs ~1.7x faster
+ * than two `crypto.hkdfSync` calls (which repeat the extract), and this form ~1.6x faster again,
+ * because it creates no native hash objects. test/esdk/fast-engine.test.ts checks it against
+ * `createHmac` and the RFC 4231 vectors; the differential tests check the result against the SDK.
  */
 
 const COMMIT_INFO = Buffer.from('COMMITKEY\x01', 'latin1');
@@ -27,9 +32,33 @@ export interface DerivedKeys {
 }
 
 export function deriveKeys(dataKey: Uint8Array, messageId: Uint8Array): DerivedKeys {
-  const prk = createHmac('sha512', messageId).update(dataKey).digest();
-  const commitment = createHmac('sha512', prk).update(COMMIT_INFO).digest().subarray(0, OUTPUT_LENGTH);
-  const key = createHmac('sha512', prk).update(KEY_INFO).digest().subarray(0, OUTPUT_LENGTH);
+  const prk = hmacSha512(messageId, dataKey);
+  const commitment = hmacSha512(prk, COMMIT_INFO).subarray(0, OUTPUT_LENGTH);
+  const key = hmacSha512(prk, KEY_INFO).subarray(0, OUTPUT_LENGTH);
   prk.fill(0);
   return { commitment, key };
+}
+
+const BLOCK = 128; // SHA-512 block size
+const DIGEST = 64;
+
+/**
+ * HMAC-SHA512 (RFC 2104) for keys of at most one block, which is all HKDF needs here (32-byte
+ * salt, 64-byte PRK): H((K ^ opad) || H((K ^ ipad) || message)).
+ */
+export function hmacSha512(key: Uint8Array, message: Uint8Array): Buffer {
+  if (key.length > BLOCK) throw new RangeError('hmacSha512: key longer than one block');
+  const inner = Buffer.allocUnsafe(BLOCK + message.length);
+  const outer = Buffer.allocUnsafe(BLOCK + DIGEST);
+  for (let i = 0; i < BLOCK; i++) {
+    const k = i < key.length ? key[i]! : 0;
+    inner[i] = k ^ 0x36;
+    outer[i] = k ^ 0x5c;
+  }
+  inner.set(message, BLOCK);
+  outer.set(hash('sha512', inner, 'buffer'), BLOCK);
+  inner.fill(0, 0, BLOCK);
+  const mac = hash('sha512', outer, 'buffer');
+  outer.fill(0);
+  return mac;
 }
