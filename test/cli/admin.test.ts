@@ -1,0 +1,145 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
+import { parseServerConfig } from '../../codec-server/config.ts';
+import { generateKekBase64 } from '../../src/kek-source.ts';
+import { LocalKek } from '../../src/kek.ts';
+import type { Keystore } from '../../src/keystore.ts';
+import { openKeyring } from '../../src/open-keyring.ts';
+import { cli, tempDir } from './run-cli.ts';
+
+describe('temporal-keyring keys rekey', () => {
+  it('finishes a KEK rotation that was interrupted, then only the new KEK opens the keystore', async () => {
+    const dir = await tempDir();
+    const oldKek = generateKekBase64();
+    const newKek = generateKekBase64();
+    const kekDir = await tempDir();
+    const newKekFile = join(kekDir, 'new-kek');
+    await writeFile(newKekFile, `${newKek}\n`, { mode: 0o600 });
+
+    // Four key versions in two namespaces.
+    const setup = await openKeyring({ keystore: dir, kek: { type: 'base64', value: oldKek }, meter: false });
+    for (const ns of ['default', 'payments']) {
+      await setup.keyring.createNamespace(ns);
+      await setup.keyring.rotate(ns);
+    }
+    // A rekey that dies after re-wrapping one key (as a crash would stop it).
+    let rewraps = 0;
+    const crashing = new Proxy(setup.keystore, {
+      get(target, property) {
+        if (property === 'rewrapMaterial') {
+          return async (...args: Parameters<Keystore['rewrapMaterial']>) => {
+            if (rewraps++ === 1) throw new Error('simulated crash');
+            return target.rewrapMaterial(...args);
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const interrupted = await openKeyring({ keystore: crashing, kek: { type: 'base64', value: oldKek }, meter: false });
+    await expect(interrupted.keyring.rekey(LocalKek.fromBase64(newKek))).rejects.toThrow('simulated crash');
+    await interrupted.close();
+    await setup.close();
+
+    const resumed = await cli(['keys', 'rekey', '--new-kek-file', newKekFile, '--json'], {
+      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
+    });
+    expect(resumed.stderr).toContain('re-wrapping 3 key version(s) under KEK');
+    expect(resumed.stderr).toContain('3/3');
+    expect(resumed.code).toBe(0);
+    expect(JSON.parse(resumed.stdout)).toEqual({
+      fromKekId: LocalKek.fromBase64(oldKek).id,
+      toKekId: LocalKek.fromBase64(newKek).id,
+      rewrapped: 3,
+    });
+
+    const withOld = await cli(['keys', 'rotate', '-n', 'default'], { env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir } });
+    expect(withOld.code).toBe(4);
+    expect(withOld.stderr).toContain('[ERR_KEK_MISMATCH]');
+    const withNew = await cli(['--kek-file', newKekFile, '--data-dir', dir, 'keys', 'rotate', '-n', 'default']);
+    expect(withNew.code).toBe(0);
+
+    // Every version's material unwraps under the new KEK.
+    const check = await openKeyring({ keystore: dir, kek: { type: 'file', path: newKekFile }, meter: false });
+    for (const ns of ['default', 'payments']) {
+      for (const v of await check.keyring.versions(ns)) {
+        expect((await check.keyring.decryptionKey(ns, v.version)).material).toHaveLength(32);
+      }
+    }
+    await check.close();
+  });
+});
+
+describe('temporal-keyring token create', () => {
+  it('prints a token once with a config entry the codec server accepts', async () => {
+    const result = await cli([
+      'token', 'create', '--name', 'web-ui', '--namespaces', 'default,payments', '--operations', 'decode,encode', '--json',
+    ]);
+    expect(result.code).toBe(0);
+    const { token, entry } = JSON.parse(result.stdout);
+    expect(token).toMatch(/^tkr_[A-Za-z0-9_-]{43}$/);
+    expect(entry).toEqual({
+      name: 'web-ui',
+      sha256: tokenSha256Hex(token),
+      namespaces: ['default', 'payments'],
+      operations: ['decode', 'encode'],
+    });
+    expect(parseServerConfig({ auth: { tokens: [entry] } }).auth.tokens).toHaveLength(1);
+
+    const bad = await cli(['token', 'create', '--name', 'x', '--namespaces', 'default', '--operations', 'delete']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--operations: unknown operation "delete" \(use encode, decode, admin\)/);
+  });
+});
+
+describe('configuration through the CLI', () => {
+  it('applies flags > env > config file > defaults, and names the bad field of a config file', async () => {
+    const root = await tempDir();
+    await mkdir(join(root, 'conf'));
+    const configFile = join(root, 'conf', 'keyring.json');
+    const kek = generateKekBase64();
+    await writeFile(join(root, 'conf', 'kek'), `${kek}\n`, { mode: 0o600 });
+    await writeFile(configFile, JSON.stringify({ keystore: './keys', kek: { file: 'kek' } }));
+
+    // The config file alone drives a real command (paths relative to the file).
+    const created = await cli(['--config', configFile, 'keys', 'create', '-n', 'default']);
+    expect(created.code).toBe(0);
+
+    const show = async (args: string[], env: Record<string, string>) => {
+      const r = await cli([...args, 'config', 'show', '--json'], { env, cwd: root });
+      expect(r.code).toBe(0);
+      expect(r.stdout).not.toContain(kek);
+      return JSON.parse(r.stdout);
+    };
+    const fromConfig = await show([], { TEMPORAL_KEYRING_CONFIG: configFile });
+    expect(fromConfig).toEqual({
+      configFile,
+      keystore: { kind: 'file', location: join(root, 'conf', 'keys'), from: 'config keystore' },
+      kek: { type: 'file', path: join(root, 'conf', 'kek'), from: 'config kek.file' },
+      namespaces: [],
+    });
+    const fromEnv = await show([], {
+      TEMPORAL_KEYRING_CONFIG: configFile,
+      TEMPORAL_KEYRING_DATA_DIR: 'env-keys',
+      TEMPORAL_KEYRING_KEK: kek,
+    });
+    expect(fromEnv.keystore).toEqual({ kind: 'file', location: join(root, 'env-keys'), from: 'env TEMPORAL_KEYRING_DATA_DIR' });
+    expect(fromEnv.kek).toEqual({ type: 'base64', from: 'env TEMPORAL_KEYRING_KEK' });
+    const fromFlags = await show(['--keystore', 'postgres://app:secret@127.0.0.1:5432/keys'], {
+      TEMPORAL_KEYRING_CONFIG: configFile,
+      TEMPORAL_KEYRING_DATA_DIR: 'env-keys',
+    });
+    expect(fromFlags.keystore).toEqual({
+      kind: 'postgres',
+      location: 'postgres://app:***@127.0.0.1:5432/keys',
+      from: 'flag --keystore',
+    });
+
+    await writeFile(configFile, JSON.stringify({ namespaces: { default: { rotation: { maxAge: 'soon' } } } }));
+    const bad = await cli(['--config', configFile, 'keys', 'list']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^temporal-keyring: namespaces\.default\.rotation\.maxAge: must be a .*duration/);
+  });
+});
