@@ -12,6 +12,7 @@ import { contextOf, isLoopback } from './request-context.ts';
  * Key administration over HTTP, mounted at `/admin`:
  * - `GET  /admin/namespaces/{ns}/keys`: versions with state and usage;
  * - `POST /admin/namespaces/{ns}/keys/rotate` `{"mode": "immediate" | "prepublish"}` (body optional);
+ *   every POST needs `Content-Type: application/json`.
  * - `POST /admin/namespaces/{ns}/keys/{version}/state` `{"state": "inactive" | ...}`.
  *
  * Needs the `admin` permission on the namespace (JWT `<ns>:admin`, or a token with `admin`). In
@@ -35,11 +36,14 @@ export function adminRouter(deps: { keyring: Keyring; auth: Authenticator; confi
   }
 
   async function body<T>(req: Request, res: Response, schema: z.ZodType<T>): Promise<T> {
+    // Always JSON, even without a body: a browser must preflight it, so a page of another origin
+    // cannot make a "simple" cross-site POST that rotates keys (CSRF).
+    if (!/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+      throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
+    }
     const hasBody =
       Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (hasBody) {
-      if (!req.is('json'))
-        throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
       await new Promise<void>((resolve, reject) =>
         json(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
       );

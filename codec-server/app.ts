@@ -110,6 +110,20 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
 
+  if (config.dev && !config.auth.jwt && config.auth.tokens.length === 0) {
+    // Without auth, a loopback-only server is still reachable from web pages through DNS
+    // rebinding (evil.example resolving to 127.0.0.1): only loopback Host names are served.
+    app.use((req: Request, _res: Response, next: NextFunction) => {
+      if (!isLoopbackHost(req.headers.host)) {
+        throw new HttpError(
+          403,
+          'ERR_FORBIDDEN',
+          'dev mode without auth answers only Host: localhost, 127.0.0.1 or [::1]',
+        );
+      }
+      next();
+    });
+  }
   app.use(opsRouter({ keyring, config, metrics }));
   if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config }));
 
@@ -248,6 +262,13 @@ function versionsOf(payloads: readonly Payload[]): number[] {
     if (v !== undefined) set.add(v);
   }
   return [...set].sort((a, b) => a - b);
+}
+
+/** `localhost`, `127.x.x.x` or `[::1]`, with any port. */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
+  return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 function pick(identity: { kind: 'jwt' | 'token' | 'anonymous'; subject: string }) {

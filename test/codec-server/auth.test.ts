@@ -31,7 +31,7 @@ describe('authentication and authorization', () => {
       { ...(await exportJWK(ec.publicKey)), kid: 'ec-1', alg: 'ES256', use: 'sig' },
     ];
     // The identity provider's JWKS, served by the test on loopback.
-    jwksServer = createServer((req, res) => {
+    jwksServer = createServer((_req, res) => {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ keys }));
     });

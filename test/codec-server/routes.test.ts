@@ -189,6 +189,27 @@ describe('codec routes (dev mode, no auth)', () => {
     expect(s.rawLogs()).not.toContain(b64(JSON.stringify('audit-me-plaintext')));
   });
 
+  it('refuses non-loopback Host names in dev mode without auth (DNS rebinding)', async () => {
+    const { request } = await import('node:http');
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(`${s.url}/default/decode`, {
+          method: 'POST',
+          headers: { host, 'content-type': 'application/json' },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end('{"payloads":[]}');
+      });
+    expect(await status('evil.example:8888')).toBe(403);
+    expect(await status('127.0.0.1.nip.io')).toBe(403);
+    expect(await status('localhost:8888')).toBe(200);
+    expect(await status('[::1]:8888')).toBe(200);
+  });
+
   it('allows the admin API from loopback in dev mode', async () => {
     const res = await fetch(`${s.url}/admin/namespaces/default/keys`);
     expect(res.status).toBe(200);
@@ -267,9 +288,15 @@ describe('codec routes (tokens, path prefix)', () => {
     expect((await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: auth })).status).toBe(403);
     expect((await fetch(`${s.url}/admin/namespaces/default/keys`)).status).toBe(401);
 
-    const rotated = await fetch(`${s.url}/admin/namespaces/default/keys/rotate`, {
+    // Without a JSON content type (a "simple" cross-site POST a page could make): refused.
+    const simple = await fetch(`${s.url}/admin/namespaces/default/keys/rotate`, {
       method: 'POST',
       headers: admin,
+    });
+    expect(simple.status).toBe(415);
+    const rotated = await fetch(`${s.url}/admin/namespaces/default/keys/rotate`, {
+      method: 'POST',
+      headers: { ...admin, 'content-type': 'application/json' },
     });
     expect(rotated.status).toBe(200);
     expect(await rotated.json()).toMatchObject({
