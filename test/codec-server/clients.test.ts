@@ -169,6 +169,26 @@ describe('as the Web UI and the CLI call it', () => {
     expect(await strictGoCheck(dec, 1)).toEqual([memo]);
   });
 
+  it('answers a burst of concurrent decode requests, as a history page sends them', async () => {
+    const { res } = await uiRequest('encode', 'default', [uiJsonPayload('burst')]);
+    const encoded = await strictGoCheck(res, 1);
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        fetch(`${s.url}/codec/decode?preserveStorageRefs=true`, {
+          method: 'POST',
+          headers: {
+            Origin: UI_ORIGIN,
+            'Content-Type': 'application/json',
+            'X-Namespace': 'default',
+            Authorization: `Bearer ${TOKEN}`,
+          },
+          body: JSON.stringify({ payloads: encoded }),
+        }),
+      ),
+    );
+    for (const a of answers) expect(await strictGoCheck(a, 1)).toEqual([uiJsonPayload('burst')]);
+  });
+
   it('gives the CLI a status and a readable body on failure', async () => {
     const res = await fetch(`${s.url}/codec/default/decode`, {
       method: 'POST',
