@@ -158,7 +158,7 @@ describe('EncryptionCodec', () => {
   });
 
   it('decodes payloads of every earlier version after rotations', async () => {
-    const { codec, keyring } = await keyringFixture();
+    const { codec, keyring, store, kek, clock } = await keyringFixture();
     const c = codec();
     const written: Payload[] = [];
     for (let i = 0; i < 6; i++) {
@@ -173,8 +173,13 @@ describe('EncryptionCodec', () => {
     expect(written.map(keyVersionOf)).toEqual([1, 2, 3, 4, 5, 6]);
     const decoded = await c.decode(written);
     expect(decoded.map((p) => JSON.parse(text(p.data)!).version)).toEqual([1, 2, 3, 4, 5, 6]);
-    // A fresh codec over a fresh keyring on the same store reads them too.
-    await keyring.close();
+    // A fresh codec over another keyring on the same store (cold cache: unwraps every key) reads them too.
+    const other = await Keyring.open({ keystore: store.reopen(), kek, clock });
+    const fresh = new EncryptionCodec({ namespace: 'default', keys: other });
+    expect((await fresh.decode(written)).map((p) => JSON.parse(text(p.data)!).version)).toEqual([
+      1, 2, 3, 4, 5, 6,
+    ]);
+    await Promise.all([keyring.close(), other.close()]);
   });
 
   it('refuses deprecated versions unless allowDeprecatedDecrypt, and says when a version was destroyed', async () => {
