@@ -63,8 +63,9 @@ export function registerServeCommand(program: Command): Command {
       `largest request body in bytes, at least 4194304 (env ${SERVE_ENV.bodyLimit}; default 8388608)`,
     )
     .option(
-      '--cors-origin <origin...>',
-      `allowed Web UI origin, exact; repeatable (env ${SERVE_ENV.corsOrigins}, comma-separated)`,
+      '--cors-origin <origin>',
+      `allowed Web UI origin, exact; repeat for more (env ${SERVE_ENV.corsOrigins}, comma-separated)`,
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
     )
     .option('--cors-credentials', `allow cross-origin credentials (env ${SERVE_ENV.corsCredentials}=true)`)
     .option('--tls-cert <file>', `TLS certificate chain, PEM (env ${SERVE_ENV.tlsCert})`)
