@@ -24,6 +24,26 @@ export {
   METADATA_KEY_VERSION,
   parseKeyVersion,
 } from './codec/payload-format.ts';
+export {
+  configSchema,
+  type KekConfig,
+  type KeyringConfig,
+  type NamespaceConfig,
+} from './config/config-schema.ts';
+export {
+  DEFAULT_DATA_DIR,
+  describeKeystoreLocation,
+  type KeystoreLocation,
+  parseKeystoreLocation,
+} from './config/keystore-location.ts';
+export { type LoadedConfig, loadConfigFile, parseConfig } from './config/load-config.ts';
+export {
+  ENV,
+  type KekSpec,
+  type ResolvedSettings,
+  resolveSettings,
+  type SettingsFlags,
+} from './config/resolve-settings.ts';
 export type { EncryptionMeter } from './encryption-meter.ts';
 // Errors (stable `code`s)
 export {
@@ -95,4 +115,12 @@ export type {
 } from './keystore.ts';
 export { type Logger, silentLogger } from './logger.ts';
 export { isValidNamespace, MAX_NAMESPACE_LENGTH, validateNamespace } from './namespace.ts';
+// The high-level factory
+export {
+  type KekInput,
+  type OpenedKeyring,
+  type OpenKeyringOptions,
+  openKeyring,
+} from './open-keyring.ts';
+export { type OpenKeystoreOptions, openKeystore } from './open-keystore.ts';
 export { type RandomSource, systemRandom } from './random.ts';
