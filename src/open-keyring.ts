@@ -1,6 +1,10 @@
 import type { ConnectionOptions } from 'node:tls';
 import { type Clock, systemClock } from './clock.ts';
-import { DEFAULT_DATA_DIR, type KeystoreLocation, parseKeystoreLocation } from './config/keystore-location.ts';
+import {
+  DEFAULT_DATA_DIR,
+  type KeystoreLocation,
+  parseKeystoreLocation,
+} from './config/keystore-location.ts';
 import type { EncryptionMeter } from './encryption-meter.ts';
 import { InvalidOptionError } from './errors.ts';
 import type { KeyEncryptionKey } from './kek.ts';
@@ -82,7 +86,12 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
   const keystore =
     location === undefined
       ? (options.keystore as Keystore)
-      : await openKeystore(location, { clock, logger, lockTimeoutMs: options.lockTimeoutMs, ssl: options.ssl });
+      : await openKeystore(location, {
+          clock,
+          logger,
+          lockTimeoutMs: options.lockTimeoutMs,
+          ssl: options.ssl,
+        });
   let meter: EncryptionMeter | undefined;
   try {
     const kek = await resolveKek(options.kek, keystore, random, 'kek');
@@ -90,7 +99,12 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
       (options.previousKeks ?? []).map((k, i) => resolveKek(k, keystore, random, `previousKeks.${i}`)),
     );
     const chosen = options.meter ?? 'default';
-    meter = chosen === 'default' ? new UsageMeter({ keystore, clock, logger }) : chosen === false ? undefined : chosen;
+    meter =
+      chosen === 'default'
+        ? new UsageMeter({ keystore, clock, logger })
+        : chosen === false
+          ? undefined
+          : chosen;
     const keyring = await Keyring.open({
       keystore,
       kek,
@@ -134,7 +148,10 @@ function validateOptions(options: OpenKeyringOptions): KeystoreLocation | undefi
   if (meter !== undefined && meter !== 'default' && meter !== false && typeof meter?.spend !== 'function') {
     throw new InvalidOptionError('meter', "must be 'default', false or an EncryptionMeter");
   }
-  if (options.lockTimeoutMs !== undefined && !(Number.isFinite(options.lockTimeoutMs) && options.lockTimeoutMs >= 0)) {
+  if (
+    options.lockTimeoutMs !== undefined &&
+    !(Number.isFinite(options.lockTimeoutMs) && options.lockTimeoutMs >= 0)
+  ) {
     throw new InvalidOptionError('lockTimeoutMs', 'must be a non-negative number of milliseconds');
   }
   const store = options.keystore;
@@ -149,7 +166,9 @@ function validateOptions(options: OpenKeyringOptions): KeystoreLocation | undefi
 }
 
 function isKeyEncryptionKey(kek: KekInput): kek is KeyEncryptionKey {
-  return typeof (kek as KeyEncryptionKey).wrap === 'function' && typeof (kek as KeyEncryptionKey).id === 'string';
+  return (
+    typeof (kek as KeyEncryptionKey).wrap === 'function' && typeof (kek as KeyEncryptionKey).id === 'string'
+  );
 }
 
 async function resolveKek(
@@ -164,7 +183,10 @@ async function resolveKek(
     return kekFromPassphrase(kek.passphrase, keystore, { random });
   }
   if (kek.type !== 'base64' && kek.type !== 'file' && kek.type !== 'passphrase') {
-    throw new InvalidOptionError(field, "must be a KeyEncryptionKey or a source of type 'base64', 'file' or 'passphrase'");
+    throw new InvalidOptionError(
+      field,
+      "must be a KeyEncryptionKey or a source of type 'base64', 'file' or 'passphrase'",
+    );
   }
   return loadKek(kek as KekSource, { random });
 }

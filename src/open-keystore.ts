@@ -1,8 +1,8 @@
 import type { ConnectionOptions } from 'node:tls';
 import { type Clock, systemClock } from './clock.ts';
 import { type KeystoreLocation, parseKeystoreLocation } from './config/keystore-location.ts';
-import type { Keystore } from './keystore.ts';
 import { FileKeystore } from './keystore/file-keystore.ts';
+import type { Keystore } from './keystore.ts';
 import { type Logger, silentLogger } from './logger.ts';
 
 export interface OpenKeystoreOptions {

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { EncryptionCodec } from '../src/codec/encryption-codec.ts';
-import { generateKekBase64 } from '../src/kek-source.ts';
 import { LocalKek } from '../src/kek.ts';
+import { generateKekBase64 } from '../src/kek-source.ts';
 import { MemoryKeystore } from '../src/keystore/memory-keystore.ts';
 import { type OpenedKeyring, openKeyring } from '../src/open-keyring.ts';
 
@@ -30,7 +30,9 @@ describe('openKeyring', () => {
     expect(keystore.kind).toBe('file');
     await keyring.createNamespace('default');
     const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
-    const [encoded] = await codec.encode([{ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('"hi"') }]);
+    const [encoded] = await codec.encode([
+      { metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('"hi"') },
+    ]);
     const [decoded] = await codec.decode([encoded!]);
     expect(Buffer.from(decoded!.data!).toString()).toBe('"hi"');
     expect(await readdir(dir)).not.toHaveLength(0);
@@ -43,7 +45,9 @@ describe('openKeyring', () => {
     const first = await openKeyring({ keystore: `file://${dir}`, kek: { type: 'file', path: kekFile } });
     await first.keyring.createNamespace('default');
     await first.close();
-    await expect(openKeyring({ keystore: `file:${dir}`, kek: { type: 'base64', value: generateKekBase64() } })).rejects.toMatchObject({
+    await expect(
+      openKeyring({ keystore: `file:${dir}`, kek: { type: 'base64', value: generateKekBase64() } }),
+    ).rejects.toMatchObject({
       code: 'ERR_KEK_MISMATCH',
     });
     const again = await open({ keystore: dir, kek: { type: 'file', path: kekFile } });
@@ -86,11 +90,15 @@ describe('openKeyring', () => {
 
   it('validates options up front, naming the field', async () => {
     await expect(openKeyring({ keystore: '/tmp/x' } as never)).rejects.toThrow(/^kek: is required/);
-    await expect(openKeyring({ keystore: 'mysql://db', kek: { type: 'base64', value: generateKekBase64() } })).rejects.toThrow(
-      /^keystore: unsupported keystore URL scheme/,
-    );
     await expect(
-      openKeyring({ keystore: new MemoryKeystore(), kek: { type: 'base64', value: generateKekBase64() }, meter: 'yes' as never }),
+      openKeyring({ keystore: 'mysql://db', kek: { type: 'base64', value: generateKekBase64() } }),
+    ).rejects.toThrow(/^keystore: unsupported keystore URL scheme/);
+    await expect(
+      openKeyring({
+        keystore: new MemoryKeystore(),
+        kek: { type: 'base64', value: generateKekBase64() },
+        meter: 'yes' as never,
+      }),
     ).rejects.toThrow(/^meter: /);
     await expect(
       openKeyring({ keystore: new MemoryKeystore(), kek: { type: 'base64', value: 'not base64!' } }),

@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
-import { ENV, type ResolvedSettings, resolveSettings, type SettingsFlags } from '../config/resolve-settings.ts';
+import {
+  ENV,
+  type ResolvedSettings,
+  resolveSettings,
+  type SettingsFlags,
+} from '../config/resolve-settings.ts';
 import { InvalidOptionError } from '../errors.ts';
 import type { Keystore } from '../keystore.ts';
 import { type KekInput, type OpenedKeyring, type OpenKeyringOptions, openKeyring } from '../open-keyring.ts';

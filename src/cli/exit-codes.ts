@@ -49,7 +49,10 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
  * errors (a {@link KeyringError}, a usage error) never print a stack; unexpected ones do only when
  * `TEMPORAL_KEYRING_DEBUG` is set. Our messages never hold secrets, so they are printed as they are.
  */
-export function reportError(error: unknown, write: (text: string) => void = (t) => process.stderr.write(t)): number {
+export function reportError(
+  error: unknown,
+  write: (text: string) => void = (t) => process.stderr.write(t),
+): number {
   if (error instanceof CommanderError) {
     // Commander has already printed its message (help, version, or a usage error).
     return error.exitCode === 0 ? EXIT.ok : EXIT.usage;

@@ -8,6 +8,8 @@ import { registerKeysListCommand } from './commands/keys-list.ts';
 import { registerKeysRekeyCommand } from './commands/keys-rekey.ts';
 import { registerKeysRotateCommand } from './commands/keys-rotate.ts';
 import { registerKeysSetStateCommand } from './commands/keys-set-state.ts';
+import { registerKeysStatusCommand } from './commands/keys-status.ts';
+import { registerRotatorCommand } from './commands/rotator.ts';
 import { registerTokenCommands } from './commands/token-create.ts';
 import { EXIT, reportError } from './exit-codes.ts';
 
@@ -25,7 +27,10 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
     .option('--config <file>', `JSON config file (env ${ENV.config})`)
     .option('--data-dir <dir>', `file keystore directory (env ${ENV.dataDir}; default ./.temporal-keyring)`)
     .option('--keystore <url>', `keystore: a directory, file:DIR or postgres://... (env ${ENV.keystore})`)
-    .option('--kek-file <file>', `file holding the base64 KEK (env ${ENV.kekFile}; or the KEK itself in ${ENV.kek})`)
+    .option(
+      '--kek-file <file>',
+      `file holding the base64 KEK (env ${ENV.kekFile}; or the KEK itself in ${ENV.kek})`,
+    )
     .option('--kek-passphrase-env <var>', 'derive the KEK from the passphrase in this environment variable')
     // No commander .version(): its --version would also capture `keys set-state --version N`.
     .addHelpText('beforeAll', `temporal-keyring ${VERSION} (temporal-keyring --version prints the version)\n`)
@@ -40,8 +45,7 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   registerKeysRotateCommand(keys);
   registerKeysSetStateCommand(keys);
   registerKeysRekeyCommand(keys);
-  // TODO(rotation engineer): register `keys status` from ./commands/keys-status.ts here, e.g.
-  // registerKeysStatusCommand(keys);
+  registerKeysStatusCommand(keys);
 
   registerDecodeCommand(program);
   registerTokenCommands(program);
@@ -52,10 +56,11 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
     const { registerServeCommand } = await import('../../codec-server/serve-command.ts');
     registerServeCommand(program);
   } else {
-    program.command('serve').description('run the codec server for the Temporal Web UI and CLI (see: serve --help)');
+    program
+      .command('serve')
+      .description('run the codec server for the Temporal Web UI and CLI (see: serve --help)');
   }
-  // TODO(rotation engineer): register `rotator` from ./commands/rotator.ts here, e.g.
-  // registerRotatorCommand(program);
+  registerRotatorCommand(program);
 
   // Subcommands inherit exitOverride so that every exit goes through run() below.
   for (const command of allCommands(program)) command.exitOverride();

@@ -11,13 +11,18 @@ import { rotationPolicySchema } from '../rotation-policy.ts';
  */
 
 /** Where the KEK comes from. Never the KEK itself: a config file is not a secret store. */
-export const kekConfigSchema = z.union([
-  z.strictObject({ env: z.string().min(1).describe('name of an environment variable holding the base64 KEK') }),
-  z.strictObject({ file: z.string().min(1).describe('path of a file holding the base64 KEK') }),
-  z.strictObject({
-    passphraseEnv: z.string().min(1).describe('name of an environment variable holding a passphrase'),
-  }),
-], { error: 'must be exactly one of {"env": "VAR"}, {"file": "PATH"} or {"passphraseEnv": "VAR"}' });
+export const kekConfigSchema = z.union(
+  [
+    z.strictObject({
+      env: z.string().min(1).describe('name of an environment variable holding the base64 KEK'),
+    }),
+    z.strictObject({ file: z.string().min(1).describe('path of a file holding the base64 KEK') }),
+    z.strictObject({
+      passphraseEnv: z.string().min(1).describe('name of an environment variable holding a passphrase'),
+    }),
+  ],
+  { error: 'must be exactly one of {"env": "VAR"}, {"file": "PATH"} or {"passphraseEnv": "VAR"}' },
+);
 
 /** Every key optional; durations as ms or strings like "30d" (see rotation-policy.ts). */
 const rotationSchema = rotationPolicySchema;

@@ -16,7 +16,11 @@ export const DEFAULT_DATA_DIR = '.temporal-keyring';
  * Relative paths resolve against `baseDir` (the config file's directory for config values, the
  * working directory otherwise). Any other URL scheme is refused rather than taken for a path.
  */
-export function parseKeystoreLocation(value: string, baseDir: string = process.cwd(), field = 'keystore'): KeystoreLocation {
+export function parseKeystoreLocation(
+  value: string,
+  baseDir: string = process.cwd(),
+  field = 'keystore',
+): KeystoreLocation {
   if (typeof value !== 'string' || value.trim() === '') {
     throw new InvalidOptionError(field, 'must be a directory path, a file: URL or a postgres:// URL');
   }

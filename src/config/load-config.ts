@@ -61,7 +61,10 @@ export function parseConfig(value: unknown): KeyringConfig {
  * others are appended so that one run shows every mistake.
  */
 export function zodToOptionError(error: z.ZodError, prefix?: string): InvalidOptionError {
-  const described = error.issues.map((issue) => ({ field: issuePath(issue, prefix), message: issueMessage(issue) }));
+  const described = error.issues.map((issue) => ({
+    field: issuePath(issue, prefix),
+    message: issueMessage(issue),
+  }));
   const [first, ...rest] = described;
   if (!first) return new InvalidOptionError(prefix ?? 'config', 'is invalid');
   const more = rest.map((d) => `; ${d.field}: ${d.message}`).join('');

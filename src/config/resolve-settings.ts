@@ -68,7 +68,9 @@ export async function resolveSettings(
   cwd: string = process.cwd(),
 ): Promise<ResolvedSettings> {
   const configFile = flags.config ?? nonEmpty(env[ENV.config]);
-  const loaded: LoadedConfig | undefined = configFile ? await loadConfigFile(resolve(cwd, configFile)) : undefined;
+  const loaded: LoadedConfig | undefined = configFile
+    ? await loadConfigFile(resolve(cwd, configFile))
+    : undefined;
   return settingsFrom(flags, env, cwd, loaded);
 }
 
@@ -111,21 +113,30 @@ function resolveKeystore(
     throw new InvalidOptionError('--keystore', 'give either --keystore or --data-dir, not both');
   }
   if (flags.keystore !== undefined) {
-    return { keystore: parseKeystoreLocation(flags.keystore, cwd, '--keystore'), keystoreOrigin: 'flag --keystore' };
+    return {
+      keystore: parseKeystoreLocation(flags.keystore, cwd, '--keystore'),
+      keystoreOrigin: 'flag --keystore',
+    };
   }
   if (flags.dataDir !== undefined) {
     return { keystore: fileLocation(flags.dataDir, cwd, '--data-dir'), keystoreOrigin: 'flag --data-dir' };
   }
   const fromEnv = nonEmpty(env[ENV.keystore]);
   if (fromEnv !== undefined) {
-    return { keystore: parseKeystoreLocation(fromEnv, cwd, ENV.keystore), keystoreOrigin: `env ${ENV.keystore}` };
+    return {
+      keystore: parseKeystoreLocation(fromEnv, cwd, ENV.keystore),
+      keystoreOrigin: `env ${ENV.keystore}`,
+    };
   }
   const dataDir = nonEmpty(env[ENV.dataDir]);
   if (dataDir !== undefined) {
     return { keystore: fileLocation(dataDir, cwd, ENV.dataDir), keystoreOrigin: `env ${ENV.dataDir}` };
   }
   if (config.keystore !== undefined) {
-    return { keystore: parseKeystoreLocation(config.keystore, configDir, 'keystore'), keystoreOrigin: 'config keystore' };
+    return {
+      keystore: parseKeystoreLocation(config.keystore, configDir, 'keystore'),
+      keystoreOrigin: 'config keystore',
+    };
   }
   return { keystore: { kind: 'file', dir: resolve(cwd, DEFAULT_DATA_DIR) }, keystoreOrigin: 'default' };
 }
@@ -166,12 +177,16 @@ function resolveKek(
     const path = resolve(cwd, kekFile);
     return { kek: () => ({ type: 'file', path }), kekOrigin: `env ${ENV.kekFile}` };
   }
-  if (kekValue !== undefined) return { kek: () => ({ type: 'base64', value: kekValue }), kekOrigin: `env ${ENV.kek}` };
+  if (kekValue !== undefined)
+    return { kek: () => ({ type: 'base64', value: kekValue }), kekOrigin: `env ${ENV.kek}` };
   const fromConfig = config.kek;
   if (fromConfig === undefined) return { kek: undefined, kekOrigin: undefined };
   if ('env' in fromConfig) {
     const name = fromConfig.env;
-    return { kek: () => ({ type: 'base64', value: requireEnv(env, name, 'kek.env') }), kekOrigin: 'config kek.env' };
+    return {
+      kek: () => ({ type: 'base64', value: requireEnv(env, name, 'kek.env') }),
+      kekOrigin: 'config kek.env',
+    };
   }
   if ('file' in fromConfig) {
     const path = resolve(configDir, fromConfig.file);

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { parseServerConfig } from '../../codec-server/config.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
 import { LocalKek } from '../../src/kek.ts';
+import { generateKekBase64 } from '../../src/kek-source.ts';
 import type { Keystore } from '../../src/keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { cli, tempDir } from './run-cli.ts';
@@ -38,7 +38,11 @@ describe('temporal-keyring keys rekey', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    const interrupted = await openKeyring({ keystore: crashing, kek: { type: 'base64', value: oldKek }, meter: false });
+    const interrupted = await openKeyring({
+      keystore: crashing,
+      kek: { type: 'base64', value: oldKek },
+      meter: false,
+    });
     await expect(interrupted.keyring.rekey(LocalKek.fromBase64(newKek))).rejects.toThrow('simulated crash');
     await interrupted.close();
     await setup.close();
@@ -55,10 +59,21 @@ describe('temporal-keyring keys rekey', () => {
       rewrapped: 3,
     });
 
-    const withOld = await cli(['keys', 'rotate', '-n', 'default'], { env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir } });
+    const withOld = await cli(['keys', 'rotate', '-n', 'default'], {
+      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
+    });
     expect(withOld.code).toBe(4);
     expect(withOld.stderr).toContain('[ERR_KEK_MISMATCH]');
-    const withNew = await cli(['--kek-file', newKekFile, '--data-dir', dir, 'keys', 'rotate', '-n', 'default']);
+    const withNew = await cli([
+      '--kek-file',
+      newKekFile,
+      '--data-dir',
+      dir,
+      'keys',
+      'rotate',
+      '-n',
+      'default',
+    ]);
     expect(withNew.code).toBe(0);
 
     // Every version's material unwraps under the new KEK.
@@ -75,7 +90,15 @@ describe('temporal-keyring keys rekey', () => {
 describe('temporal-keyring token create', () => {
   it('prints a token once with a config entry the codec server accepts', async () => {
     const result = await cli([
-      'token', 'create', '--name', 'web-ui', '--namespaces', 'default,payments', '--operations', 'decode,encode', '--json',
+      'token',
+      'create',
+      '--name',
+      'web-ui',
+      '--namespaces',
+      'default,payments',
+      '--operations',
+      'decode,encode',
+      '--json',
     ]);
     expect(result.code).toBe(0);
     const { token, entry } = JSON.parse(result.stdout);
@@ -88,7 +111,16 @@ describe('temporal-keyring token create', () => {
     });
     expect(parseServerConfig({ auth: { tokens: [entry] } }).auth.tokens).toHaveLength(1);
 
-    const bad = await cli(['token', 'create', '--name', 'x', '--namespaces', 'default', '--operations', 'delete']);
+    const bad = await cli([
+      'token',
+      'create',
+      '--name',
+      'x',
+      '--namespaces',
+      'default',
+      '--operations',
+      'delete',
+    ]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--operations: unknown operation "delete" \(use encode, decode, admin\)/);
   });
@@ -125,7 +157,11 @@ describe('configuration through the CLI', () => {
       TEMPORAL_KEYRING_DATA_DIR: 'env-keys',
       TEMPORAL_KEYRING_KEK: kek,
     });
-    expect(fromEnv.keystore).toEqual({ kind: 'file', location: join(root, 'env-keys'), from: 'env TEMPORAL_KEYRING_DATA_DIR' });
+    expect(fromEnv.keystore).toEqual({
+      kind: 'file',
+      location: join(root, 'env-keys'),
+      from: 'env TEMPORAL_KEYRING_DATA_DIR',
+    });
     expect(fromEnv.kek).toEqual({ type: 'base64', from: 'env TEMPORAL_KEYRING_KEK' });
     const fromFlags = await show(['--keystore', 'postgres://app:secret@127.0.0.1:5432/keys'], {
       TEMPORAL_KEYRING_CONFIG: configFile,
@@ -137,9 +173,14 @@ describe('configuration through the CLI', () => {
       from: 'flag --keystore',
     });
 
-    await writeFile(configFile, JSON.stringify({ namespaces: { default: { rotation: { maxAge: 'soon' } } } }));
+    await writeFile(
+      configFile,
+      JSON.stringify({ namespaces: { default: { rotation: { maxAge: 'soon' } } } }),
+    );
     const bad = await cli(['--config', configFile, 'keys', 'list']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/^temporal-keyring: namespaces\.default\.rotation\.maxAge: must be a .*duration/);
+    expect(bad.stderr).toMatch(
+      /^temporal-keyring: namespaces\.default\.rotation\.maxAge: must be a .*duration/,
+    );
   });
 });

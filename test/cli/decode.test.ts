@@ -62,11 +62,15 @@ describe('temporal-keyring decode', () => {
     expect(fromFile.code).toBe(0);
     const decoded = JSON.parse(fromFile.stdout);
     const started = decoded.events[0].workflowExecutionStartedEventAttributes;
-    expect(started.input.payloads.map((p: unknown) => defaultPayloadConverter.fromPayload(fromJson(p)))).toEqual(values);
+    expect(
+      started.input.payloads.map((p: unknown) => defaultPayloadConverter.fromPayload(fromJson(p))),
+    ).toEqual(values);
     expect(started.workflowType).toEqual({ name: 'ship' });
     expect(started.memo).toEqual(history.events[0]!.workflowExecutionStartedEventAttributes!.memo);
     const completed = decoded.events[1].workflowExecutionCompletedEventAttributes;
-    expect(defaultPayloadConverter.fromPayload(fromJson(completed.result.payloads[0]))).toEqual({ status: 'shipped' });
+    expect(defaultPayloadConverter.fromPayload(fromJson(completed.result.payloads[0]))).toEqual({
+      status: 'shipped',
+    });
 
     // Same from stdin; another namespace's keys refuse the payloads (opaquely, exit code 4).
     const fromStdin = await cli(['decode', '-n', 'orders'], { env, input: JSON.stringify(history) });

@@ -34,7 +34,12 @@ describe('temporal-keyring keys', () => {
 
     const created = await cli(['keys', 'create', '--namespace', 'payments', '--json'], { env });
     expect(created.code).toBe(0);
-    expect(JSON.parse(created.stdout)).toMatchObject({ namespace: 'payments', version: 1, keyId: 'payments/v1', state: 'active' });
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      namespace: 'payments',
+      version: 1,
+      keyId: 'payments/v1',
+      state: 'active',
+    });
 
     const dup = await cli(['keys', 'create', '--namespace', 'payments'], { env });
     expect(dup.code).toBe(5);
@@ -51,19 +56,33 @@ describe('temporal-keyring keys', () => {
       current: { version: 2, state: 'active' },
     });
 
-    const deprecated = await cli(['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'deprecated'], { env });
+    const deprecated = await cli(
+      ['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'deprecated'],
+      { env },
+    );
     expect(deprecated.stdout).toBe('payments/v1: inactive -> deprecated\n');
 
-    const unconfirmed = await cli(['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'destroyed'], { env });
+    const unconfirmed = await cli(
+      ['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'destroyed'],
+      { env },
+    );
     expect(unconfirmed.code).toBe(2);
     expect(unconfirmed.stderr).toMatch(/--yes: destroying a key version erases it for good/);
 
-    const destroyed = await cli(['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'destroyed', '--yes'], { env });
+    const destroyed = await cli(
+      ['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'destroyed', '--yes'],
+      { env },
+    );
     expect(destroyed.code).toBe(0);
 
-    const invalid = await cli(['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'inactive'], { env });
+    const invalid = await cli(
+      ['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'inactive'],
+      { env },
+    );
     expect(invalid.code).toBe(5);
-    expect(invalid.stderr).toMatch(/cannot go from destroyed to inactive \(it is final\) \[ERR_INVALID_STATE_TRANSITION\]/);
+    expect(invalid.stderr).toMatch(
+      /cannot go from destroyed to inactive \(it is final\) \[ERR_INVALID_STATE_TRANSITION\]/,
+    );
 
     // Listing needs no KEK.
     const listed = await cli(['keys', 'list', '--json'], { env: { TEMPORAL_KEYRING_DATA_DIR: dir } });
@@ -105,7 +124,8 @@ describe('temporal-keyring keys', () => {
         args: ['keys', 'rotate', '-n', 'default'],
         env: { TEMPORAL_KEYRING_DATA_DIR: dir },
         code: 2,
-        message: /kek: no KEK given: set TEMPORAL_KEYRING_KEK .*temporal-keyring keygen\) \[ERR_INVALID_OPTION\]/,
+        message:
+          /kek: no KEK given: set TEMPORAL_KEYRING_KEK .*temporal-keyring keygen\) \[ERR_INVALID_OPTION\]/,
       },
       {
         args: ['keys', 'rotate', '-n', 'default'],
@@ -123,16 +143,27 @@ describe('temporal-keyring keys', () => {
         args: ['keys', 'rotate', '-n', 'unknown'],
         env,
         code: 3,
-        message: /namespace "unknown" has no keys \(create them with: temporal-keyring keys create --namespace unknown\)/,
+        message:
+          /namespace "unknown" has no keys \(create them with: temporal-keyring keys create --namespace unknown\)/,
       },
-      { args: ['keys', 'list', '-n', '../etc'], env, code: 2, message: /may hold only letters, digits.*\[ERR_INVALID_NAMESPACE\]/ },
+      {
+        args: ['keys', 'list', '-n', '../etc'],
+        env,
+        code: 2,
+        message: /may hold only letters, digits.*\[ERR_INVALID_NAMESPACE\]/,
+      },
       {
         args: ['keys', 'set-state', '-n', 'default', '--version', 'two', '--state', 'inactive'],
         env,
         code: 2,
         message: /--version: must be a key version number/,
       },
-      { args: ['keys', 'set-state', '-n', 'default', '--version', '1', '--state', 'gone'], env, code: 2, message: /Allowed choices are prepublished, active/ },
+      {
+        args: ['keys', 'set-state', '-n', 'default', '--version', '1', '--state', 'gone'],
+        env,
+        code: 2,
+        message: /Allowed choices are prepublished, active/,
+      },
       { args: ['keys', 'frobnicate'], env, code: 2, message: /unknown command 'frobnicate'/ },
     ];
     const results = await Promise.all(cases.map((c) => cli(c.args, { env: c.env })));

@@ -31,7 +31,7 @@ export function cli(
       },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        if (error && error.killed) reject(new Error(`temporal-keyring ${args.join(' ')} timed out`));
+        if (error?.killed) reject(new Error(`temporal-keyring ${args.join(' ')} timed out`));
         else resolvePromise({ code, stdout, stderr });
       },
     );

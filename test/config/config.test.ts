@@ -68,7 +68,9 @@ describe('parseKeystoreLocation', () => {
   });
 
   it('refuses unknown schemes instead of taking them for paths', () => {
-    expect(() => parseKeystoreLocation('mysql://host/db', '/base')).toThrow(/keystore: unsupported keystore URL scheme "mysql:"/);
+    expect(() => parseKeystoreLocation('mysql://host/db', '/base')).toThrow(
+      /keystore: unsupported keystore URL scheme "mysql:"/,
+    );
   });
 });
 
@@ -118,7 +120,11 @@ describe('resolveSettings precedence: flags > env > config file > defaults', () 
     expect(fromEnv.kek()).toEqual({ type: 'base64', value: 'ZW52' });
     expect(fromEnv.kekOrigin).toBe('env TEMPORAL_KEYRING_KEK');
 
-    const fromFlags = await resolveSettings({ keystore: 'postgres://db/x', kekPassphraseEnv: 'PASS' }, env, '/cwd');
+    const fromFlags = await resolveSettings(
+      { keystore: 'postgres://db/x', kekPassphraseEnv: 'PASS' },
+      env,
+      '/cwd',
+    );
     expect(fromFlags.keystore).toEqual({ kind: 'postgres', connectionString: 'postgres://db/x' });
     expect(fromFlags.kek()).toEqual({ type: 'passphrase', passphrase: 'correct horse battery staple' });
 
@@ -128,7 +134,9 @@ describe('resolveSettings precedence: flags > env > config file > defaults', () 
 
   it('refuses two flags that name the same thing, and a missing env var named by config', async () => {
     await expect(resolveSettings({ keystore: '/a', dataDir: '/b' }, {})).rejects.toThrow(/^--keystore: /);
-    await expect(resolveSettings({ kekFile: '/k', kekPassphraseEnv: 'P' }, {})).rejects.toThrow(/^--kek-file: /);
+    await expect(resolveSettings({ kekFile: '/k', kekPassphraseEnv: 'P' }, {})).rejects.toThrow(
+      /^--kek-file: /,
+    );
     await expect(
       resolveSettings({}, { TEMPORAL_KEYRING_KEK: 'a', TEMPORAL_KEYRING_KEK_FILE: '/b' }),
     ).rejects.toThrow(/not both/);

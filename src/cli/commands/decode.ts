@@ -40,9 +40,11 @@ export function registerDecodeCommand(program: Command): void {
         const Payload = await protoPayload();
         const { EncryptionCodec } = await import('../../codec/encryption-codec.ts');
         const decoded = await withKeyring(command, ({ keyring }) =>
-          new EncryptionCodec({ namespace, keys: keyring }).decode(found.map((f) => payloadFromJson(Payload, f.json))),
+          new EncryptionCodec({ namespace, keys: keyring }).decode(
+            found.map((f) => payloadFromJson(Payload, f.json)),
+          ),
         );
-        found.forEach((f, i) => f.replace(payloadToJson(Payload, decoded[i]!)));
+        for (const [i, f] of found.entries()) f.replace(payloadToJson(Payload, decoded[i]!));
       }
       out(JSON.stringify(document.root, null, 2));
     });
@@ -66,7 +68,10 @@ function parseJson(text: string, file: string | undefined): { root: unknown } {
   try {
     return { root: JSON.parse(text) };
   } catch (error) {
-    throw new InvalidOptionError(file === undefined ? 'stdin' : '--input', `is not valid JSON: ${(error as Error).message}`);
+    throw new InvalidOptionError(
+      file === undefined ? 'stdin' : '--input',
+      `is not valid JSON: ${(error as Error).message}`,
+    );
   }
 }
 
@@ -82,7 +87,11 @@ export function findEncryptedPayloads(document: { root: unknown }): Found[] {
   const found: Found[] = [];
   const visit = (value: unknown, replace: (v: PayloadJson) => void): void => {
     if (Array.isArray(value)) {
-      value.forEach((item, i) => visit(item, (v) => { value[i] = v; }));
+      for (const [i, item] of value.entries()) {
+        visit(item, (v) => {
+          value[i] = v;
+        });
+      }
       return;
     }
     if (value === null || typeof value !== 'object') return;
@@ -92,10 +101,14 @@ export function findEncryptedPayloads(document: { root: unknown }): Found[] {
       return;
     }
     for (const key of Object.keys(record)) {
-      visit(record[key], (v) => { record[key] = v; });
+      visit(record[key], (v) => {
+        record[key] = v;
+      });
     }
   };
-  visit(document.root, (v) => { document.root = v; });
+  visit(document.root, (v) => {
+    document.root = v;
+  });
   return found;
 }
 
@@ -108,11 +121,17 @@ function isEncryptedPayloadJson(value: Record<string, unknown>): boolean {
 
 function payloadFromJson(ProtoPayload: ProtoPayloadType, json: PayloadJson): Payload {
   const p = ProtoPayload.fromObject({ metadata: json.metadata ?? {}, data: json.data ?? '' });
-  return { metadata: { ...p.metadata }, data: p.data instanceof Uint8Array ? p.data : new Uint8Array(p.data) };
+  return {
+    metadata: { ...p.metadata },
+    data: p.data instanceof Uint8Array ? p.data : new Uint8Array(p.data),
+  };
 }
 
 function payloadToJson(ProtoPayload: ProtoPayloadType, payload: Payload): PayloadJson {
-  const message = ProtoPayload.fromObject({ metadata: payload.metadata ?? {}, data: payload.data ?? new Uint8Array() });
+  const message = ProtoPayload.fromObject({
+    metadata: payload.metadata ?? {},
+    data: payload.data ?? new Uint8Array(),
+  });
   const json = ProtoPayload.toObject(message, { bytes: String }) as PayloadJson;
   const result: PayloadJson = {};
   if (json.metadata && Object.keys(json.metadata).length > 0) result.metadata = json.metadata;

@@ -2,8 +2,8 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidOptionError } from '../../errors.ts';
-import { generateKekBase64 } from '../../kek-source.ts';
 import { LocalKek } from '../../kek.ts';
+import { generateKekBase64 } from '../../kek-source.ts';
 import { out } from '../output.ts';
 
 /**
@@ -28,7 +28,8 @@ export function registerKeygenCommand(program: Command): void {
         await writeFile(path, `${kek}\n`, { mode: 0o600, flag: 'wx' });
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') throw new InvalidOptionError('--out', `${path} already exists; refusing to overwrite it`);
+        if (code === 'EEXIST')
+          throw new InvalidOptionError('--out', `${path} already exists; refusing to overwrite it`);
         throw new InvalidOptionError('--out', `cannot write ${path}${code ? ` (${code})` : ''}`);
       }
       out(`wrote a new KEK to ${path} (KEK id ${LocalKek.fromBase64(kek).id})`);

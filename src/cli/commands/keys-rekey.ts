@@ -20,36 +20,40 @@ export function registerKeysRekeyCommand(keys: Command): void {
     .option('--new-kek-file <file>', 'file holding the new base64 KEK')
     .option('--new-kek-env <var>', 'environment variable holding the new base64 KEK')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { newKekFile?: string; newKekEnv?: string; json?: boolean }, command: Command) => {
-      const source = newKekSource(options);
-      const newKek = await loadKek(source);
-      const settings = await settingsOf(command);
-      const keystore = await openKeystore(settings.keystore);
-      try {
-        const pending = await countPending(keystore, newKek.id);
-        progress(`re-wrapping ${pending} key version(s) under KEK ${newKek.id}`);
-        let done = 0;
-        const opened = await openFromSettings(settings, { keystore: withProgress(keystore, () => {
-          done++;
-          if (done === pending || done % 100 === 0) progress(`  ${done}/${pending}`);
-        }) });
+    .action(
+      async (options: { newKekFile?: string; newKekEnv?: string; json?: boolean }, command: Command) => {
+        const source = newKekSource(options);
+        const newKek = await loadKek(source);
+        const settings = await settingsOf(command);
+        const keystore = await openKeystore(settings.keystore);
         try {
-          const from = opened.keyring.kekId;
-          const { rewrapped } = await opened.keyring.rekey(newKek);
-          if (options.json) {
-            printJson({ fromKekId: from, toKekId: newKek.id, rewrapped });
-          } else {
-            out(
-              `KEK rotation complete: ${rewrapped} key version(s) re-wrapped; the keystore now needs KEK ${newKek.id}. Give every process the new KEK (${ENV.kek} or ${ENV.kekFile}).`,
-            );
+          const pending = await countPending(keystore, newKek.id);
+          progress(`re-wrapping ${pending} key version(s) under KEK ${newKek.id}`);
+          let done = 0;
+          const opened = await openFromSettings(settings, {
+            keystore: withProgress(keystore, () => {
+              done++;
+              if (done === pending || done % 100 === 0) progress(`  ${done}/${pending}`);
+            }),
+          });
+          try {
+            const from = opened.keyring.kekId;
+            const { rewrapped } = await opened.keyring.rekey(newKek);
+            if (options.json) {
+              printJson({ fromKekId: from, toKekId: newKek.id, rewrapped });
+            } else {
+              out(
+                `KEK rotation complete: ${rewrapped} key version(s) re-wrapped; the keystore now needs KEK ${newKek.id}. Give every process the new KEK (${ENV.kek} or ${ENV.kekFile}).`,
+              );
+            }
+          } finally {
+            await opened.close();
           }
         } finally {
-          await opened.close();
+          await keystore.close();
         }
-      } finally {
-        await keystore.close();
-      }
-    });
+      },
+    );
 }
 
 function newKekSource(options: { newKekFile?: string; newKekEnv?: string }): KekSource {
@@ -59,10 +63,14 @@ function newKekSource(options: { newKekFile?: string; newKekEnv?: string }): Kek
   if (options.newKekFile !== undefined) return { type: 'file', path: options.newKekFile };
   if (options.newKekEnv !== undefined) {
     const value = process.env[options.newKekEnv];
-    if (!value) throw new InvalidOptionError('--new-kek-env', `environment variable ${options.newKekEnv} is not set`);
+    if (!value)
+      throw new InvalidOptionError('--new-kek-env', `environment variable ${options.newKekEnv} is not set`);
     return { type: 'base64', value };
   }
-  throw new InvalidOptionError('--new-kek-file', 'the new KEK is required: give --new-kek-file or --new-kek-env');
+  throw new InvalidOptionError(
+    '--new-kek-file',
+    'the new KEK is required: give --new-kek-file or --new-kek-env',
+  );
 }
 
 /** Key versions whose material is not yet wrapped by `kekId`. */

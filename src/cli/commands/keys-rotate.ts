@@ -15,28 +15,32 @@ export function registerKeysRotateCommand(keys: Command): void {
     .requiredOption('-n, --namespace <namespace>', 'Temporal namespace')
     .option('--prepublish', 'create the new version prepublished: known everywhere, not yet encrypting')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { namespace: string; prepublish?: boolean; json?: boolean }, command: Command) => {
-      const namespace = namespaceArg(options.namespace);
-      const mode = options.prepublish ? 'prepublish' : 'immediate';
-      const result = await withKeyring(command, ({ keyring }) => keyring.rotate(namespace, { mode }));
-      if (options.json) {
-        printJson({
-          namespace,
-          performed: result.performed,
-          previous: result.previous ? versionJson(result.previous) : null,
-          current: versionJson(result.current),
-        });
-        return;
-      }
-      const { previous, current } = result;
-      if (!result.performed) {
-        out(`nothing to do: ${current.keyId} is already ${current.state}`);
-      } else if (current.state === 'prepublished') {
-        out(
-          `prepublished ${current.keyId}; ${previous?.keyId} stays active. Once every process has refreshed (2 min by default), activate it with: temporal-keyring keys rotate --namespace ${namespace}`,
-        );
-      } else {
-        out(`rotated namespace "${namespace}": ${current.keyId} is active, ${previous?.keyId ?? 'none'} is inactive`);
-      }
-    });
+    .action(
+      async (options: { namespace: string; prepublish?: boolean; json?: boolean }, command: Command) => {
+        const namespace = namespaceArg(options.namespace);
+        const mode = options.prepublish ? 'prepublish' : 'immediate';
+        const result = await withKeyring(command, ({ keyring }) => keyring.rotate(namespace, { mode }));
+        if (options.json) {
+          printJson({
+            namespace,
+            performed: result.performed,
+            previous: result.previous ? versionJson(result.previous) : null,
+            current: versionJson(result.current),
+          });
+          return;
+        }
+        const { previous, current } = result;
+        if (!result.performed) {
+          out(`nothing to do: ${current.keyId} is already ${current.state}`);
+        } else if (current.state === 'prepublished') {
+          out(
+            `prepublished ${current.keyId}; ${previous?.keyId} stays active. Once every process has refreshed (2 min by default), activate it with: temporal-keyring keys rotate --namespace ${namespace}`,
+          );
+        } else {
+          out(
+            `rotated namespace "${namespace}": ${current.keyId} is active, ${previous?.keyId ?? 'none'} is inactive`,
+          );
+        }
+      },
+    );
 }

@@ -25,17 +25,25 @@ export function registerTokenCommands(program: Command): void {
     .option('--json', 'print {"token", "entry"} as JSON')
     .action((options: { name: string; namespaces: string; operations: string; json?: boolean }) => {
       const namespaces = listArg(options.namespaces);
-      if (namespaces.length === 0) throw new InvalidOptionError('--namespaces', 'must name at least one namespace');
+      if (namespaces.length === 0)
+        throw new InvalidOptionError('--namespaces', 'must name at least one namespace');
       for (const ns of namespaces) {
         if (ns !== '*' && !isValidNamespace(ns)) {
-          throw new InvalidOptionError('--namespaces', `${JSON.stringify(ns)} is not a valid namespace name (or *)`);
+          throw new InvalidOptionError(
+            '--namespaces',
+            `${JSON.stringify(ns)} is not a valid namespace name (or *)`,
+          );
         }
       }
       const operations = listArg(options.operations);
-      if (operations.length === 0) throw new InvalidOptionError('--operations', 'must name at least one operation');
+      if (operations.length === 0)
+        throw new InvalidOptionError('--operations', 'must name at least one operation');
       for (const op of operations) {
         if (!(CODEC_OPERATIONS as readonly string[]).includes(op)) {
-          throw new InvalidOptionError('--operations', `unknown operation ${JSON.stringify(op)} (use ${CODEC_OPERATIONS.join(', ')})`);
+          throw new InvalidOptionError(
+            '--operations',
+            `unknown operation ${JSON.stringify(op)} (use ${CODEC_OPERATIONS.join(', ')})`,
+          );
         }
       }
       if (!/^[A-Za-z0-9._@-]{1,64}$/.test(options.name)) {
