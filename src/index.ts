@@ -81,6 +81,13 @@ export {
 } from './esdk/engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
 // Key-encryption keys
+export {
+  generateKekBase64,
+  type KekSource,
+  kekFromPassphrase,
+  loadKek,
+  type LoadKekOptions,
+} from './kek-source.ts';
 export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek.ts';
 // Key versions and their states
 export {
