@@ -6,6 +6,7 @@ import { type Clock, systemClock } from '../clock.ts';
 import {
   InvalidOptionError,
   KekMismatchError,
+  KeyringError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeystoreUnavailableError,
@@ -458,8 +459,17 @@ export class FileKeystore implements Keystore {
 
   async #write(rel: string, value: unknown): Promise<void> {
     const file = this.#abs(rel);
-    await ensureDir(dirname(file));
-    await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, this.#faults);
+    try {
+      await ensureDir(dirname(file));
+      await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, this.#faults);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // File system failures (ENOSPC, EACCES, EROFS, ...) are the store being unavailable.
+      if (typeof code !== 'string' || error instanceof KeyringError) throw error;
+      throw new KeystoreUnavailableError(`cannot write ${rel} in keystore ${this.dir} (${code})`, {
+        cause: error,
+      });
+    }
   }
 
   async #readdir(rel: string): Promise<string[]> {

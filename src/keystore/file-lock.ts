@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { LockTimeoutError } from '../errors.ts';
+import { KeystoreUnavailableError, LockTimeoutError } from '../errors.ts';
 import { FILE_MODE, isNotFound } from './atomic-file.ts';
 
 /**
@@ -94,12 +94,20 @@ export class FileLock {
     let holder: Owner | undefined;
     for (;;) {
       const temp = join(dir, `.tmp-${basename(this.path)}-${owner.token}`);
-      await fsp.writeFile(temp, JSON.stringify(owner), { mode: FILE_MODE, flag: 'wx' });
       try {
+        await fsp.writeFile(temp, JSON.stringify(owner), { mode: FILE_MODE, flag: 'wx' });
         await fsp.link(temp, this.path);
         return this.#held(owner);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST') {
+          throw new KeystoreUnavailableError(
+            `cannot take the keystore lock ${this.path} (${code ?? 'error'})`,
+            {
+              cause: error,
+            },
+          );
+        }
       } finally {
         await fsp.unlink(temp).catch(() => {});
       }
