@@ -27,8 +27,8 @@ const NETWORK_CODES = new Set([
 
 /**
  * SQLSTATEs that mean the server cannot serve us: connection exceptions (class 08), operator
- * intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), too many
- * connections, invalid credentials (class 28), missing database.
+ * intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 57014 statement
+ * timeout), too many connections, invalid credentials (class 28), missing database.
  */
 function isUnavailableSqlState(code: string): boolean {
   return (
@@ -38,6 +38,7 @@ function isUnavailableSqlState(code: string): boolean {
     code === '57P02' ||
     code === '57P03' ||
     code === '53300' ||
+    code === '57014' || // statement timeout (queryTimeoutMs)
     code === '3D000'
   );
 }
@@ -46,6 +47,7 @@ function isUnavailableSqlState(code: string): boolean {
 const UNAVAILABLE_MESSAGES = [
   'Connection terminated',
   'timeout exceeded when trying to connect',
+  'Query read timeout',
   'Client has encountered a connection error',
   'Client was closed and is not queryable',
   'Cannot use a pool after calling end on the pool',

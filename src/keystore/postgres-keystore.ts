@@ -40,6 +40,12 @@ export interface PostgresKeystoreOptions {
   poolSize?: number;
   /** How long to wait for a connection before failing with ERR_KEYSTORE_UNAVAILABLE. Default 5 s. */
   connectTimeoutMs?: number;
+  /**
+   * Longest a statement may run (including waiting for a lock) before it is cancelled and the call
+   * fails with ERR_KEYSTORE_UNAVAILABLE; also bounds waiting for an answer from an unresponsive
+   * server. Default 30 s.
+   */
+  queryTimeoutMs?: number;
 }
 
 /**
@@ -84,6 +90,10 @@ export class PostgresKeystore implements Keystore {
       connectionString: options.connectionString,
       ...(options.ssl !== undefined ? { ssl: options.ssl } : {}),
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      // Server side: cancels the statement. Client side, a little later: a server that no longer
+      // answers at all (the connection is then discarded).
+      statement_timeout: options.queryTimeoutMs ?? 30_000,
+      query_timeout: (options.queryTimeoutMs ?? 30_000) + 1_000,
       keepAlive: true,
       application_name: 'temporal-keyring',
     };
@@ -520,7 +530,7 @@ function validateOptions(options: PostgresKeystoreOptions): void {
   if (options.ssl !== undefined && typeof options.ssl !== 'boolean' && typeof options.ssl !== 'object') {
     throw new InvalidOptionError('ssl', 'must be a boolean or an object of TLS options');
   }
-  for (const field of ['pollIntervalMs', 'connectTimeoutMs'] as const) {
+  for (const field of ['pollIntervalMs', 'connectTimeoutMs', 'queryTimeoutMs'] as const) {
     const value = options[field];
     if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
       throw new InvalidOptionError(field, 'must be a positive number of milliseconds');

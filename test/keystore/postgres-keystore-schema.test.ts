@@ -177,6 +177,25 @@ describe('PostgresKeystore schema and migrations', () => {
     expect(rows).toEqual([{ table_schema: 'keyring', n: 8 }]);
   });
 
+  it('gives up on a statement blocked longer than queryTimeoutMs, as unavailable', async () => {
+    const url = await server.newDatabase('timeout');
+    const store = await PostgresKeystore.open({ connectionString: url, queryTimeoutMs: 200 });
+    const blocker = new pg.Client({ connectionString: url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE temporal_keyring_leases IN ACCESS EXCLUSIVE MODE');
+      await expect(store.tryAcquireLease('rotator', 'p', 1000, T0)).rejects.toMatchObject({
+        code: 'ERR_KEYSTORE_UNAVAILABLE',
+      });
+      await blocker.query('ROLLBACK');
+      expect(await store.tryAcquireLease('rotator', 'p', 1000, T0)).toBe(true);
+    } finally {
+      await blocker.end();
+      await store.close();
+    }
+  });
+
   it('validates options up front, naming the field', async () => {
     await expect(PostgresKeystore.open({ connectionString: 'mysql://x' })).rejects.toMatchObject({
       code: 'ERR_INVALID_OPTION',
