@@ -75,6 +75,8 @@ describe('temporal-keyring decode', () => {
     // Same from stdin; another namespace's keys refuse the payloads (opaquely, exit code 4).
     const fromStdin = await cli(['decode', '-n', 'orders'], { env, input: JSON.stringify(history) });
     expect(JSON.parse(fromStdin.stdout)).toEqual(decoded);
+    const readable = await cli(['decode', '-n', 'orders', '--json-shorthand', '-i', file], { env });
+    expect(JSON.parse(readable.stdout).events[0].workflowExecutionStartedEventAttributes.input.payloads).toEqual(values);
     const wrongNamespace = await cli(['decode', '-n', 'default'], { env, input: JSON.stringify(history) });
     expect(wrongNamespace.code).toBe(4);
     expect(wrongNamespace.stderr).toMatch(/^temporal-keyring: .*\[ERR_NAMESPACE_MISMATCH\]\n$/);

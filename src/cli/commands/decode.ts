@@ -32,22 +32,31 @@ export function registerDecodeCommand(program: Command): void {
     .description('decrypt the payloads of a workflow history JSON (temporal workflow show --output json)')
     .option('-n, --namespace <namespace>', 'namespace the history belongs to', 'default')
     .option('-i, --input <file>', 'read the JSON from this file instead of stdin')
-    .action(async (options: { namespace: string; input?: string }, command: Command) => {
-      const namespace = namespaceArg(options.namespace);
-      const document = parseJson(await readInput(options.input), options.input);
-      const found = findEncryptedPayloads(document);
-      if (found.length > 0) {
-        const Payload = await protoPayload();
-        const { EncryptionCodec } = await import('../../codec/encryption-codec.ts');
-        const decoded = await withKeyring(command, ({ keyring }) =>
-          new EncryptionCodec({ namespace, keys: keyring }).decode(
-            found.map((f) => payloadFromJson(Payload, f.json)),
-          ),
-        );
-        for (const [i, f] of found.entries()) f.replace(payloadToJson(Payload, decoded[i]!));
-      }
-      out(JSON.stringify(document.root, null, 2));
-    });
+    .option(
+      '--json-shorthand',
+      'print decoded json/plain payloads as their JSON value instead of base64 (for reading)',
+    )
+    .action(
+      async (options: { namespace: string; input?: string; jsonShorthand?: boolean }, command: Command) => {
+        const namespace = namespaceArg(options.namespace);
+        const document = parseJson(await readInput(options.input), options.input);
+        const found = findEncryptedPayloads(document);
+        if (found.length > 0) {
+          const Payload = await protoPayload();
+          const { EncryptionCodec } = await import('../../codec/encryption-codec.ts');
+          const decoded = await withKeyring(command, ({ keyring }) =>
+            new EncryptionCodec({ namespace, keys: keyring }).decode(
+              found.map((f) => payloadFromJson(Payload, f.json)),
+            ),
+          );
+          for (const [i, f] of found.entries()) {
+            const json = payloadToJson(Payload, decoded[i]!);
+            f.replace(options.jsonShorthand ? shorthand(json) : json);
+          }
+        }
+        out(JSON.stringify(document.root, null, 2));
+      },
+    );
 }
 
 async function readInput(file: string | undefined): Promise<string> {
@@ -77,7 +86,22 @@ function parseJson(text: string, file: string | undefined): { root: unknown } {
 
 interface Found {
   json: PayloadJson;
-  replace(value: PayloadJson): void;
+  replace(value: unknown): void;
+}
+
+const JSON_PLAIN = Buffer.from('json/plain', 'utf8');
+
+/** A `json/plain` payload with no other metadata, as its JSON value (like `temporal`'s own output). */
+function shorthand(json: PayloadJson): unknown {
+  const keys = Object.keys(json.metadata ?? {});
+  const encoding = json.metadata?.[METADATA_ENCODING];
+  if (keys.length !== 1 || encoding === undefined || !Buffer.from(encoding, 'base64').equals(JSON_PLAIN))
+    return json;
+  try {
+    return JSON.parse(Buffer.from(json.data ?? '', 'base64').toString('utf8'));
+  } catch {
+    return json;
+  }
 }
 
 const ENCRYPTED = Buffer.from(ENCODING_ENCRYPTED, 'utf8');
@@ -85,7 +109,7 @@ const ENCRYPTED = Buffer.from(ENCODING_ENCRYPTED, 'utf8');
 /** Every encrypted payload in a JSON document, in document order, with a way to replace it. */
 export function findEncryptedPayloads(document: { root: unknown }): Found[] {
   const found: Found[] = [];
-  const visit = (value: unknown, replace: (v: PayloadJson) => void): void => {
+  const visit = (value: unknown, replace: (v: unknown) => void): void => {
     if (Array.isArray(value)) {
       for (const [i, item] of value.entries()) {
         visit(item, (v) => {

@@ -31,10 +31,11 @@ export function registerRotatorCommand(program: Command): void {
       const interval = flags.interval === undefined ? 60_000 : parseDuration(flags.interval, '--interval');
       if (interval < 1000) throw new InvalidOptionError('--interval', 'must be at least 1s');
       const settings = await settingsOf(command);
-      const logger = pino({
-        level: flags.logLevel ?? 'info',
-        base: { service: 'temporal-keyring', component: 'rotator' },
-      });
+      // With --once, stdout is for the result: logs go to stderr.
+      const logger = pino(
+        { level: flags.logLevel ?? 'info', base: { service: 'temporal-keyring', component: 'rotator' } },
+        pino.destination(flags.once ? 2 : 1),
+      );
       const opened = await openFromSettings(settings);
       const rotator = new Rotator({
         keyring: opened.keyring,
