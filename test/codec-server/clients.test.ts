@@ -94,6 +94,24 @@ describe('as the Web UI and the CLI call it', () => {
     expect(preflight.headers.get('vary')).toMatch(/Origin/i);
   });
 
+  it("answers Chrome's Private Network Access preflight for allowed origins only", async () => {
+    const preflight = (origin: string) =>
+      fetch(`${s.url}/codec/decode`, {
+        method: 'OPTIONS',
+        headers: {
+          Origin: origin,
+          'Access-Control-Request-Method': 'POST',
+          'Access-Control-Request-Headers': 'content-type,x-namespace',
+          'Access-Control-Request-Private-Network': 'true',
+        },
+      });
+    const ok = await preflight('https://cloud.temporal.io');
+    expect(ok.headers.get('access-control-allow-private-network')).toBe('true');
+    expect(ok.headers.get('access-control-allow-origin')).toBe('https://cloud.temporal.io');
+    const other = await preflight('https://evil.example');
+    expect(other.headers.get('access-control-allow-private-network')).toBeNull();
+  });
+
   it('encodes UI-built json/plain payloads and decodes them back', async () => {
     const inputs = [
       uiJsonPayload({ orderId: 42, items: ['a', 'b'] }),
