@@ -1,0 +1,105 @@
+/**
+ * `keys status` and `rotator --once` as a user runs them: the real CLI in a child process over a
+ * file keystore in a temporary directory.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalKek } from '../../src/kek.ts';
+import { generateKekBase64 } from '../../src/kek-source.ts';
+import { Keyring } from '../../src/keyring.ts';
+import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const run = promisify(execFile);
+
+let dir: string;
+let kek: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tk-rotation-cli-'));
+  kek = generateKekBase64();
+  const keystore = await FileKeystore.open({ dir: join(dir, 'store') });
+  const keyring = await Keyring.open({ keystore, kek: LocalKek.fromBase64(kek) });
+  await keyring.createNamespace('orders');
+  await keyring.createNamespace('busy');
+  // A day and a half of 1000 encryptions/s in blocks of 60k, ending now.
+  const now = Date.now();
+  for (let t = now - 36 * 3_600_000; t <= now; t += 60_000)
+    await keystore.reserveUsage('orders', 1, 60_000, t);
+  await keystore.recordUsed('orders', 1, 'worker-a', 1_000_000, now);
+  // The busy namespace has spent its budget.
+  await keystore.reserveUsage('busy', 1, 3_900_000_000, now);
+  await keyring.close();
+  await keystore.close();
+}, 60_000);
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function cli(args: string[], withKek = false) {
+  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_KEYRING_DATA_DIR: join(dir, 'store') };
+  delete env.TEMPORAL_KEYRING_KEK;
+  delete env.TEMPORAL_KEYRING_CONFIG;
+  if (withKek) env.TEMPORAL_KEYRING_KEK = kek;
+  return run(process.execPath, ['--import', 'tsx', MAIN, ...args], { env, timeout: 30_000 });
+}
+
+describe('temporal-keyring keys status / rotator', () => {
+  it('keys status prints counts, rates, the projected limit and the next rotation (no KEK needed)', async () => {
+    const svg = join(dir, 'orders.svg');
+    const { stdout } = await cli(['keys', 'status', '--namespace', 'orders', '--svg', svg]);
+    expect(stdout).toMatch(
+      /^namespace orders: rotation on, budget 3\.87e9 encryptions, max age 30 d, lead time 7 d/,
+    );
+    expect(stdout).toMatch(
+      /VERSION +STATE +ACTIVATED +RESERVED +USED +RATE 1m +RATE 1h +RATE 1d +LIMIT REACHED/,
+    );
+    // One block a minute is too coarse for the 1-minute window: shown as "-".
+    expect(stdout).toMatch(/\n1 +active +\S+ +129\.7M +1\.0M +- +1000\/s +1000\/s +20\d\d-/);
+    expect(stdout).toMatch(/projection rate: 1000\/s \(1[mhd] window\)/);
+    expect(stdout).toMatch(/next rotation: prepublish 20\d\d-\S+: max age 30 d/);
+    const chart = await readFile(svg, 'utf8');
+    expect(chart).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    expect(chart).toContain('class="limit"');
+    expect(chart).toContain('data-version="1"');
+    expect(chart).toContain('class="projection"');
+  }, 30_000);
+
+  it('keys status --json is stable and machine-readable', async () => {
+    const { stdout } = await cli(['keys', 'status', '-n', 'orders', '--json']);
+    const status = JSON.parse(stdout);
+    expect(status).toMatchObject({
+      namespace: 'orders',
+      policy: { enabled: true, maxEncryptions: 3_865_470_566, maxAgeMs: 2_592_000_000 },
+      nextRotation: { action: 'prepublish', reason: 'max age 30 d' },
+      versions: [{ version: 1, state: 'active', reserved: 2161 * 60_000, used: 1_000_000 }],
+    });
+    expect(status.versions[0].rates['1h']).toBeCloseTo(1000, -1);
+    expect(new Date(status.versions[0].limitAt).getTime()).toBeGreaterThan(Date.now());
+  }, 30_000);
+
+  it('rotator --once rotates what is due and reports the rest', async () => {
+    const first = JSON.parse((await cli(['rotator', '--once', '--json'], true)).stdout);
+    expect(first.leader).toBe(true);
+    const byNs = Object.fromEntries(first.actions.map((a: { namespace: string }) => [a.namespace, a]));
+    expect(byNs.busy).toMatchObject({ action: 'prepublished', version: 2 });
+    expect(byNs.busy.reason).toMatch(/^encryption budget spent/);
+    expect(byNs.orders).toMatchObject({ action: 'none', version: 1 });
+    const again = await cli(['rotator', '--once'], true);
+    expect(again.stdout).toMatch(/^busy: waiting-for-propagation v2/m);
+    const status = await cli(['keys', 'status', '-n', 'busy']);
+    expect(status.stdout).toMatch(/next rotation: promote .*version 2 published/);
+  }, 60_000);
+
+  it('refuses a bad interval, naming the flag', async () => {
+    await expect(cli(['rotator', '--interval', '10'], true)).rejects.toMatchObject({
+      stderr: expect.stringMatching(/--interval: must be a non-negative duration/),
+    });
+  }, 30_000);
+});
