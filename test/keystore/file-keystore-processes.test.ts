@@ -1,9 +1,11 @@
 /**
  * The file keystore across real processes: SIGKILL at random points, two rotators started at the
- * same moment, a stale lock left by a killed holder, and a KEK rotation killed half-way.
+ * same moment, three processes reserving usage through a stale lock, a lock left by a killed
+ * holder, and a KEK rotation killed half-way.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek.ts';
@@ -79,6 +81,15 @@ describe('FileKeystore across processes', () => {
       const { code, signal, stderr } = await worker.exited;
       expect({ code, signal, stderr }).toMatchObject({ signal: 'SIGKILL' });
       versionsSeen = await verifyStore(kek);
+      // A reservation that returned was durable: the stored count is never below it.
+      const store = await FileKeystore.open({ dir });
+      for (const line of worker.lines.filter((l) => l.startsWith('reserved '))) {
+        const [, ns, version, reserved] = line.split(' ');
+        expect((await store.getUsage(ns!, Number(version))).reserved).toBeGreaterThanOrEqual(
+          Number(reserved),
+        );
+      }
+      await store.close();
     }
     expect(versionsSeen).toBeGreaterThan(3);
   }, 240_000);
@@ -114,6 +125,25 @@ describe('FileKeystore across processes', () => {
       await store.close();
     }
   });
+
+  it('counts every reservation of three processes racing through a stale lock', async () => {
+    const store = await FileKeystore.open({ dir });
+    // A lock left by a process that no longer exists.
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+    await writeFile(join(dir, 'lock'), JSON.stringify({ pid: gone, host: hostname(), token: 'dead', at: 0 }));
+    const signal = join(dir, 'go');
+    const workers = [0, 1, 2].map(() =>
+      spawnWorker('reserve', { DIR: dir, SIGNAL: signal, COUNT: '40' }, 60_000),
+    );
+    await Promise.all(workers.map((w) => w.waitFor((l) => l === 'ready')));
+    await writeFile(signal, 'go');
+    for (const w of workers) expect((await w.exited).code).toBe(0);
+    const usage = await store.getUsage('shared', 1);
+    expect(usage.reserved).toBe(3 * 40 * 7);
+    expect(usage.samples).toHaveLength(3 * 40);
+    expect(usage.samples.map((s) => s.reserved)).toEqual(Array.from({ length: 120 }, (_, i) => (i + 1) * 7));
+    await store.close();
+  }, 120_000);
 
   it('recovers the lock of a SIGKILLed holder, and times out on a live one', async () => {
     const store = await FileKeystore.open({ dir, lockTimeoutMs: 200 });
