@@ -117,9 +117,10 @@ export class PostgresKeystore implements Keystore {
     validateOptions(options);
     const store = new PostgresKeystore(options);
     try {
-      await store.#run(async (client) => {
-        await migrate(client);
-      });
+      const applied = await store.#run((client) => migrate(client));
+      if (applied.length > 0) {
+        store.#logger.info({ keystore: store.redactedUrl, applied }, 'keystore schema migrated');
+      }
     } catch (error) {
       await store.#pool.end().catch(() => {});
       throw error;

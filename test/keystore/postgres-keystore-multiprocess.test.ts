@@ -111,13 +111,13 @@ describe('PostgreSQL keystore shared by several processes', () => {
         const reply = await w.take((l) => Array.isArray(l.payloads), 'encoded payloads');
         const payloads = reply.payloads as WirePayload[];
         const versions = reply.versions as number[];
-        payloads.forEach((payload, i) =>
+        for (const [i, payload] of payloads.entries()) {
           written.push({
             payload,
             version: versions[i]!,
             plain: { worker: `w${workers.indexOf(w)}`, n: first + i },
-          }),
-        );
+          });
+        }
         return versions;
       };
 
