@@ -87,6 +87,30 @@ describe('temporal-keyring keys rekey', () => {
   });
 });
 
+describe('a passphrase KEK', () => {
+  it('derives the same KEK from the salt stored at creation, and refuses another passphrase', async () => {
+    const dir = await tempDir();
+    const args = ['--data-dir', dir, '--kek-passphrase-env', 'KEYRING_PASSPHRASE'];
+    const env = { KEYRING_PASSPHRASE: 'correct horse battery staple' };
+    expect((await cli([...args, 'keys', 'create', '-n', 'default'], { env })).code).toBe(0);
+    const [again, wrong, unset] = await Promise.all([
+      cli([...args, 'keys', 'rotate', '-n', 'default'], { env }),
+      cli([...args, 'keys', 'rotate', '-n', 'default'], {
+        env: { KEYRING_PASSPHRASE: 'another long passphrase' },
+      }),
+      cli([...args, 'keys', 'rotate', '-n', 'default']),
+    ]);
+    expect(again.code).toBe(0);
+    expect(wrong.code).toBe(4);
+    expect(wrong.stderr).toContain('[ERR_KEK_MISMATCH]');
+    expect(wrong.stderr).not.toContain('another long passphrase');
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toContain(
+      '--kek-passphrase-env: environment variable KEYRING_PASSPHRASE is not set',
+    );
+  });
+});
+
 describe('temporal-keyring token create', () => {
   it('prints a token once with a config entry the codec server accepts', async () => {
     const result = await cli([

@@ -76,7 +76,9 @@ describe('temporal-keyring decode', () => {
     const fromStdin = await cli(['decode', '-n', 'orders'], { env, input: JSON.stringify(history) });
     expect(JSON.parse(fromStdin.stdout)).toEqual(decoded);
     const readable = await cli(['decode', '-n', 'orders', '--json-shorthand', '-i', file], { env });
-    expect(JSON.parse(readable.stdout).events[0].workflowExecutionStartedEventAttributes.input.payloads).toEqual(values);
+    expect(
+      JSON.parse(readable.stdout).events[0].workflowExecutionStartedEventAttributes.input.payloads,
+    ).toEqual(values);
     const wrongNamespace = await cli(['decode', '-n', 'default'], { env, input: JSON.stringify(history) });
     expect(wrongNamespace.code).toBe(4);
     expect(wrongNamespace.stderr).toMatch(/^temporal-keyring: .*\[ERR_NAMESPACE_MISMATCH\]\n$/);
