@@ -3,7 +3,7 @@
  * KEK checks before any write, material bound to its slot, and a crash injected at every step of
  * every durable write.
  */
-import { mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -106,6 +106,11 @@ describe('FileKeystore files', () => {
     await writeFile(join(dir, 'notes.txt'), 'hello');
     await expect(FileKeystore.open({ dir })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
     expect(await readdir(dir)).toEqual(['notes.txt']);
+    // The lost+found of a volume mounted at the directory is no obstacle.
+    await rm(join(dir, 'notes.txt'));
+    await mkdir(join(dir, 'lost+found'));
+    await (await FileKeystore.open({ dir })).close();
+    expect((await readdir(dir)).sort()).toEqual(['keystore.json', 'lost+found']);
   });
 
   it('validates options up front, naming the field', async () => {
