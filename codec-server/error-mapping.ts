@@ -79,5 +79,15 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
     const { status, code, message } = BODY_PARSER[type];
     return { status, body: { code, message }, headers: {} };
   }
+  // body-parser's other read errors (a gzip/deflate body that does not inflate: zlib's
+  // "incorrect header check") are http-errors 4xx without a `type`; their messages are not ours.
+  const status = (error as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500 && (error as { expose?: unknown }).expose) {
+    return {
+      status: 400,
+      body: { code: 'ERR_MALFORMED_REQUEST', message: 'request body could not be read' },
+      headers: {},
+    };
+  }
   return { status: 500, body: { code: 'ERR_INTERNAL', message: 'internal error' }, headers: {} };
 }

@@ -5,7 +5,7 @@ import pino from 'pino';
 import type { Clock } from '../src/clock.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import type { Keyring } from '../src/keyring.ts';
-import { createApp, type PinoLogger } from './app.ts';
+import { type AppDeps, createApp, type PinoLogger } from './app.ts';
 import type { Authenticator } from './auth/identity.ts';
 import type { ServerConfig } from './config.ts';
 import { Metrics } from './metrics.ts';
@@ -22,6 +22,8 @@ export interface StartServerOptions {
   engine?: EsdkEngine;
   metrics?: Metrics;
   auth?: Authenticator;
+  /** See `AppDeps.codecFor`. */
+  codecFor?: AppDeps['codecFor'];
 }
 
 export interface RunningServer {
@@ -50,6 +52,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     metrics: options.metrics ?? new Metrics({ defaultMetrics: true }),
     auth: options.auth,
     engine: options.engine,
+    codecFor: options.codecFor,
   });
   const server = config.tls ? https.createServer(await tlsOptions(config.tls), app) : http.createServer(app);
   // Keep-alive idle sockets must not hold a shutdown open.
