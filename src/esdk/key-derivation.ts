@@ -42,22 +42,27 @@ export function deriveKeys(dataKey: Uint8Array, messageId: Uint8Array): DerivedK
 const BLOCK = 128; // SHA-512 block size
 const DIGEST = 64;
 
+// Scratch blocks reused across calls (the function is synchronous, so calls never interleave):
+// the KDF runs three HMACs per message and allocation showed up as GC time. Zeroed after use.
+const innerScratch = Buffer.alloc(BLOCK + DIGEST);
+const outerScratch = Buffer.alloc(BLOCK + DIGEST);
+
 /**
  * HMAC-SHA512 (RFC 2104) for keys of at most one block, which is all HKDF needs here (32-byte
  * salt, 64-byte PRK): H((K ^ opad) || H((K ^ ipad) || message)).
  */
 export function hmacSha512(key: Uint8Array, message: Uint8Array): Buffer {
   if (key.length > BLOCK) throw new RangeError('hmacSha512: key longer than one block');
-  const inner = Buffer.allocUnsafe(BLOCK + message.length);
-  const outer = Buffer.allocUnsafe(BLOCK + DIGEST);
+  const inner = message.length <= DIGEST ? innerScratch : Buffer.allocUnsafe(BLOCK + message.length);
+  const outer = outerScratch;
   for (let i = 0; i < BLOCK; i++) {
     const k = i < key.length ? key[i]! : 0;
     inner[i] = k ^ 0x36;
     outer[i] = k ^ 0x5c;
   }
   inner.set(message, BLOCK);
-  outer.set(hash('sha512', inner, 'buffer'), BLOCK);
-  inner.fill(0, 0, BLOCK);
+  outer.set(hash('sha512', inner.subarray(0, BLOCK + message.length), 'buffer'), BLOCK);
+  inner.fill(0);
   const mac = hash('sha512', outer, 'buffer');
   outer.fill(0);
   return mac;
