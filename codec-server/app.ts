@@ -227,7 +227,9 @@ export function createApp(deps: AppDeps): Express {
   return app;
 
   function namespaceOf(req: Request): string {
-    const fromPath = req.params.namespace;
+    // The UI does not substitute `{namespace}` (the CLI does): an endpoint configured for both
+    // reaches us with the placeholder itself, and X-Namespace names the namespace.
+    const fromPath = req.params.namespace === '{namespace}' ? undefined : req.params.namespace;
     const header = req.headers['x-namespace'];
     const fromHeader = Array.isArray(header) ? header[0] : header;
     if (fromPath !== undefined && fromHeader !== undefined && fromHeader !== '' && fromPath !== fromHeader) {

@@ -207,6 +207,21 @@ describe('as the Web UI and the CLI call it', () => {
     for (const a of answers) expect(await strictGoCheck(a, 1)).toEqual([uiJsonPayload('burst')]);
   });
 
+  it('serves the UI when its endpoint still holds the CLI placeholder {namespace}', async () => {
+    for (const placeholder of ['{namespace}', '%7Bnamespace%7D']) {
+      const res = await fetch(`${s.url}/codec/${placeholder}/decode?preserveStorageRefs=true`, {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          'X-Namespace': 'default',
+          Authorization: `Bearer ${TOKEN}`,
+        },
+        body: JSON.stringify({ payloads: [uiJsonPayload(1)] }),
+      });
+      expect(await strictGoCheck(res, 1)).toEqual([uiJsonPayload(1)]);
+    }
+  });
+
   it('gives the CLI a status and a readable body on failure', async () => {
     const res = await fetch(`${s.url}/codec/default/decode`, {
       method: 'POST',
