@@ -9,7 +9,7 @@ import type { Keystore } from '../../src/keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { cli, tempDir } from './run-cli.ts';
 
-describe('temporal-keyring keys rekey', () => {
+describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
   it('finishes a KEK rotation that was interrupted, then only the new KEK opens the keystore', async () => {
     const dir = await tempDir();
     const oldKek = generateKekBase64();
@@ -87,7 +87,7 @@ describe('temporal-keyring keys rekey', () => {
   });
 });
 
-describe('a passphrase KEK', () => {
+describe('a passphrase KEK', { timeout: 180_000 }, () => {
   it('derives the same KEK from the salt stored at creation, and refuses another passphrase', async () => {
     const dir = await tempDir();
     const args = ['--data-dir', dir, '--kek-passphrase-env', 'KEYRING_PASSPHRASE'];
@@ -111,7 +111,7 @@ describe('a passphrase KEK', () => {
   });
 });
 
-describe('temporal-keyring token create', () => {
+describe('temporal-keyring token create', { timeout: 180_000 }, () => {
   it('prints a token once with a config entry the codec server accepts', async () => {
     const result = await cli([
       'token',
@@ -150,7 +150,7 @@ describe('temporal-keyring token create', () => {
   });
 });
 
-describe('configuration through the CLI', () => {
+describe('configuration through the CLI', { timeout: 180_000 }, () => {
   it('applies flags > env > config file > defaults, and names the bad field of a config file', async () => {
     const root = await tempDir();
     await mkdir(join(root, 'conf'));

@@ -20,7 +20,7 @@ function fromJson(json: unknown): Payload {
   return { metadata: { ...p.metadata }, data: p.data };
 }
 
-describe('temporal-keyring decode', () => {
+describe('temporal-keyring decode', { timeout: 180_000 }, () => {
   it('decrypts every encrypted payload of a history JSON and leaves the rest as it was', async () => {
     const dir = await tempDir();
     const kek = generateKekBase64();

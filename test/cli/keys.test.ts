@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { generateKekBase64 } from '../../src/kek-source.ts';
 import { cli, tempDir } from './run-cli.ts';
 
-describe('temporal-keyring keygen', () => {
+describe('temporal-keyring keygen', { timeout: 180_000 }, () => {
   it('prints a base64 256-bit KEK, or writes a new 0600 file and never overwrites it', async () => {
     const printed = await cli(['keygen']);
     expect(printed.code).toBe(0);
@@ -27,7 +27,7 @@ describe('temporal-keyring keygen', () => {
   });
 });
 
-describe('temporal-keyring keys', () => {
+describe('temporal-keyring keys', { timeout: 180_000 }, () => {
   it('creates, rotates in two phases, changes states and lists (table and stable JSON)', async () => {
     const dir = await tempDir();
     const env = { TEMPORAL_KEYRING_KEK: generateKekBase64(), TEMPORAL_KEYRING_DATA_DIR: dir };

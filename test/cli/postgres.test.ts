@@ -12,7 +12,7 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-describe('a postgres:// keystore through openKeyring and the CLI', () => {
+describe('a postgres:// keystore through openKeyring and the CLI', { timeout: 180_000 }, () => {
   it('shares keys between the library and the CLI, and masks the password in config show', async () => {
     const url = await pg!.newDatabase('cli');
     const kek = generateKekBase64();

@@ -1,3 +1,4 @@
+// Child processes under load (2 shared cores) take seconds each: these tests get a longer bound.
 import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
