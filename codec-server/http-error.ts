@@ -12,6 +12,7 @@ export type HttpErrorCode =
   | 'ERR_NOT_SUPPORTED'
   | 'ERR_UNAUTHENTICATED'
   | 'ERR_FORBIDDEN'
+  | 'ERR_AUTH_UNAVAILABLE'
   | 'ERR_INTERNAL';
 
 export class HttpError extends Error {

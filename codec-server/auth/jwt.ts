@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import type { Clock } from '../../src/clock.ts';
 import type { JwtConfig, Operation } from '../config.ts';
+import { HttpError } from '../http-error.ts';
 import type { Identity } from './identity.ts';
 import { parsePermissions, roleAllows } from './permissions.ts';
 import { unauthenticated } from './unauthenticated.ts';
@@ -37,6 +38,19 @@ export class JwtVerifier {
         requiredClaims: ['exp'],
       }));
     } catch (error) {
+      // The identity provider's keys could not be fetched: not the caller's fault, and retrying
+      // may help. (jose wraps no network error: anything that is not a JOSEError is one.)
+      if (
+        error instanceof joseErrors.JWKSTimeout ||
+        error instanceof joseErrors.JWKSInvalid ||
+        !(error instanceof joseErrors.JOSEError)
+      ) {
+        throw new HttpError(
+          503,
+          'ERR_AUTH_UNAVAILABLE',
+          "the identity provider's signing keys (JWKS) could not be fetched",
+        );
+      }
       // Only a coarse reason: enough to debug a setup, nothing about the token's content.
       const reason =
         error instanceof joseErrors.JWTExpired
@@ -45,9 +59,7 @@ export class JwtVerifier {
             ? `token claim "${error.claim}" is not accepted`
             : error instanceof joseErrors.JOSEAlgNotAllowed
               ? 'token algorithm not allowed'
-              : error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid
-                ? 'identity provider keys unavailable'
-                : 'token is not valid';
+              : 'token is not valid';
       throw unauthenticated(`invalid bearer token: ${reason}`);
     }
     const roles = parsePermissions(payload[this.#config.namespaceClaim]);

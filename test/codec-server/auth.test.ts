@@ -214,6 +214,29 @@ describe('authentication and authorization', () => {
     ).toBe(403);
   });
 
+  it('answers 503 (not 401) when the identity provider keys cannot be fetched', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const deadUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/jwks.json`;
+    await new Promise((resolve) => closed.close(resolve));
+    const down = await startTestServer(
+      { auth: { jwt: { jwksUrl: deadUrl, issuer: ISSUER, audience: AUDIENCE } } },
+      { clock, namespaces: ['default'] },
+    );
+    try {
+      const token = await jwt({ permissions: ['default:read'] });
+      const res = await post(
+        `${down.url}/default/decode`,
+        { payloads: [] },
+        { Authorization: `Bearer ${token}` },
+      );
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { code: string }).code).toBe('ERR_AUTH_UNAVAILABLE');
+    } finally {
+      await down.close();
+    }
+  });
+
   it('never logs tokens', async () => {
     const raw = s.rawLogs();
     expect(raw).not.toContain(STATIC_TOKEN);

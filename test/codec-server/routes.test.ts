@@ -288,6 +288,9 @@ describe('codec routes (tokens, path prefix)', () => {
     expect((await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: auth })).status).toBe(403);
     expect((await fetch(`${s.url}/admin/namespaces/default/keys`)).status).toBe(401);
 
+    const v1Payload = await (
+      await post(`${s.url}/codec/default/encode`, { payloads: [uiJsonPayload('under v1')] }, auth)
+    ).json();
     // Without a JSON content type (a "simple" cross-site POST a page could make): refused.
     const simple = await fetch(`${s.url}/admin/namespaces/default/keys/rotate`, {
       method: 'POST',
@@ -312,6 +315,11 @@ describe('codec routes (tokens, path prefix)', () => {
     });
     expect(deprecate.status).toBe(200);
     expect(await deprecate.json()).toMatchObject({ version: 1, state: 'deprecated' });
+
+    // A payload of the deprecated version no longer decodes (no allowDeprecatedDecrypt here).
+    const refused = await post(`${s.url}/codec/default/decode`, v1Payload, auth);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { code: string }).code).toBe('ERR_KEY_VERSION_DEPRECATED');
 
     const invalid = await fetch(`${s.url}/admin/namespaces/default/keys/2/state`, {
       method: 'POST',
