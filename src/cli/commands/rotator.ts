@@ -17,7 +17,7 @@ interface RotatorFlags {
  * `rotator [--once] [--interval 1m]`: rotates keys from measured usage (see rotator.ts). Runs until
  * SIGTERM or SIGINT, logging JSON lines (pino) on stdout; with `--once`, checks once and prints
  * what it did. Only one rotator acts per keystore at a time (a keystore lease), so running several
- * for availability is safe. The codec server runs one too unless told not to.
+ * for availability is safe.
  */
 export function registerRotatorCommand(program: Command): void {
   program
