@@ -1,7 +1,12 @@
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { type Clock, systemClock } from '../clock.ts';
-import { InvalidOptionError, KeystoreConflictError, KeystoreCorruptError } from '../errors.ts';
+import {
+  InvalidOptionError,
+  KeystoreConflictError,
+  KeystoreCorruptError,
+  KeystoreUnavailableError,
+} from '../errors.ts';
 import {
   applyChange,
   KEY_STATES,
@@ -73,6 +78,7 @@ export class PostgresKeystore implements Keystore {
   /** The connection string with the password masked: safe to log. */
   readonly redactedUrl: string;
   readonly #pool: pg.Pool;
+  readonly #slots: Slots;
   readonly #clientConfig: pg.ClientConfig;
   readonly #clock: Clock;
   readonly #logger: Logger;
@@ -97,9 +103,16 @@ export class PostgresKeystore implements Keystore {
       keepAlive: true,
       application_name: 'temporal-keyring',
     };
+    const poolSize = options.poolSize ?? 10;
+    const queueTimeoutMs = options.queryTimeoutMs ?? 30_000;
+    this.#slots = new Slots(poolSize, queueTimeoutMs, () => {
+      return new KeystoreUnavailableError(
+        `PostgreSQL keystore at ${this.redactedUrl} is overloaded: no connection was free within ${queueTimeoutMs} ms (poolSize ${poolSize})`,
+      );
+    });
     this.#pool = new pg.Pool({
       ...this.#clientConfig,
-      max: options.poolSize ?? 10,
+      max: poolSize,
       idleTimeoutMillis: 30_000,
     });
     // An idle connection that dies (server restart) is dropped from the pool; the next query opens
@@ -264,19 +277,21 @@ export class PostgresKeystore implements Keystore {
   async reserveUsage(namespace: string, version: number, count: number, at: number): Promise<UsageRecord> {
     validateNamespace(namespace);
     validateCount('count', count);
-    return this.#transaction(async (client) => {
-      const { rows } = await client.query<{ reserved: string }>(
-        `INSERT INTO temporal_keyring_usage AS u (namespace, version, reserved) VALUES ($1, $2, $3)
-         ON CONFLICT (namespace, version) DO UPDATE SET reserved = u.reserved + EXCLUDED.reserved
-         RETURNING reserved`,
-        [namespace, version, count],
-      );
-      // The row lock taken by the upsert orders the samples of one version by reservation.
-      await client.query(
-        'INSERT INTO temporal_keyring_usage_samples (namespace, version, at_ms, reserved) VALUES ($1, $2, $3, $4)',
-        [namespace, version, at, rows[0]!.reserved],
-      );
-      await trimSamples(client, namespace, version, at);
+    return this.#run(async (client) => {
+      // The upsert's row lock orders the reservations (and samples) of a version; it is held for
+      // two statements only, and the record is read after COMMIT.
+      await inTransaction(client, async () => {
+        await client.query(
+          `WITH u AS (
+             INSERT INTO temporal_keyring_usage AS u (namespace, version, reserved) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace, version) DO UPDATE SET reserved = u.reserved + EXCLUDED.reserved
+             RETURNING reserved)
+           INSERT INTO temporal_keyring_usage_samples (namespace, version, at_ms, reserved)
+           SELECT $1, $2, $4, reserved FROM u`,
+          [namespace, version, count, at],
+        );
+        await trimSamples(client, namespace, version, at);
+      });
       return readUsage(client, namespace, version);
     });
   }
@@ -373,15 +388,22 @@ export class PostgresKeystore implements Keystore {
   // --- Internals -----------------------------------------------------------------------------
 
   async #query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.#pool.query<R>(sql, params);
-    } catch (error) {
-      throw toKeystoreError(error, this.redactedUrl);
-    }
+    return this.#run((client) => client.query<R>(sql, params));
   }
 
   /** Runs `fn` on one pooled connection; a connection that failed is discarded, not reused. */
   async #run<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    // Wait for a pool slot here, so that pg's connect timeout measures connecting only, not the
+    // queue in front of a busy pool.
+    const releaseSlot = await this.#slots.acquire();
+    try {
+      return await this.#runOnConnection(fn);
+    } finally {
+      releaseSlot();
+    }
+  }
+
+  async #runOnConnection<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.#pool.connect();
@@ -407,17 +429,19 @@ export class PostgresKeystore implements Keystore {
   }
 
   async #transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return this.#run(async (client) => {
-      await client.query('BEGIN');
-      try {
-        const result = await fn(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      }
-    });
+    return this.#run((client) => inTransaction(client, () => fn(client)));
+  }
+}
+
+async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
   }
 }
 
@@ -478,37 +502,37 @@ async function trimSamples(
   version: number,
   now: number,
 ): Promise<void> {
-  const cutoff = now - USAGE_SAMPLE_RETENTION_MS;
-  await client.query(
-    `DELETE FROM temporal_keyring_usage_samples
-      WHERE namespace = $1 AND version = $2 AND at_ms < $3
-        AND id < (SELECT max(id) FROM temporal_keyring_usage_samples
-                   WHERE namespace = $1 AND version = $2 AND at_ms < $3)`,
-    [namespace, version, cutoff],
-  );
   await client.query(
     `DELETE FROM temporal_keyring_usage_samples
       WHERE namespace = $1 AND version = $2
-        AND id <= (SELECT id FROM temporal_keyring_usage_samples WHERE namespace = $1 AND version = $2
-                    ORDER BY id DESC OFFSET $3 LIMIT 1)`,
-    [namespace, version, USAGE_SAMPLE_MAX],
+        AND (
+          (at_ms < $3 AND id < (SELECT max(id) FROM temporal_keyring_usage_samples
+                                 WHERE namespace = $1 AND version = $2 AND at_ms < $3))
+          OR id <= (SELECT id FROM temporal_keyring_usage_samples WHERE namespace = $1 AND version = $2
+                     ORDER BY id DESC OFFSET $4 LIMIT 1))`,
+    [namespace, version, now - USAGE_SAMPLE_RETENTION_MS, USAGE_SAMPLE_MAX],
   );
 }
 
+/** One statement, so one snapshot: the counts and the samples agree with each other. */
 async function readUsage(client: pg.ClientBase, namespace: string, version: number): Promise<UsageRecord> {
-  const { rows } = await client.query<{ reserved: string | null; used: string | null }>(
+  const { rows } = await client.query<{
+    reserved: string | null;
+    used: string | null;
+    samples: [number, number][];
+  }>(
     `SELECT (SELECT reserved FROM temporal_keyring_usage WHERE namespace = $1 AND version = $2) AS reserved,
-            (SELECT sum(used) FROM temporal_keyring_usage_holders WHERE namespace = $1 AND version = $2) AS used`,
-    [namespace, version],
+            (SELECT sum(used) FROM temporal_keyring_usage_holders WHERE namespace = $1 AND version = $2) AS used,
+            (SELECT coalesce(json_agg(json_build_array(at_ms, reserved) ORDER BY id), '[]'::json)
+               FROM (SELECT id, at_ms, reserved FROM temporal_keyring_usage_samples
+                      WHERE namespace = $1 AND version = $2 ORDER BY id DESC LIMIT $3) recent) AS samples`,
+    [namespace, version, USAGE_SAMPLE_MAX],
   );
-  const samples = await client.query<{ at_ms: string; reserved: string }>(
-    'SELECT at_ms, reserved FROM temporal_keyring_usage_samples WHERE namespace = $1 AND version = $2 ORDER BY id',
-    [namespace, version],
-  );
+  const row = rows[0];
   return {
-    reserved: Number(rows[0]?.reserved ?? 0),
-    used: Number(rows[0]?.used ?? 0),
-    samples: samples.rows.map((s) => ({ at: Number(s.at_ms), reserved: Number(s.reserved) })),
+    reserved: Number(row?.reserved ?? 0),
+    used: Number(row?.used ?? 0),
+    samples: (row?.samples ?? []).map(([at, reserved]) => ({ at: Number(at), reserved: Number(reserved) })),
   };
 }
 
@@ -539,5 +563,51 @@ function validateOptions(options: PostgresKeystoreOptions): void {
   }
   if (options.poolSize !== undefined && !(Number.isInteger(options.poolSize) && options.poolSize >= 1)) {
     throw new InvalidOptionError('poolSize', 'must be a positive integer');
+  }
+}
+
+/** A counting semaphore over the pool's connections, whose waiters give up after a timeout. */
+class Slots {
+  #free: number;
+  readonly #queue: (() => void)[] = [];
+  readonly #timeoutMs: number;
+  readonly #timeoutError: () => Error;
+
+  constructor(size: number, timeoutMs: number, timeoutError: () => Error) {
+    this.#free = size;
+    this.#timeoutMs = timeoutMs;
+    this.#timeoutError = timeoutError;
+  }
+
+  /** Resolves with the function that gives the slot back (to the next waiter, if any). */
+  acquire(): Promise<() => void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve(this.#releaser());
+    }
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        clearTimeout(timer);
+        resolve(this.#releaser());
+      };
+      const timer = setTimeout(() => {
+        const i = this.#queue.indexOf(grant);
+        if (i >= 0) this.#queue.splice(i, 1);
+        reject(this.#timeoutError());
+      }, this.#timeoutMs);
+      timer.unref();
+      this.#queue.push(grant);
+    });
+  }
+
+  #releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#free++;
+    };
   }
 }

@@ -196,6 +196,19 @@ describe('PostgresKeystore schema and migrations', () => {
     }
   });
 
+  it('queues a burst of calls for the pool instead of failing them on the connect timeout', async () => {
+    const url = await server.newDatabase('burst');
+    const store = await PostgresKeystore.open({ connectionString: url, poolSize: 2, connectTimeoutMs: 500 });
+    try {
+      await Promise.all(Array.from({ length: 200 }, (_, i) => store.reserveUsage('ns', 1, 1, T0 + i)));
+      const usage = await store.getUsage('ns', 1);
+      expect(usage.reserved).toBe(200);
+      expect(usage.samples.map((s) => s.reserved)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    } finally {
+      await store.close();
+    }
+  });
+
   it('validates options up front, naming the field', async () => {
     await expect(PostgresKeystore.open({ connectionString: 'mysql://x' })).rejects.toMatchObject({
       code: 'ERR_INVALID_OPTION',
