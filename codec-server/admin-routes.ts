@@ -2,6 +2,7 @@ import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { KEY_STATES } from '../src/key-version.ts';
 import type { Keyring } from '../src/keyring.ts';
+import type { Logger } from '../src/logger.ts';
 import { validateNamespace } from '../src/namespace.ts';
 import type { Authenticator } from './auth/identity.ts';
 import type { ServerConfig } from './config.ts';
@@ -18,8 +19,28 @@ import { contextOf, isLoopback } from './request-context.ts';
  * Needs the `admin` permission on the namespace (JWT `<ns>:admin`, or a token with `admin`). In
  * dev mode without auth, allowed from loopback addresses only.
  */
-export function adminRouter(deps: { keyring: Keyring; auth: Authenticator; config: ServerConfig }): Router {
-  const { keyring, auth } = deps;
+export function adminRouter(deps: {
+  keyring: Keyring;
+  auth: Authenticator;
+  config: ServerConfig;
+  /** The audit logger: every key change is recorded there. */
+  audit: Logger;
+}): Router {
+  const { keyring, auth, audit } = deps;
+  const record = (req: Request, res: Response, action: string, details: object) => {
+    const identity = contextOf(res).identity;
+    audit.info(
+      {
+        audit: {
+          requestId: String(req.id),
+          action,
+          identity: identity && { kind: identity.kind, subject: identity.subject },
+          ...details,
+        },
+      },
+      `admin ${action}`,
+    );
+  };
   const router = Router();
   const json = express.json({ limit: '16kb', strict: true, type: () => true });
 
@@ -73,10 +94,12 @@ export function adminRouter(deps: { keyring: Keyring; auth: Authenticator; confi
     const namespace = await authorize(req, res);
     const { mode } = await body(req, res, rotateBody);
     const result = await keyring.rotate(namespace, { mode });
-    req.log?.info(
-      { namespace, mode, performed: result.performed, version: result.current.version },
-      'admin: rotate',
-    );
+    record(req, res, 'rotate', {
+      namespace,
+      mode,
+      performed: result.performed,
+      version: result.current.version,
+    });
     res.json(result);
   });
 
@@ -89,7 +112,7 @@ export function adminRouter(deps: { keyring: Keyring; auth: Authenticator; confi
     }
     const { state } = await body(req, res, stateBody);
     const updated = await keyring.setState(namespace, version, state as (typeof KEY_STATES)[number]);
-    req.log?.info({ namespace, version, state }, 'admin: set state');
+    record(req, res, 'set-state', { namespace, version, state });
     res.json(updated);
   });
 

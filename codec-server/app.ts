@@ -125,7 +125,7 @@ export function createApp(deps: AppDeps): Express {
     });
   }
   app.use(opsRouter({ keyring, config, metrics }));
-  if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config }));
+  if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config, audit }));
 
   const jsonBody = express.json({ limit: config.bodyLimit, strict: true, type: () => true });
 

@@ -82,6 +82,14 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
   // body-parser's other read errors (a gzip/deflate body that does not inflate: zlib's
   // "incorrect header check") are http-errors 4xx without a `type`; their messages are not ours.
   const status = (error as { status?: unknown } | null)?.status;
+  if (error instanceof URIError && status === 400) {
+    // The router's "Failed to decode param": a path segment that is not valid percent-encoding.
+    return {
+      status: 400,
+      body: { code: 'ERR_MALFORMED_REQUEST', message: 'request path is not valid percent-encoded UTF-8' },
+      headers: {},
+    };
+  }
   if (typeof status === 'number' && status >= 400 && status < 500 && (error as { expose?: unknown }).expose) {
     return {
       status: 400,

@@ -336,6 +336,16 @@ describe('codec routes (tokens, path prefix)', () => {
     });
     expect(bad.status).toBe(400);
 
+    const changes = s.logs.filter((l) => l.channel === 'audit' && String(l.msg).startsWith('admin'));
+    expect(changes.map((l) => l.audit)).toEqual([
+      expect.objectContaining({
+        action: 'rotate',
+        namespace: 'default',
+        version: 2,
+        identity: { kind: 'token', subject: 'admin' },
+      }),
+      expect.objectContaining({ action: 'set-state', namespace: 'default', version: 1, state: 'deprecated' }),
+    ]);
     const list = await fetch(`${s.url}/admin/namespaces/default/keys`, { headers: admin });
     const body = (await list.json()) as {
       versions: { version: number; state: string; usage: { reserved: number } }[];
