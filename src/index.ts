@@ -131,3 +131,30 @@ export {
 } from './open-keyring.ts';
 export { type OpenKeystoreOptions, openKeystore } from './open-keystore.ts';
 export { type RandomSource, systemRandom } from './random.ts';
+// Usage metering and rotation
+export {
+  AES_GCM_RANDOM_IV_LIMIT,
+  DEFAULT_ROTATION_POLICY,
+  formatDuration,
+  MIN_MAX_ENCRYPTIONS,
+  type PartialRotationPolicy,
+  parseDuration,
+  parsePolicy,
+  type RotationPolicy,
+  type RotationPolicyInput,
+  resolvePolicy,
+  rotationPolicySchema,
+} from './rotation-policy.ts';
+export { projectRotation, type RotationProjection, type RotationReasonKind } from './rotation-projection.ts';
+export {
+  ROTATOR_LEASE,
+  Rotator,
+  type RotatorAction,
+  type RotatorMetrics,
+  type RotatorOptions,
+  type RotatorRun,
+} from './rotator.ts';
+export { type ChartSeries, chartSeries, renderUsageChart, type UsageChartInput } from './usage-chart.ts';
+export { defaultHolderId, type MeterEntry, UsageMeter, type UsageMeterOptions } from './usage-meter.ts';
+export { RATE_WINDOWS, type RateWindow, type UsageRates, usageRates, type WindowRate } from './usage-rate.ts';
+export { type NamespaceStatus, namespaceStatus, statusChart, type VersionStatus } from './usage-status.ts';
