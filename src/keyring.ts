@@ -476,18 +476,26 @@ export class Keyring implements KeyProvider {
 
   async #commitNew(change: NamespaceChange): Promise<KeyVersion[]> {
     const add = change.add!;
-    await this.#followKekRotation();
     const material = this.#random.bytes(DATA_KEY_LENGTH);
     const keyId = `${change.namespace}/v${add.version}`;
-    const wrapped: WrappedKey = {
-      kekId: this.#primaryKek.id,
-      alg: 'A256GCM',
-      ciphertext: await this.#primaryKek.wrap(material, materialAad(change.namespace, add.version, keyId)),
-    };
-    const after = await this.keystore.commit(change, wrapped);
-    this.#materials.set(keyId, Buffer.from(material));
-    this.#store(change.namespace, after);
-    return after;
+    for (let attempt = 0; ; attempt++) {
+      await this.#followKekRotation();
+      const wrapped: WrappedKey = {
+        kekId: this.#primaryKek.id,
+        alg: 'A256GCM',
+        ciphertext: await this.#primaryKek.wrap(material, materialAad(change.namespace, add.version, keyId)),
+      };
+      try {
+        const after = await this.keystore.commit(change, wrapped);
+        this.#materials.set(keyId, Buffer.from(material));
+        this.#store(change.namespace, after);
+        return after;
+      } catch (error) {
+        // A KEK rotation began between our read of the KEK record and the commit, and the store
+        // refused the retiring KEK: wrap again with the rotation's target (if we hold it).
+        if (!(error instanceof KekMismatchError) || attempt > 0) throw error;
+      }
+    }
   }
 
   async #material(v: KeyVersion): Promise<Uint8Array> {
