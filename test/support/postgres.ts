@@ -64,13 +64,13 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
   // The server runs as the `postgres` user: it must reach the data and certificate dirs inside.
   await chmod(dir, 0o755);
   const password = randomBytes(12).toString('hex');
-  const tlsFlags: string[] = [];
-  let caFile: string | undefined;
-  if (options.tls) {
-    const tls = await makeCertificate(path.join(dir, 'tls'));
-    caFile = tls.certFile;
-    tlsFlags.push('-c', 'ssl=on', '-c', `ssl_cert_file=${tls.certFile}`, '-c', `ssl_key_file=${tls.keyFile}`);
-  }
+  const tlsDir = path.join(dir, 'tls');
+  const certFile = path.join(tlsDir, 'server.crt');
+  const keyFile = path.join(tlsDir, 'server.key');
+  const caFile = options.tls ? certFile : undefined;
+  const tlsFlags = options.tls
+    ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${certFile}`, '-c', `ssl_key_file=${keyFile}`]
+    : [];
   const server = new EmbeddedPostgres({
     databaseDir: path.join(dir, 'data'),
     user: 'postgres',
@@ -102,6 +102,8 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
   let stopped = false;
   try {
     await withTimeout(server.initialise(), START_TIMEOUT_MS, 'PostgreSQL initdb');
+    // After initialise: it creates the `postgres` user the key file must belong to.
+    if (options.tls) await makeCertificate(tlsDir, certFile, keyFile);
     await start();
     running = true;
   } catch (error) {
@@ -150,10 +152,8 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
 }
 
 /** A self-signed P-256 certificate for 127.0.0.1, readable by the `postgres` user only (as it requires). */
-async function makeCertificate(tlsDir: string): Promise<{ certFile: string; keyFile: string }> {
+async function makeCertificate(tlsDir: string, certFile: string, keyFile: string): Promise<void> {
   await mkdir(tlsDir, { recursive: true });
-  const certFile = path.join(tlsDir, 'server.crt');
-  const keyFile = path.join(tlsDir, 'server.key');
   // biome-ignore format: one openssl option per line
   const args = [
     'req', '-x509', '-nodes', '-days', '1',
@@ -168,7 +168,6 @@ async function makeCertificate(tlsDir: string): Promise<{ certFile: string; keyF
   const gid = Number((await idOf('-g')).trim());
   for (const f of [tlsDir, certFile, keyFile]) await chown(f, uid, gid);
   await chmod(keyFile, 0o600);
-  return { certFile, keyFile };
 }
 
 function idOf(flag: '-u' | '-g'): Promise<string> {
