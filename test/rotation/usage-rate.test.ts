@@ -126,6 +126,30 @@ describe('rotation projection', () => {
     expect(p.reason?.text).toMatch(/within lead time 5\.4 h/);
   });
 
+  it('never rotates for encryptions before half the budget is reserved, however high the rate', () => {
+    // Two reservations a millisecond apart: an absurd lifetime rate of ~1M/s.
+    const samples = [
+      { at: T0, reserved: 100 },
+      { at: T0 + 1, reserved: 1_000_100 },
+    ];
+    for (const reserved of [1_000_100, 1e9, 1.9e9]) {
+      const p = projectRotation(
+        active,
+        { reserved, used: 0, samples },
+        { ...DEFAULT_ROTATION_POLICY, maxAge: null },
+        T0 + 1000,
+      );
+      expect(p.due).toBe(false);
+    }
+    const half = projectRotation(
+      active,
+      { reserved: DEFAULT_ROTATION_POLICY.maxEncryptions / 2, used: 0, samples },
+      { ...DEFAULT_ROTATION_POLICY, maxAge: null },
+      T0 + 1000,
+    );
+    expect(half.due).toBe(true);
+  });
+
   it('rotates for age propagationDelay before maxAge, and at once when the budget is spent', () => {
     const usage = { reserved: 10, used: 0, samples: [{ at: T0, reserved: 10 }] };
     const p = projectRotation(active, usage, DEFAULT_ROTATION_POLICY, T0 + DAY);
