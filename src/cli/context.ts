@@ -27,6 +27,7 @@ export function globalFlags(command: Command): SettingsFlags {
     dataDir: pick('dataDir'),
     kekFile: pick('kekFile'),
     kekPassphraseEnv: pick('kekPassphraseEnv'),
+    previousKekFile: Array.isArray(o.previousKekFile) ? (o.previousKekFile as string[]) : undefined,
   };
 }
 
@@ -59,6 +60,7 @@ export function openFromSettings(
   return openKeyring({
     keystore: location.kind === 'file' ? location.dir : location.connectionString,
     kek: requireKek(settings),
+    previousKeks: settings.previousKeks(),
     meter: false,
     allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
     ...overrides,

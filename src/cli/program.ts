@@ -32,6 +32,12 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
       `file holding the base64 KEK (env ${ENV.kekFile}; or the KEK itself in ${ENV.kek})`,
     )
     .option('--kek-passphrase-env <var>', 'derive the KEK from the passphrase in this environment variable')
+    // Repeatable rather than variadic: `<file...>` would swallow the command name that follows.
+    .option(
+      '--previous-kek-file <file>',
+      'file holding a further KEK accepted for unwrapping (during a KEK rotation); repeatable',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     // No commander .version(): its --version would also capture `keys set-state --version N`.
     .addHelpText('beforeAll', `temporal-keyring ${VERSION} (temporal-keyring --version prints the version)\n`)
     .showHelpAfterError('(run with --help for usage)')

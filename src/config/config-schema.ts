@@ -40,6 +40,11 @@ export const configSchema = z.strictObject({
   /** `file:./keys`, a directory path, or `postgres://...`. Default `./.temporal-keyring`. */
   keystore: z.string().min(1).optional(),
   kek: kekConfigSchema.optional(),
+  /**
+   * Further KEKs accepted for unwrapping (never for wrapping). For a KEK rotation without downtime:
+   * give every process the new `kek` and the old one here, run `keys rekey`, then remove the old.
+   */
+  previousKeks: z.array(kekConfigSchema).optional(),
   defaults: z
     .strictObject({
       rotation: rotationSchema.optional(),

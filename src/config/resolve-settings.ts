@@ -21,6 +21,8 @@ export interface SettingsFlags {
   dataDir?: string;
   kekFile?: string;
   kekPassphraseEnv?: string;
+  /** Files holding further KEKs accepted for unwrapping; replaces the config's `previousKeks`. */
+  previousKekFile?: string[];
 }
 
 /**
@@ -45,6 +47,8 @@ export interface ResolvedSettings {
    */
   kek(): KekSpec | undefined;
   kekOrigin: SettingOrigin | undefined;
+  /** Further KEKs accepted for unwrapping (`--previous-kek-file`, else the config's `previousKeks`). Read lazily too. */
+  previousKeks(): KekSpec[];
   /** The parsed config file (`{}` when none). */
   config: KeyringConfig;
   /** Absolute path of the config file, if one was read. */
@@ -86,12 +90,14 @@ export function settingsFrom(
   const { keystore, keystoreOrigin } = resolveKeystore(flags, env, cwd, config, configDir);
   const { kek, kekOrigin } = resolveKek(flags, env, cwd, config, configDir);
   const readKek = () => kek?.();
+  const previousKeks = resolvePreviousKeks(flags, env, cwd, config, configDir);
   const namespaces = config.namespaces ?? {};
   return {
     keystore,
     keystoreOrigin,
     kek: readKek,
     kekOrigin,
+    previousKeks,
     config,
     configPath: loaded?.path,
     allowDeprecatedDecrypt: (ns) =>
@@ -197,6 +203,30 @@ function resolveKek(
     kek: () => ({ type: 'passphrase', passphrase: requireEnv(env, name, 'kek.passphraseEnv') }),
     kekOrigin: 'config kek.passphraseEnv',
   };
+}
+
+function resolvePreviousKeks(
+  flags: SettingsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  config: KeyringConfig,
+  configDir: string,
+): () => KekSpec[] {
+  if (flags.previousKekFile !== undefined && flags.previousKekFile.length > 0) {
+    const paths = flags.previousKekFile.map((f) => resolve(cwd, f));
+    return () => paths.map((path) => ({ type: 'file', path }));
+  }
+  const list = config.previousKeks ?? [];
+  return () =>
+    list.map((entry, i): KekSpec => {
+      const field = `previousKeks.${i}`;
+      if ('env' in entry) return { type: 'base64', value: requireEnv(env, entry.env, `${field}.env`) };
+      if ('file' in entry) return { type: 'file', path: resolve(configDir, entry.file) };
+      return {
+        type: 'passphrase',
+        passphrase: requireEnv(env, entry.passphraseEnv, `${field}.passphraseEnv`),
+      };
+    });
 }
 
 function requireEnv(env: NodeJS.ProcessEnv, name: string, field: string): string {

@@ -87,6 +87,27 @@ describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
   });
 });
 
+describe('KEK rotation without downtime', { timeout: 180_000 }, () => {
+  it('accepts the old KEK as a previous KEK, so processes can switch to the new one before the rekey', async () => {
+    const dir = await tempDir();
+    const kekDir = await tempDir();
+    const oldFile = join(kekDir, 'old');
+    const newFile = join(kekDir, 'new');
+    await writeFile(oldFile, `${generateKekBase64()}\n`, { mode: 0o600 });
+    await writeFile(newFile, `${generateKekBase64()}\n`, { mode: 0o600 });
+    expect(
+      (await cli(['--data-dir', dir, '--kek-file', oldFile, 'keys', 'create', '-n', 'default'])).code,
+    ).toBe(0);
+    // Already on the new KEK, with the old one as previous: works before, during and after the rekey.
+    const both = ['--data-dir', dir, '--kek-file', newFile, '--previous-kek-file', oldFile];
+    const rekey = await cli([...both, 'keys', 'rekey', '--new-kek-file', newFile]);
+    expect(rekey.code).toBe(0);
+    expect(rekey.stdout).toContain('KEK rotation complete: 1 key version(s) re-wrapped');
+    const newOnly = await cli(['--data-dir', dir, '--kek-file', newFile, 'keys', 'rotate', '-n', 'default']);
+    expect(newOnly.code).toBe(0);
+  });
+});
+
 describe('a passphrase KEK', { timeout: 180_000 }, () => {
   it('derives the same KEK from the salt stored at creation, and refuses another passphrase', async () => {
     const dir = await tempDir();

@@ -132,6 +132,24 @@ describe('resolveSettings precedence: flags > env > config file > defaults', () 
     expect(keystoreEnv.keystore).toEqual({ kind: 'file', dir: '/cwd/rel' });
   });
 
+  it('resolves previous KEKs from the config file, replaced by --previous-kek-file', async () => {
+    const { dir, path } = await withConfig({ previousKeks: [{ file: 'old.b64' }, { env: 'OLD_KEK' }] });
+    const fromConfig = await resolveSettings({ config: path }, { OLD_KEK: 'b2xk' });
+    expect(fromConfig.previousKeks()).toEqual([
+      { type: 'file', path: join(dir, 'old.b64') },
+      { type: 'base64', value: 'b2xk' },
+    ]);
+    const fromFlags = await resolveSettings({ config: path, previousKekFile: ['a', 'b'] }, {}, '/cwd');
+    expect(fromFlags.previousKeks()).toEqual([
+      { type: 'file', path: '/cwd/a' },
+      { type: 'file', path: '/cwd/b' },
+    ]);
+    const missing = await resolveSettings({ config: path }, {});
+    expect(() => missing.previousKeks()).toThrow(
+      /^previousKeks.1.env: environment variable OLD_KEK is not set/,
+    );
+  });
+
   it('refuses two flags that name the same thing, and a missing env var named by config', async () => {
     await expect(resolveSettings({ keystore: '/a', dataDir: '/b' }, {})).rejects.toThrow(/^--keystore: /);
     await expect(resolveSettings({ kekFile: '/k', kekPassphraseEnv: 'P' }, {})).rejects.toThrow(
