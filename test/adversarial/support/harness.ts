@@ -200,7 +200,7 @@ export function rawSocket(port: number, bytes: Uint8Array | string): Promise<str
 
 /** Asserts a client-error answer: 4xx, JSON `{code: "ERR_...", message}` and nothing else. */
 export function expectClientError(answer: Answer, context = ''): { code: string; message: string } {
-  const where = `${context} → ${answer.status} ${answer.text.slice(0, 300)}`;
+  const where = `${context.slice(0, 200)} → ${answer.status} ${answer.text.slice(0, 300)}`;
   expect(answer.status, where).toBeGreaterThanOrEqual(400);
   expect(answer.status, where).toBeLessThan(500);
   const body = answer.json as { code?: unknown; message?: unknown };
