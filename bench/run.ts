@@ -12,9 +12,10 @@ import { parseArgs } from 'node:util';
 import type { Suite } from './lib/suite.ts';
 import { codecSuite } from './suites/codec.ts';
 import { memorySuite } from './suites/memory.ts';
+import { serverSuite } from './suites/server.ts';
 
 // Memory first: it reads RSS, which the codec suite's large inputs would inflate.
-const suites: Suite[] = [memorySuite, codecSuite];
+const suites: Suite[] = [memorySuite, codecSuite, serverSuite];
 
 const { values } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, suite: { type: 'string', multiple: true } },

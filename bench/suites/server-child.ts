@@ -1,0 +1,108 @@
+/**
+ * A server process for the server benchmark (bench/suites/server.ts), run with
+ * `node --import tsx bench/suites/server-child.ts <codec|baseline>` and an IPC channel:
+ * - `codec`: the real codec server (`startServer`) as deployed: Keyring with a UsageMeter, static
+ *   token auth (TOKEN_SHA256), CORS, Prometheus metrics with the default process metrics, and
+ *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
+ * - `baseline`: the least a decoding server can do: bare Express + cors + express.json, and raw
+ *   node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data.
+ * Both listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
+ * `/decode` request body of n encrypted 1 KiB payloads. They answer the message `cpu` with
+ * `process.cpuUsage()`, and exit when the parent goes away (or after 30 minutes).
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import cors from 'cors';
+import express from 'express';
+import pino from 'pino';
+import { parseServerConfig } from '../../codec-server/config.ts';
+import { startServer } from '../../codec-server/main.ts';
+import { payloadsToBody } from '../../codec-server/payload-json.ts';
+import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
+import { LocalKek } from '../../src/kek.ts';
+import { Keyring } from '../../src/keyring.ts';
+import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { UsageMeter } from '../../src/usage-meter.ts';
+import { payloads } from '../lib/fixtures.ts';
+
+setTimeout(() => process.exit(0), 30 * 60_000).unref();
+process.on('disconnect', () => process.exit(0));
+process.on('message', (m) => {
+  if (m === 'cpu') process.send!(process.cpuUsage());
+});
+
+export const BENCH_ORIGIN = 'http://localhost:8233';
+const BATCHES = [1, 20];
+const SIZE = 1024;
+const mode = process.argv[2];
+
+async function codecServer(): Promise<{ url: string; bodies: Record<number, string> }> {
+  const keystore = new MemoryKeystore();
+  const meter = new UsageMeter({ keystore });
+  const keyring = await Keyring.open({ keystore, kek: new LocalKek(randomBytes(32)), meter });
+  await keyring.createNamespace('default');
+  const config = parseServerConfig({
+    host: '127.0.0.1',
+    port: 0,
+    cors: { origins: [BENCH_ORIGIN] },
+    auth: {
+      tokens: [
+        {
+          name: 'bench',
+          sha256: process.env.TOKEN_SHA256!,
+          namespaces: ['*'],
+          operations: ['encode', 'decode'],
+        },
+      ],
+    },
+    metrics: { enabled: true },
+  });
+  const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+  const server = await startServer({ config, keyring, logger });
+  const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
+  const bodies: Record<number, string> = {};
+  for (const n of BATCHES) bodies[n] = JSON.stringify(payloadsToBody(await codec.encode(payloads(SIZE, n))));
+  return { url: server.url, bodies };
+}
+
+async function baselineServer(): Promise<{ url: string; bodies: Record<number, string> }> {
+  const key = randomBytes(32);
+  const plainEncoding = Buffer.from('json/plain').toString('base64');
+  const app = express();
+  app.use(cors({ origin: [BENCH_ORIGIN] }));
+  app.use(express.json({ limit: '8mb' }));
+  app.post('/decode', (req, res) => {
+    const input = (req.body as { payloads: { data: string }[] }).payloads;
+    const output = input.map((p) => {
+      const sealed = Buffer.from(p.data, 'base64');
+      const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
+      decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+      const plain = Buffer.concat([
+        decipher.update(sealed.subarray(12, sealed.length - 16)),
+        decipher.final(),
+      ]);
+      return { metadata: { encoding: plainEncoding }, data: plain.toString('base64') };
+    });
+    res.json({ payloads: output });
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const encrypted = Buffer.from('binary/encrypted').toString('base64');
+  const bodies: Record<number, string> = {};
+  for (const n of BATCHES) {
+    const list = payloads(SIZE, n).map((p) => {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', key, iv);
+      const ct = Buffer.concat([cipher.update(p.data!), cipher.final()]);
+      return {
+        metadata: { encoding: encrypted },
+        data: Buffer.concat([iv, ct, cipher.getAuthTag()]).toString('base64'),
+      };
+    });
+    bodies[n] = JSON.stringify({ payloads: list });
+  }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+}
+
+const ready = mode === 'codec' ? await codecServer() : await baselineServer();
+process.send!({ ready });

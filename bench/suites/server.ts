@@ -1,0 +1,183 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { median } from '../lib/measure.ts';
+import { formatTable, type Suite } from '../lib/suite.ts';
+
+/**
+ * The codec server's `/decode` over HTTP on loopback under autocannon, with 1 and with 20 payloads
+ * of 1 KiB per request, against a baseline server measured in the same run (bare Express + cors +
+ * raw node:crypto AES-256-GCM, no auth, no logs, no metrics). The codec server runs as deployed:
+ * static token auth, CORS, metrics, access and audit logs. Both servers are child processes
+ * (server-child.ts) so that their CPU time per request is their own (`process.cpuUsage`).
+ *
+ * Cases run interleaved, in a rotating order, for several rounds; each figure is the median over
+ * rounds. Load generator and servers share the machine, alike for both servers.
+ */
+
+const CHILD = fileURLToPath(new URL('./server-child.ts', import.meta.url));
+const ORIGIN = 'http://localhost:8233';
+const BATCHES = [1, 20] as const;
+const SERVERS = ['codec', 'baseline'] as const;
+type ServerName = (typeof SERVERS)[number];
+
+// autocannon ships no types: the little of it used here.
+interface AutocannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+}
+const autocannon = createRequire(import.meta.url)('autocannon') as (options: {
+  url: string;
+  method: 'POST';
+  headers: Record<string, string>;
+  body: string;
+  connections: number;
+  duration: number;
+}) => Promise<AutocannonResult>;
+
+interface Running {
+  name: ServerName;
+  child: ChildProcess;
+  url: string;
+  bodies: Record<number, string>;
+  cpu(): Promise<NodeJS.CpuUsage>;
+}
+
+async function start(name: ServerName, tokenSha256: string): Promise<Running> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, name], {
+    env: { ...process.env, TOKEN_SHA256: tokenSha256 },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = await new Promise<{ url: string; bodies: Record<number, string> }>((resolve, reject) => {
+    child.once('message', (m) =>
+      resolve((m as { ready: { url: string; bodies: Record<number, string> } }).ready),
+    );
+    child.once('exit', (code) => reject(new Error(`${name} server exited (${code})`)));
+  });
+  const cpu = () =>
+    new Promise<NodeJS.CpuUsage>((resolve) => {
+      child.once('message', (m) => resolve(m as NodeJS.CpuUsage));
+      child.send('cpu');
+    });
+  return { name, child, ...ready, cpu };
+}
+
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuUsPerRequest: number;
+  failures: number;
+}
+
+export const serverSuite: Suite = {
+  name: 'server',
+  description:
+    'codec server POST /decode (1 and 20 x 1 KiB) vs bare Express + cors + raw AES-GCM, over loopback',
+  async run({ quick, log }) {
+    const token = randomBytes(24).toString('base64url');
+    const sha = createHash('sha256').update(token).digest('hex');
+    const servers = await Promise.all(SERVERS.map((s) => start(s, sha)));
+    const rounds = quick ? 1 : 3;
+    const seconds = quick ? 2 : 8;
+    const connections = 10;
+    try {
+      const cases = BATCHES.flatMap((batch) => servers.map((server) => ({ server, batch })));
+      const request = (server: Running, batch: number) => ({
+        url: `${server.url}/decode`,
+        method: 'POST' as const,
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${token}`,
+          'x-namespace': 'default',
+          origin: ORIGIN,
+        },
+        body: server.bodies[batch]!,
+        connections,
+      });
+      // Each body decodes, to what it should: a benchmark of error answers would be worthless.
+      for (const { server, batch } of cases) {
+        const r = request(server, batch);
+        const res = await fetch(r.url, { method: 'POST', headers: r.headers, body: r.body });
+        const json = (await res.json()) as { payloads?: unknown[] };
+        if (res.status !== 200 || json.payloads?.length !== batch) {
+          throw new Error(
+            `${server.name} x${batch}: status ${res.status}, ${JSON.stringify(json).slice(0, 200)}`,
+          );
+        }
+      }
+      log('warm-up');
+      for (const { server, batch } of cases)
+        await autocannon({ ...request(server, batch), duration: quick ? 1 : 3 });
+
+      const samples = new Map<string, Sample[]>(cases.map((c) => [`${c.server.name}/x${c.batch}`, []]));
+      for (let round = 0; round < rounds; round++) {
+        log(`round ${round + 1}/${rounds}`);
+        const order = cases.map((_, i) => cases[(i + round) % cases.length]!);
+        for (const { server, batch } of order) {
+          const before = await server.cpu();
+          const result = await autocannon({ ...request(server, batch), duration: seconds });
+          const after = await server.cpu();
+          const cpuUs = after.user - before.user + (after.system - before.system);
+          samples.get(`${server.name}/x${batch}`)!.push({
+            rps: result.requests.average,
+            p50: result.latency.p50,
+            p99: result.latency.p99,
+            cpuUsPerRequest: cpuUs / Math.max(1, result.requests.total),
+            failures: result.errors + result.timeouts + result.non2xx,
+          });
+        }
+      }
+
+      const data = cases.map(({ server, batch }) => {
+        const s = samples.get(`${server.name}/x${batch}`)!;
+        const rps = median(s.map((x) => x.rps));
+        return {
+          server: server.name,
+          batch,
+          requestsPerSecond: rps,
+          payloadsPerSecond: rps * batch,
+          p50Ms: median(s.map((x) => x.p50)),
+          p99Ms: median(s.map((x) => x.p99)),
+          cpuUsPerRequest: median(s.map((x) => x.cpuUsPerRequest)),
+          failures: s.reduce((sum, x) => sum + x.failures, 0),
+        };
+      });
+      const find = (name: ServerName, batch: number) =>
+        data.find((d) => d.server === name && d.batch === batch)!;
+      const ratios = BATCHES.map((batch) => ({
+        batch,
+        payloadsPerSecond: find('codec', batch).payloadsPerSecond / find('baseline', batch).payloadsPerSecond,
+        cpuPerRequest: find('codec', batch).cpuUsPerRequest / find('baseline', batch).cpuUsPerRequest,
+      }));
+      const rows: (string | number)[][] = [
+        ['case', 'req/s', 'payloads/s', 'p50 ms', 'p99 ms', 'CPU us/req', 'failures'],
+        ...data.map((d) => [
+          `${d.server}/1KiB/x${d.batch}`,
+          Math.round(d.requestsPerSecond),
+          Math.round(d.payloadsPerSecond),
+          d.p50Ms,
+          d.p99Ms,
+          Math.round(d.cpuUsPerRequest),
+          d.failures,
+        ]),
+      ];
+      const ratioRows: (string | number)[][] = [
+        ['codec / baseline', 'payloads/s', 'CPU per request'],
+        ...ratios.map((r) => [
+          `1KiB/x${r.batch}`,
+          r.payloadsPerSecond.toFixed(2),
+          r.cpuPerRequest.toFixed(2),
+        ]),
+      ];
+      const table = `${formatTable(rows)}\n\n${formatTable(ratioRows)}\n(${rounds} rounds x ${seconds} s per case, ${connections} connections; median over rounds)`;
+      return { table, data: { rounds, seconds, connections, cases: data, ratios } };
+    } finally {
+      for (const s of servers) s.child.kill('SIGTERM');
+    }
+  },
+};
