@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
   ENV,
@@ -5,7 +6,7 @@ import {
   resolveSettings,
   type SettingsFlags,
 } from '../config/resolve-settings.ts';
-import { InvalidOptionError } from '../errors.ts';
+import { InvalidOptionError, KeystoreUnavailableError } from '../errors.ts';
 import type { Keystore } from '../keystore.ts';
 import { type KekInput, type OpenedKeyring, type OpenKeyringOptions, openKeyring } from '../open-keyring.ts';
 import { openKeystore } from '../open-keystore.ts';
@@ -67,13 +68,36 @@ export function openFromSettings(
   });
 }
 
-/** Runs `fn` with the keyring of a command's settings, and closes it afterwards. */
+/**
+ * Refuses a file keystore directory that does not exist, so that a mistyped `--data-dir` is an
+ * error rather than a new, empty keystore. Only `keys create` (and `serve --dev`) create one.
+ */
+export async function requireExistingKeystore(settings: ResolvedSettings): Promise<void> {
+  if (settings.keystore.kind !== 'file') return;
+  const dir = settings.keystore.dir;
+  const exists = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!exists) {
+    throw new KeystoreUnavailableError(
+      `no keystore in ${dir} (from ${settings.keystoreOrigin}); create one with: temporal-keyring keys create --namespace <namespace>`,
+    );
+  }
+}
+
+/**
+ * Runs `fn` with the keyring of a command's settings, and closes it afterwards. The keystore must
+ * exist unless `create` is set.
+ */
 export async function withKeyring<T>(
   command: Command,
   fn: (opened: OpenedKeyring, settings: ResolvedSettings) => Promise<T>,
   overrides?: Partial<OpenKeyringOptions>,
+  options: { create?: boolean } = {},
 ): Promise<T> {
   const settings = await settingsOf(command);
+  if (!options.create) await requireExistingKeystore(settings);
   const opened = await openFromSettings(settings, overrides);
   try {
     return await fn(opened, settings);
@@ -82,12 +106,13 @@ export async function withKeyring<T>(
   }
 }
 
-/** Runs `fn` with the keystore alone (metadata needs no KEK), and closes it afterwards. */
+/** Runs `fn` with the existing keystore alone (metadata needs no KEK), and closes it afterwards. */
 export async function withKeystore<T>(
   command: Command,
   fn: (keystore: Keystore, settings: ResolvedSettings) => Promise<T>,
 ): Promise<T> {
   const settings = await settingsOf(command);
+  await requireExistingKeystore(settings);
   const keystore = await openKeystore(settings.keystore);
   try {
     return await fn(keystore, settings);

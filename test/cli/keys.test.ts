@@ -165,6 +165,13 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
         message: /Allowed choices are prepublished, active/,
       },
       { args: ['keys', 'frobnicate'], env, code: 2, message: /unknown command 'frobnicate'/ },
+      {
+        args: ['keys', 'list', '--data-dir', join(dir, 'typo')],
+        env: {},
+        code: 6,
+        message:
+          /no keystore in .*typo \(from flag --data-dir\); create one with: .*\[ERR_KEYSTORE_UNAVAILABLE\]/,
+      },
     ];
     const results = await Promise.all(cases.map((c) => cli(c.args, { env: c.env })));
     results.forEach((result, i) => {

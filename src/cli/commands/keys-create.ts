@@ -12,7 +12,14 @@ export function registerKeysCreateCommand(keys: Command): void {
     .option('--json', 'print the new version as JSON')
     .action(async (options: { namespace: string; json?: boolean }, command: Command) => {
       const namespace = namespaceArg(options.namespace);
-      const created = await withKeyring(command, ({ keyring }) => keyring.createNamespace(namespace));
+      const created = await withKeyring(
+        command,
+        ({ keyring }) => keyring.createNamespace(namespace),
+        undefined,
+        {
+          create: true,
+        },
+      );
       if (options.json) printJson(versionJson(created));
       else out(`created key ${created.keyId} (active) for namespace "${namespace}"`);
     });

@@ -4,7 +4,7 @@ import { InvalidOptionError } from '../../errors.ts';
 import { type KekSource, loadKek } from '../../kek-source.ts';
 import type { Keystore } from '../../keystore.ts';
 import { openKeystore } from '../../open-keystore.ts';
-import { openFromSettings, settingsOf } from '../context.ts';
+import { openFromSettings, requireExistingKeystore, settingsOf } from '../context.ts';
 import { out, printJson, progress } from '../output.ts';
 
 /**
@@ -25,6 +25,7 @@ export function registerKeysRekeyCommand(keys: Command): void {
         const source = newKekSource(options);
         const newKek = await loadKek(source);
         const settings = await settingsOf(command);
+        await requireExistingKeystore(settings);
         const keystore = await openKeystore(settings.keystore);
         try {
           const pending = await countPending(keystore, newKek.id);
