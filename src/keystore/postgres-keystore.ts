@@ -3,6 +3,7 @@ import pg from 'pg';
 import { type Clock, systemClock } from '../clock.ts';
 import {
   InvalidOptionError,
+  KekMismatchError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeystoreUnavailableError,
@@ -166,6 +167,21 @@ export class PostgresKeystore implements Keystore {
     const ns = change.namespace;
     return this.#transaction(async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [NAMESPACE_LOCK_CLASS, ns]);
+      if (material) {
+        // New material must be wrapped with the KEK the store is moving to, or a KEK rotation that
+        // already went past this namespace leaves it under the retired KEK. The row lock makes a
+        // KEK rotation's start (putKekInfo) wait for this commit, or this commit see its start.
+        const kek = await client.query<{ info: KekInfo }>(
+          'SELECT info FROM temporal_keyring_kek_info FOR SHARE',
+        );
+        const info = kek.rows[0]?.info;
+        const target = info?.rekey?.toKekId ?? info?.currentKekId;
+        if (target !== undefined && material.kekId !== target) {
+          throw new KekMismatchError(
+            `new key material is wrapped with KEK ${material.kekId} but this keystore's keys are now wrapped with KEK ${target} (a KEK rotation happened); reopen the keyring with the new KEK`,
+          );
+        }
+      }
       const { rows } = await client.query<VersionRow>(
         'SELECT * FROM temporal_keyring_key_versions WHERE namespace = $1 ORDER BY version FOR UPDATE',
         [ns],
