@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { EncryptionCodec } from '../src/codec/encryption-codec.ts';
@@ -117,5 +119,28 @@ describe('openKeyring', () => {
       if (previous === undefined) delete process.env.TEMPORAL_KEYRING_DATA_DIR;
       else process.env.TEMPORAL_KEYRING_DATA_DIR = previous;
     }
+  });
+
+  it('loads pg only for a postgres:// keystore (checked in a fresh process)', async () => {
+    const src = resolve(import.meta.dirname, '../src');
+    const script = `
+      import { createRequire } from 'node:module';
+      const { openKeyring } = await import(${JSON.stringify(`${src}/open-keyring.ts`)});
+      const { generateKekBase64 } = await import(${JSON.stringify(`${src}/kek-source.ts`)});
+      const pgLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/node_modules/pg/'));
+      const o = await openKeyring({ keystore: ${JSON.stringify(await tempDir())}, kek: { type: 'base64', value: generateKekBase64() } });
+      await o.close();
+      const afterFile = pgLoaded();
+      await openKeyring({ keystore: 'postgres://127.0.0.1:1/none', kek: { type: 'base64', value: generateKekBase64() } }).catch(() => {});
+      console.log(JSON.stringify({ afterFile, afterPostgres: pgLoaded() }));
+    `;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        timeout: 60_000,
+      },
+    );
+    expect(JSON.parse(stdout)).toEqual({ afterFile: false, afterPostgres: true });
   });
 });
