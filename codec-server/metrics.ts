@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { RotatorMetrics } from '../src/rotator.ts';
 
 /**
  * The codec server's Prometheus metrics, on a registry of their own (one per app, so tests and
@@ -11,6 +12,11 @@ export class Metrics {
   readonly duration: Histogram<'route'>;
   readonly payloads: Counter<'namespace' | 'operation' | 'key_version'>;
   readonly errors: Counter<'code'>;
+  readonly rotations: Counter<'namespace' | 'phase' | 'reason'>;
+  readonly encryptionsReserved: Gauge<'namespace' | 'key_version'>;
+  readonly encryptionsUsed: Gauge<'namespace' | 'key_version'>;
+  readonly encryptionRate: Gauge<'namespace' | 'key_version'>;
+  readonly secondsUntilLimit: Gauge<'namespace' | 'key_version'>;
 
   constructor(options: { defaultMetrics?: boolean; prefix?: string } = {}) {
     const prefix = options.prefix ?? 'temporal_keyring_';
@@ -41,6 +47,44 @@ export class Metrics {
       labelNames: ['code'],
       registers,
     });
+    this.rotations = new Counter({
+      name: `${prefix}rotations_total`,
+      help: 'Key rotations by namespace, phase (prepublish, promote) and reason',
+      labelNames: ['namespace', 'phase', 'reason'],
+      registers,
+    });
+    const gauge = (name: string, help: string) =>
+      new Gauge({ name: `${prefix}${name}`, help, labelNames: ['namespace', 'key_version'], registers });
+    this.encryptionsReserved = gauge(
+      'encryptions_reserved',
+      'Encryptions reserved under the active key version by every process: an upper bound of those made',
+    );
+    this.encryptionsUsed = gauge(
+      'encryptions_used',
+      'Encryptions reported as made under the active key version',
+    );
+    this.encryptionRate = gauge(
+      'encryption_rate_per_second',
+      'Measured encryption rate of the active key version',
+    );
+    this.secondsUntilLimit = gauge(
+      'seconds_until_encryption_limit',
+      'Projected seconds until the active key version reaches its maxEncryptions',
+    );
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix });
+  }
+
+  /** The rotator's telemetry hook, mapped onto these metrics (only the rotator leader reports). */
+  rotatorMetrics(): RotatorMetrics {
+    return {
+      rotation: ({ namespace, phase, reason }) => this.rotations.inc({ namespace, phase, reason }),
+      usage: ({ namespace, version, reserved, used, ratePerSecond, secondsUntilLimit }) => {
+        const labels = { namespace, key_version: String(version) };
+        this.encryptionsReserved.set(labels, reserved);
+        this.encryptionsUsed.set(labels, used);
+        if (ratePerSecond !== undefined) this.encryptionRate.set(labels, ratePerSecond);
+        if (secondsUntilLimit !== undefined) this.secondsUntilLimit.set(labels, secondsUntilLimit);
+      },
+    };
   }
 }

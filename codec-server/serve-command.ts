@@ -4,9 +4,11 @@ import { resolveSettings, type SettingsFlags } from '../src/config/resolve-setti
 import { InvalidOptionError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { openKeyring } from '../src/open-keyring.ts';
+import { Rotator } from '../src/rotator.ts';
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './config.ts';
 import { ensureDevKek } from './dev-kek.ts';
 import { type RunningServer, startServer } from './main.ts';
+import { Metrics } from './metrics.ts';
 
 /** Environment variables of the `serve` command (flags win over them; they win over the config file). */
 export const SERVE_ENV = {
@@ -22,6 +24,7 @@ export const SERVE_ENV = {
   dev: 'TEMPORAL_KEYRING_DEV',
   engine: 'TEMPORAL_KEYRING_ENGINE',
   logLevel: 'TEMPORAL_KEYRING_LOG_LEVEL',
+  rotator: 'TEMPORAL_KEYRING_ROTATOR',
 } as const;
 
 export interface ServeFlags {
@@ -37,6 +40,8 @@ export interface ServeFlags {
   tlsClientCa?: string;
   engine?: string;
   logLevel?: string;
+  /** commander's `--no-rotator` sets this to false. */
+  rotator?: boolean;
 }
 
 /**
@@ -90,6 +95,10 @@ export function registerServeCommand(program: Command): Command {
         'fatal',
         'silent',
       ]),
+    )
+    .option(
+      '--no-rotator',
+      `do not run the key rotator in this server (env ${SERVE_ENV.rotator}=false; default: run it, one acts per keystore)`,
     )
     .action(async (_flags: ServeFlags, command: Command) => {
       const globals = command.optsWithGlobals() as SettingsFlags & ServeFlags;
@@ -167,10 +176,35 @@ export async function runServe(
     createNamespacesOnFirstUse: config.dev,
     allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
   });
-  try {
-    return await startServer({ config, keyring: opened.keyring, closeKeyring: opened.close, logger, engine });
-  } catch (error) {
+  const metrics = new Metrics({ defaultMetrics: true });
+  // Every server runs a rotator; the keystore lease makes exactly one of them act at a time.
+  const runRotator = flags.rotator !== false && bool(env[SERVE_ENV.rotator], SERVE_ENV.rotator) !== false;
+  const rotator = runRotator
+    ? new Rotator({
+        keyring: opened.keyring,
+        keystore: opened.keystore,
+        policies: (ns) => settings.rotationPolicy(ns),
+        logger: logger.child({ channel: 'rotator' }),
+        metrics: metrics.rotatorMetrics(),
+      })
+    : undefined;
+  const closeKeyring = async () => {
+    await rotator?.stop();
     await opened.close();
+  };
+  try {
+    const running = await startServer({
+      config,
+      keyring: opened.keyring,
+      closeKeyring,
+      logger,
+      engine,
+      metrics,
+    });
+    rotator?.start();
+    return running;
+  } catch (error) {
+    await closeKeyring();
     throw error;
   }
 }
