@@ -96,7 +96,7 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
   try {
     const kek = await resolveKek(options.kek, keystore, random, 'kek');
     const previousKeks = await Promise.all(
-      (options.previousKeks ?? []).map((k, i) => resolveKek(k, keystore, random, `previousKeks.${i}`)),
+      (options.previousKeks ?? []).map((k, i) => resolveKek(k, keystore, random, `previousKeks.${i}`, false)),
     );
     const chosen = options.meter ?? 'default';
     meter =
@@ -176,11 +176,24 @@ async function resolveKek(
   keystore: Keystore,
   random: RandomSource,
   field: string,
+  primary = true,
 ): Promise<KeyEncryptionKey> {
   if (isKeyEncryptionKey(kek)) return kek;
   if (kek.type === 'passphrase' && kek.salt === undefined) {
-    // The salt is the keystore's; a new keystore gets one with its KEK record.
-    return kekFromPassphrase(kek.passphrase, keystore, { random });
+    // The salt is the keystore's; a new keystore gets one with its KEK record, but only from the
+    // primary KEK (a previous KEK must never become a new keystore's KEK).
+    if (primary) return kekFromPassphrase(kek.passphrase, keystore, { random });
+    const salt = (await keystore.getKekInfo())?.passphraseSalt;
+    if (!salt) {
+      throw new InvalidOptionError(
+        field,
+        'a passphrase is accepted only by a keystore created with one (this one has no passphrase salt)',
+      );
+    }
+    return loadKek(
+      { type: 'passphrase', passphrase: kek.passphrase, salt: Buffer.from(salt, 'base64') },
+      { random },
+    );
   }
   if (kek.type !== 'base64' && kek.type !== 'file' && kek.type !== 'passphrase') {
     throw new InvalidOptionError(

@@ -90,6 +90,30 @@ describe('openKeyring', () => {
     expect((await unmetered.getUsage('default', 1)).reserved).toBe(0);
   });
 
+  it('accepts previous KEKs for unwrapping, and never lets a previous passphrase create a keystore', async () => {
+    const keystore = new MemoryKeystore();
+    const oldKek = new LocalKek(Buffer.alloc(32, 1));
+    const first = await openKeyring({ keystore, kek: oldKek, meter: false });
+    await first.keyring.createNamespace('default');
+    await first.close();
+    const newKek = { type: 'base64', value: generateKekBase64() } as const;
+    const both = await open({ keystore, kek: newKek, previousKeks: [oldKek], meter: false });
+    expect((await both.keyring.decryptionKey('default', 1)).material).toHaveLength(32);
+    await expect(openKeyring({ keystore, kek: newKek, meter: false })).rejects.toMatchObject({
+      code: 'ERR_KEK_MISMATCH',
+    });
+
+    const fresh = new MemoryKeystore();
+    await expect(
+      openKeyring({
+        keystore: fresh,
+        kek: newKek,
+        previousKeks: [{ type: 'passphrase', passphrase: 'an old long passphrase' }],
+      }),
+    ).rejects.toThrow(/^previousKeks\.0: a passphrase is accepted only by a keystore created with one/);
+    expect(await fresh.getKekInfo()).toBeUndefined();
+  });
+
   it('validates options up front, naming the field', async () => {
     await expect(openKeyring({ keystore: '/tmp/x' } as never)).rejects.toThrow(/^kek: is required/);
     await expect(
