@@ -38,18 +38,25 @@ export const configSchema = z.strictObject({
   /** Optional `$schema` reference, ignored. */
   $schema: z.string().optional(),
   /** `file:./keys`, a directory path, or `postgres://...`. Default `./.temporal-keyring`. */
-  keystore: z.string().min(1).optional(),
-  kek: kekConfigSchema.optional(),
+  keystore: z
+    .string()
+    .min(1)
+    .describe(
+      'file:./keys, a directory path, or postgres://...; relative to this file. Default ./.temporal-keyring',
+    )
+    .optional(),
+  kek: kekConfigSchema.describe('where the KEK comes from (never the KEK itself)').optional(),
   /**
    * Further KEKs accepted for unwrapping (never for wrapping). For a KEK rotation without downtime:
    * give every process the new `kek` and the old one here, run `keys rekey`, then remove the old.
    */
-  previousKeks: z.array(kekConfigSchema).optional(),
+  previousKeks: z.array(kekConfigSchema).describe('further KEKs accepted for unwrapping only').optional(),
   defaults: z
     .strictObject({
       rotation: rotationSchema.optional(),
       allowDeprecatedDecrypt: z.boolean().optional(),
     })
+    .describe('settings of every namespace: rotation policy and allowDeprecatedDecrypt (default false)')
     .optional(),
   namespaces: z
     .record(
@@ -59,14 +66,39 @@ export const configSchema = z.strictObject({
       }),
       namespaceConfigSchema,
     )
+    .describe('per-namespace overrides of defaults')
     .optional(),
   /**
    * The codec server's options (codec-server/config.ts). Kept raw: `serve` merges its flags into it
    * and parses it then (loading checks every field, but not the auth requirement `--dev` lifts).
    */
-  server: z.record(z.string(), z.unknown()).optional(),
+  server: z
+    .record(z.string(), z.unknown())
+    .describe("the codec server's options (docs/codec-server.md)")
+    .optional(),
 });
 
 export type KekConfig = z.infer<typeof kekConfigSchema>;
 export type NamespaceConfig = z.infer<typeof namespaceConfigSchema>;
 export type KeyringConfig = z.infer<typeof configSchema>;
+
+/**
+ * The JSON Schema of the config file (draft 2020-12), for editors: point `$schema` at a file
+ * written by `temporal-keyring config schema`. The `server` section is the server's own schema.
+ */
+export function configJsonSchema(serverSchema?: z.ZodType): Record<string, unknown> {
+  const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  > & {
+    properties: Record<string, unknown>;
+  };
+  if (serverSchema) {
+    const { $schema: _ignored, ...server } = z.toJSONSchema(serverSchema, {
+      io: 'input',
+      unrepresentable: 'any',
+    });
+    schema.properties.server = server;
+  }
+  return { ...schema, title: 'temporal-keyring configuration' };
+}

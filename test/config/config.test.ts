@@ -1,7 +1,9 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { serverConfigSchema } from '../../codec-server/config.ts';
+import { configJsonSchema } from '../../src/config/config-schema.ts';
 import { parseKeystoreLocation } from '../../src/config/keystore-location.ts';
 import { loadConfigFile, parseConfig } from '../../src/config/load-config.ts';
 import { resolveSettings } from '../../src/config/resolve-settings.ts';
@@ -52,6 +54,34 @@ describe('parseConfig', () => {
     await writeFile(join(dir, 'bad.json'), '{ not json');
     await expect(loadConfigFile(join(dir, 'bad.json'))).rejects.toThrow(/^config: .*not valid JSON/);
     await expect(loadConfigFile(join(dir, 'missing.json'))).rejects.toThrow(/^config: cannot read .*ENOENT/);
+  });
+});
+
+describe('the documented config', () => {
+  it('the example in docs/configuration.md is valid', async () => {
+    const doc = await readFile(resolve(import.meta.dirname, '../../docs/configuration.md'), 'utf8');
+    const example = /```json\n([\s\S]*?)\n```/.exec(doc)?.[1];
+    expect(example).toBeDefined();
+    const config = parseConfig(JSON.parse(example!));
+    expect(Object.keys(config.namespaces ?? {})).toEqual(['payments', 'analytics']);
+  });
+
+  it('has a JSON Schema for editors, with the server section inlined', () => {
+    const schema = configJsonSchema(serverConfigSchema) as {
+      properties: Record<string, { properties?: Record<string, unknown> }>;
+      additionalProperties: unknown;
+    };
+    expect(Object.keys(schema.properties)).toEqual([
+      '$schema',
+      'keystore',
+      'kek',
+      'previousKeks',
+      'defaults',
+      'namespaces',
+      'server',
+    ]);
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.properties.server?.properties).toHaveProperty('port');
   });
 });
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { configJsonSchema } from '../../config/config-schema.ts';
 import { describeKeystoreLocation } from '../../config/keystore-location.ts';
 import { settingsOf } from '../context.ts';
 import { out, printJson } from '../output.ts';
@@ -38,5 +39,13 @@ export function registerConfigCommands(program: Command): void {
         `kek:         ${view.kek ? `${view.kek.type}${'path' in view.kek ? ` ${view.kek.path}` : ''}  (from ${view.kek.from})` : '(none given)'}`,
       );
       out(`namespaces:  ${view.namespaces.length ? view.namespaces.join(', ') : '(none configured)'}`);
+    });
+
+  config
+    .command('schema')
+    .description('print the JSON Schema of the config file (for editors: "$schema")')
+    .action(async () => {
+      const { serverConfigSchema } = await import('../../../codec-server/config.ts');
+      printJson(configJsonSchema(serverConfigSchema));
     });
 }
