@@ -47,9 +47,10 @@ function parsePayload(item: unknown, path: string): Payload {
   const { metadata, data } = item;
   if (metadata !== undefined && metadata !== null) {
     if (!isObject(metadata)) throw malformed(`${path}.metadata must be an object of base64 strings`);
-    for (const [key, value] of Object.entries(metadata)) {
+    for (const [i, value] of Object.values(metadata).entries()) {
       if (typeof value !== 'string' || !BASE64.test(value)) {
-        throw malformed(`${path}.metadata[${JSON.stringify(key.slice(0, 64))}] must be a base64 string`);
+        // By position, not by name: an encode request's metadata keys are payload content.
+        throw malformed(`${path}.metadata: entry ${i + 1} is not a base64 string`);
       }
     }
   }
