@@ -38,7 +38,9 @@ export function registerKeysRekeyCommand(keys: Command): void {
             }),
           });
           try {
-            const from = opened.keyring.kekId;
+            // The KEK the keys are moving away from (when resuming, the one recorded at the start).
+            const info = await keystore.getKekInfo();
+            const from = info?.rekey?.fromKekId ?? info?.currentKekId ?? opened.keyring.kekId;
             const { rewrapped } = await opened.keyring.rekey(newKek);
             if (options.json) {
               printJson({ fromKekId: from, toKekId: newKek.id, rewrapped });
