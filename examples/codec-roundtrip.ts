@@ -10,12 +10,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { payloadToJSON } from '@temporalio/common/lib/proto-utils.js';
 import {
   decodeFromPayloadsAtIndex,
   encodeToPayloads,
 } from '@temporalio/common/lib/internal-non-workflow/codec-helpers.js';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/data-converter-helpers.js';
+import { payloadToJSON } from '@temporalio/common/lib/proto-utils.js';
 // In your project: import { ... } from 'temporal-keyring';
 import { EncryptionCodec, generateKekBase64, openKeyring } from '../src/index.ts';
 

@@ -4,7 +4,9 @@ import * as activities from './activities.ts';
 import { createCodec, namespace } from './codec.ts';
 
 const { codec, close } = await createCodec();
-const connection = await NativeConnection.connect({ address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233' });
+const connection = await NativeConnection.connect({
+  address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
+});
 const worker = await Worker.create({
   connection,
   namespace,

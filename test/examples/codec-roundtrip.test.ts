@@ -12,7 +12,11 @@ it('examples/codec-roundtrip.ts runs as the README says and never shows plaintex
   expect(stored).toContain(Buffer.from('binary/encrypted').toString('base64'));
   expect(stored).toContain(Buffer.from('default/v1').toString('base64'));
   expect(stored).not.toContain('4111111111111111');
-  expect(Buffer.from(stored.match(/"data": "([^"]+)"/)![1]!, 'base64').toString('latin1')).not.toContain('Ada');
-  expect(stdout).toContain('The workflow receives: {"customer":"Ada Lovelace","cardNumber":"4111111111111111","amountCents":4200}');
+  expect(Buffer.from(stored.match(/"data": "([^"]+)"/)![1]!, 'base64').toString('latin1')).not.toContain(
+    'Ada',
+  );
+  expect(stdout).toContain(
+    'The workflow receives: {"customer":"Ada Lovelace","cardNumber":"4111111111111111","amountCents":4200}',
+  );
   expect(stdout).toContain('After a rotation it still decodes: true');
 });
