@@ -55,8 +55,18 @@ beforeAll(async () => {
       auth: {
         jwt: { jwksUrl, issuer: ISSUER, audience: AUDIENCE },
         tokens: [
-          { name: 'decoder', sha256: tokenSha256Hex(DECODE_TOKEN), namespaces: ['default'], operations: ['decode'] },
-          { name: 'other-admin', sha256: tokenSha256Hex(ADMIN_TOKEN), namespaces: ['other'], operations: ['admin'] },
+          {
+            name: 'decoder',
+            sha256: tokenSha256Hex(DECODE_TOKEN),
+            namespaces: ['default'],
+            operations: ['decode'],
+          },
+          {
+            name: 'other-admin',
+            sha256: tokenSha256Hex(ADMIN_TOKEN),
+            namespaces: ['other'],
+            operations: ['admin'],
+          },
         ],
       },
       metrics: { tokenSha256: tokenSha256Hex(METRICS_TOKEN) },
@@ -109,7 +119,11 @@ const validClaims = () => ({
 /** A JWT with any header, validly signed RS256 by the identity provider's own key. */
 async function signedByUs(header: Record<string, unknown>, claims: Record<string, unknown>): Promise<string> {
   const input = `${b64url(header)}.${b64url(claims)}`;
-  const signature = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', rsa.privateKey as CryptoKey, Buffer.from(input));
+  const signature = await crypto.subtle.sign(
+    'RSASSA-PKCS1-v1_5',
+    rsa.privateKey as Parameters<typeof crypto.subtle.sign>[1],
+    Buffer.from(input),
+  );
   return `${input}.${Buffer.from(signature).toString('base64url')}`;
 }
 
@@ -118,11 +132,19 @@ async function hs256(secret: Uint8Array, header: Record<string, unknown> = {}): 
   return new SignJWT(validClaims()).setProtectedHeader({ alg: 'HS256', ...header }).sign(secret);
 }
 
-const encode = (authorization: string | undefined, path = '/default/encode', headers: Record<string, string> = {}) =>
-  postJson(`${s.url}${path}`, { payloads: [jsonPayload({ n: 1 })] }, {
-    ...(authorization === undefined ? {} : { authorization }),
-    ...headers,
-  });
+const encode = (
+  authorization: string | undefined,
+  path = '/default/encode',
+  headers: Record<string, string> = {},
+) =>
+  postJson(
+    `${s.url}${path}`,
+    { payloads: [jsonPayload({ n: 1 })] },
+    {
+      ...(authorization === undefined ? {} : { authorization }),
+      ...headers,
+    },
+  );
 
 function expectRefused(answer: Answer, status: number, code: string, context: string, secret?: string) {
   const body = expectClientError(answer, context);
@@ -139,7 +161,9 @@ describe('forged and confused JWTs', () => {
   it('the control: a valid RS256 token with default:write encodes', async () => {
     expect((await encode(`Bearer ${await jwt()}`)).status).toBe(200);
     // And the hand-signed form the crit test builds on.
-    expect((await encode(`Bearer ${await signedByUs({ alg: 'RS256', kid: 'rsa-1' }, validClaims())}`)).status).toBe(200);
+    expect(
+      (await encode(`Bearer ${await signedByUs({ alg: 'RS256', kid: 'rsa-1' }, validClaims())}`)).status,
+    ).toBe(200);
   });
 
   it('alg "none" (any case, with or without a kid or signature) is refused', async () => {
@@ -153,7 +177,8 @@ describe('forged and confused JWTs', () => {
       handmade({}, claims),
       `${handmade({ alg: 'none' }, claims)}.`,
     ];
-    for (const token of tokens) expectRefused(await encode(`Bearer ${token}`), 401, 'ERR_UNAUTHENTICATED', token, token);
+    for (const token of tokens)
+      expectRefused(await encode(`Bearer ${token}`), 401, 'ERR_UNAUTHENTICATED', token, token);
   });
 
   it('HS256 signed with the RSA public key as the secret (PEM and JWK forms) is refused', async () => {
@@ -169,12 +194,23 @@ describe('forged and confused JWTs', () => {
     for (const secret of secrets) {
       for (const header of [{}, { kid: 'rsa-1' }]) {
         const token = await hs256(Buffer.from(secret, 'utf8'), header);
-        expectRefused(await encode(`Bearer ${token}`), 401, 'ERR_UNAUTHENTICATED', `HS256 ${secret.slice(0, 30)}`, token);
+        expectRefused(
+          await encode(`Bearer ${token}`),
+          401,
+          'ERR_UNAUTHENTICATED',
+          `HS256 ${secret.slice(0, 30)}`,
+          token,
+        );
       }
     }
     // The DER bytes of the public key as the secret.
     const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-    expectRefused(await encode(`Bearer ${await hs256(der, { kid: 'rsa-1' })}`), 401, 'ERR_UNAUTHENTICATED', 'HS256 DER');
+    expectRefused(
+      await encode(`Bearer ${await hs256(der, { kid: 'rsa-1' })}`),
+      401,
+      'ERR_UNAUTHENTICATED',
+      'HS256 DER',
+    );
   });
 
   it('another signing key: an attacker key under our kid, an embedded jwk, a jku, an unknown kid, PS256', async () => {
@@ -188,14 +224,21 @@ describe('forged and confused JWTs', () => {
       ['unknown kid', await jwt({ header: { kid: 'nope' } })],
       ['kid traversal', await jwt({ header: { kid: '../../../../dev/null' } })],
       // Signed by our own key, but with a critical extension the verifier does not know.
-      ['crit header', await signedByUs({ alg: 'RS256', kid: 'rsa-1', crit: ['x-unknown'], 'x-unknown': 1 }, validClaims())],
-      ['b64 false', await signedByUs({ alg: 'RS256', kid: 'rsa-1', b64: false, crit: ['b64'] }, validClaims())],
+      [
+        'crit header',
+        await signedByUs({ alg: 'RS256', kid: 'rsa-1', crit: ['x-unknown'], 'x-unknown': 1 }, validClaims()),
+      ],
+      [
+        'b64 false',
+        await signedByUs({ alg: 'RS256', kid: 'rsa-1', b64: false, crit: ['b64'] }, validClaims()),
+      ],
     ];
     // A valid RS256 token relabelled PS256 (an allowed-looking RSA algorithm that is not configured).
     const [, body, signature] = (await jwt()).split('.');
     cases.push(['relabelled PS256', `${b64url({ alg: 'PS256', kid: 'rsa-1' })}.${body}.${signature}`]);
     cases.push(['relabelled RS512', `${b64url({ alg: 'RS512', kid: 'rsa-1' })}.${body}.${signature}`]);
-    for (const [what, token] of cases) expectRefused(await encode(`Bearer ${token}`), 401, 'ERR_UNAUTHENTICATED', what, token);
+    for (const [what, token] of cases)
+      expectRefused(await encode(`Bearer ${token}`), 401, 'ERR_UNAUTHENTICATED', what, token);
     // A valid token whose signature was replaced, truncated, or moved to another payload.
     const good = await jwt();
     const [h, p, sig] = good.split('.') as [string, string, string];
@@ -268,15 +311,25 @@ describe('credentials in the wrong place or the wrong shape', () => {
       });
       expectRefused(answer, 401, 'ERR_UNAUTHENTICATED', query, token);
     }
-    const url = await rawPathRequest(s.port, `/default/encode?authorization=${encodeURIComponent(`Bearer ${token}`)}`);
+    const url = await rawPathRequest(
+      s.port,
+      `/default/encode?authorization=${encodeURIComponent(`Bearer ${token}`)}`,
+    );
     expectRefused(url, 401, 'ERR_UNAUTHENTICATED', 'authorization query', token);
-    for (const headers of [
+    const elsewhere: Record<string, string>[] = [
       { cookie: `token=${token}` },
       { 'authorization-extras': token },
       { 'x-authorization': `Bearer ${token}` },
       { 'proxy-authorization': `Bearer ${token}` },
-    ]) {
-      expectRefused(await encode(undefined, '/default/encode', headers), 401, 'ERR_UNAUTHENTICATED', JSON.stringify(Object.keys(headers)), token);
+    ];
+    for (const headers of elsewhere) {
+      expectRefused(
+        await encode(undefined, '/default/encode', headers),
+        401,
+        'ERR_UNAUTHENTICATED',
+        JSON.stringify(Object.keys(headers)),
+        token,
+      );
     }
   });
 
@@ -317,7 +370,9 @@ describe('credentials in the wrong place or the wrong shape', () => {
 describe('scopes', () => {
   it('a static token only does what it is scoped to', async () => {
     const decoder = `Bearer ${DECODE_TOKEN}`;
-    expect((await postJson(`${s.url}/default/decode`, { payloads: [] }, { authorization: decoder })).status).toBe(200);
+    expect(
+      (await postJson(`${s.url}/default/decode`, { payloads: [] }, { authorization: decoder })).status,
+    ).toBe(200);
     expectRefused(await encode(decoder), 403, 'ERR_FORBIDDEN', 'decode token encodes', DECODE_TOKEN);
     expectRefused(
       await postJson(`${s.url}/other/decode`, { payloads: [] }, { authorization: decoder }),
@@ -327,14 +382,35 @@ describe('scopes', () => {
       DECODE_TOKEN,
     );
     // An admin token of "other" may not encode or decode "default".
-    expectRefused(await encode(`Bearer ${ADMIN_TOKEN}`), 403, 'ERR_FORBIDDEN', 'other admin on default', ADMIN_TOKEN);
+    expectRefused(
+      await encode(`Bearer ${ADMIN_TOKEN}`),
+      403,
+      'ERR_FORBIDDEN',
+      'other admin on default',
+      ADMIN_TOKEN,
+    );
   });
 
   it('a namespace forged between the path and X-Namespace is refused, not picked', async () => {
     const token = `Bearer ${await jwt({ claims: { permissions: ['default:write'] } })}`;
-    expectRefused(await encode(token, '/other/encode', { 'x-namespace': 'default' }), 400, 'ERR_NAMESPACE_MISMATCH', 'path other, header default');
-    expectRefused(await encode(token, '/default/encode', { 'x-namespace': 'other' }), 400, 'ERR_NAMESPACE_MISMATCH', 'path default, header other');
-    expectRefused(await encode(token, '/encode', { 'x-namespace': 'other' }), 403, 'ERR_FORBIDDEN', 'header other');
+    expectRefused(
+      await encode(token, '/other/encode', { 'x-namespace': 'default' }),
+      400,
+      'ERR_NAMESPACE_MISMATCH',
+      'path other, header default',
+    );
+    expectRefused(
+      await encode(token, '/default/encode', { 'x-namespace': 'other' }),
+      400,
+      'ERR_NAMESPACE_MISMATCH',
+      'path default, header other',
+    );
+    expectRefused(
+      await encode(token, '/encode', { 'x-namespace': 'other' }),
+      403,
+      'ERR_FORBIDDEN',
+      'header other',
+    );
     expect((await encode(token, '/encode', { 'x-namespace': 'default' })).status).toBe(200);
   });
 
@@ -370,8 +446,14 @@ describe('scopes', () => {
     }
     // Traversal in the admin path cannot reach "other" with default's rights, nor the reverse.
     const otherAdmin = `Bearer ${ADMIN_TOKEN}`;
-    for (const path of ['/admin/namespaces/other%2F..%2Fdefault/keys', '/admin/namespaces/..%2Fdefault/keys']) {
-      const answer = await rawPathRequest(s.port, path, { method: 'GET', headers: { authorization: otherAdmin } });
+    for (const path of [
+      '/admin/namespaces/other%2F..%2Fdefault/keys',
+      '/admin/namespaces/..%2Fdefault/keys',
+    ]) {
+      const answer = await rawPathRequest(s.port, path, {
+        method: 'GET',
+        headers: { authorization: otherAdmin },
+      });
       expect(answer.status, path).toBeGreaterThanOrEqual(400);
       expect(answer.status, path).toBeLessThan(500);
     }
@@ -384,11 +466,21 @@ describe('scopes', () => {
   });
 
   it('/metrics needs its own token; a codec token does not open it', async () => {
-    for (const auth of [undefined, `Bearer ${DECODE_TOKEN}`, `Bearer ${await jwt({ claims: { permissions: ['default:admin'] } })}`]) {
-      const answer = await send(`${s.url}/metrics`, { method: 'GET', headers: auth ? { authorization: auth } : {} });
+    for (const auth of [
+      undefined,
+      `Bearer ${DECODE_TOKEN}`,
+      `Bearer ${await jwt({ claims: { permissions: ['default:admin'] } })}`,
+    ]) {
+      const answer = await send(`${s.url}/metrics`, {
+        method: 'GET',
+        headers: auth ? { authorization: auth } : {},
+      });
       expectRefused(answer, 401, 'ERR_UNAUTHENTICATED', `metrics ${auth?.slice(0, 20)}`);
     }
-    const ok = await send(`${s.url}/metrics`, { method: 'GET', headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    const ok = await send(`${s.url}/metrics`, {
+      method: 'GET',
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+    });
     expect(ok.status).toBe(200);
     expect(ok.text).toContain('temporal_keyring_http_requests_total');
   });
@@ -404,7 +496,15 @@ describe('dev mode without auth', () => {
   });
 
   it('answers only loopback Host names (DNS rebinding), and anonymous callers cannot use the admin API remotely', async () => {
-    for (const host of ['evil.test', 'localhost.evil.test', '127.0.0.1.evil.test', 'evil.test:8888', '[::2]', '0.0.0.0', '127.0.0.1@evil.test']) {
+    for (const host of [
+      'evil.test',
+      'localhost.evil.test',
+      '127.0.0.1.evil.test',
+      'evil.test:8888',
+      '[::2]',
+      '0.0.0.0',
+      '127.0.0.1@evil.test',
+    ]) {
       const answer = await rawPathRequest(dev.port, '/default/encode', {
         headers: { host },
         body: JSON.stringify({ payloads: [jsonPayload(1)] }),
@@ -415,8 +515,14 @@ describe('dev mode without auth', () => {
     }
     // No Host at all (HTTP/1.0) and an empty one: not loopback names either.
     const body = JSON.stringify({ payloads: [jsonPayload(1)] });
-    for (const head of ['POST /default/encode HTTP/1.0\r\n', 'POST /default/encode HTTP/1.1\r\nHost: \r\nConnection: close\r\n']) {
-      const answer = await rawSocket(dev.port, `${head}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    for (const head of [
+      'POST /default/encode HTTP/1.0\r\n',
+      'POST /default/encode HTTP/1.1\r\nHost: \r\nConnection: close\r\n',
+    ]) {
+      const answer = await rawSocket(
+        dev.port,
+        `${head}Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      );
       const status = Number(/^HTTP\/1\.\d (\d{3})/.exec(answer)?.[1]);
       expect(status, answer.slice(0, 200)).toBeGreaterThanOrEqual(400);
       expect(status).toBeLessThan(500);

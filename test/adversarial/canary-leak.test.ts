@@ -10,8 +10,8 @@ import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { LocalKek } from '../../src/kek.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
-import { type Answer, b64, jsonPayload, postJson, send, startServer } from './support/harness.ts';
 import { canaryForms, canaryPlaintext, findCanary } from './support/canary.ts';
+import { type Answer, b64, jsonPayload, postJson, send, startServer } from './support/harness.ts';
 
 /**
  * Secrets never leak: every flow runs with a canary plaintext, canary KEKs, canary tokens and
@@ -74,7 +74,12 @@ describe('the codec server and the keyring', () => {
       {
         auth: {
           tokens: [
-            { name: 'ops', sha256: tokenSha256Hex(token), namespaces: ['default', 'other'], operations: ['encode', 'decode', 'admin'] },
+            {
+              name: 'ops',
+              sha256: tokenSha256Hex(token),
+              namespaces: ['default', 'other'],
+              operations: ['encode', 'decode', 'admin'],
+            },
           ],
         },
         metrics: { tokenSha256: tokenSha256Hex(metricsToken) },
@@ -100,33 +105,103 @@ describe('the codec server and the keyring', () => {
     const body = (value: unknown) => ({ payloads: [jsonPayload(value)] });
 
     // encode and decode (the decode answer is the one place the plaintext belongs)
-    const encoded = record('encode', await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth));
+    const encoded = record(
+      'encode',
+      await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth),
+    );
     expect(encoded.status).toBe(200);
     const decoded = await postJson(`${s.url}/default/decode`, encoded.json, auth);
     expect(decoded.text).toContain(b64(JSON.stringify({ secret: plaintext })).slice(0, 20));
     secrets.expectAbsent(decoded.text, 'the decode answer', ['plaintext']);
-    const [cipher] = (encoded.json as { payloads: { metadata: Record<string, string>; data: string }[] }).payloads;
-    const tampered = { ...cipher!, data: Buffer.from(Buffer.from(cipher!.data, 'base64').map((b, i) => (i === 200 ? b ^ 1 : b))).toString('base64') };
+    const [cipher] = (encoded.json as { payloads: { metadata: Record<string, string>; data: string }[] })
+      .payloads;
+    const tampered = {
+      ...cipher!,
+      data: Buffer.from(Buffer.from(cipher!.data, 'base64').map((b, i) => (i === 200 ? b ^ 1 : b))).toString(
+        'base64',
+      ),
+    };
 
     // errors of every kind
-    record('malformed', await postJson(`${s.url}/default/decode`, `{"payloads":[${JSON.stringify(plaintext)}`, auth));
-    record('wrong type', await postJson(`${s.url}/default/encode`, { payloads: [{ data: plaintext }] }, auth));
-    record('bad base64', await postJson(`${s.url}/default/encode`, { payloads: [{ metadata: { [plaintext]: plaintext }, data: 'AA' }] }, auth));
-    record('unauthenticated', await postJson(`${s.url}/default/encode`, body(plaintext), { authorization: `Bearer ${wrongToken}` }));
-    record('unauthenticated raw', await postJson(`${s.url}/default/encode`, body(plaintext), { authorization: wrongToken }));
+    record(
+      'malformed',
+      await postJson(`${s.url}/default/decode`, `{"payloads":[${JSON.stringify(plaintext)}`, auth),
+    );
+    record(
+      'wrong type',
+      await postJson(`${s.url}/default/encode`, { payloads: [{ data: plaintext }] }, auth),
+    );
+    record(
+      'bad base64',
+      await postJson(
+        `${s.url}/default/encode`,
+        { payloads: [{ metadata: { [plaintext]: plaintext }, data: 'AA' }] },
+        auth,
+      ),
+    );
+    record(
+      'unauthenticated',
+      await postJson(`${s.url}/default/encode`, body(plaintext), { authorization: `Bearer ${wrongToken}` }),
+    );
+    record(
+      'unauthenticated raw',
+      await postJson(`${s.url}/default/encode`, body(plaintext), { authorization: wrongToken }),
+    );
     // (Namespace names are not secrets: an invalid one is echoed, so no canary goes in the name.)
-    record('invalid namespace', await postJson(`${s.url}/decode`, body(plaintext), { ...auth, 'x-namespace': '../etc' }));
+    record(
+      'invalid namespace',
+      await postJson(`${s.url}/decode`, body(plaintext), { ...auth, 'x-namespace': '../etc' }),
+    );
     record('namespace not found', await postJson(`${s.url}/missing/decode`, body(plaintext), auth));
     record('namespace mismatch', await postJson(`${s.url}/other/decode`, { payloads: [cipher] }, auth));
     record('decryption failed', await postJson(`${s.url}/default/decode`, { payloads: [tampered] }, auth));
-    record('unknown version', await postJson(`${s.url}/default/decode`, { payloads: [{ ...cipher!, metadata: { ...cipher!.metadata, 'encryption-key-version': b64('7'), 'encryption-key-id': b64('default/v7') } }] }, auth));
-    record('too large', await postJson(`${s.url}/default/encode`, `{"payloads":[{"data":"${b64(plaintext).repeat(300_000)}"}]}`, auth));
-    record('media type', await send(`${s.url}/default/encode`, { headers: { ...auth, 'content-type': 'text/plain' }, body: plaintext }));
-    record('metrics unauthenticated', await send(`${s.url}/metrics`, { method: 'GET', headers: { authorization: `Bearer ${wrongToken}` } }));
+    record(
+      'unknown version',
+      await postJson(
+        `${s.url}/default/decode`,
+        {
+          payloads: [
+            {
+              ...cipher!,
+              metadata: {
+                ...cipher!.metadata,
+                'encryption-key-version': b64('7'),
+                'encryption-key-id': b64('default/v7'),
+              },
+            },
+          ],
+        },
+        auth,
+      ),
+    );
+    record(
+      'too large',
+      await postJson(
+        `${s.url}/default/encode`,
+        `{"payloads":[{"data":"${b64(plaintext).repeat(300_000)}"}]}`,
+        auth,
+      ),
+    );
+    record(
+      'media type',
+      await send(`${s.url}/default/encode`, {
+        headers: { ...auth, 'content-type': 'text/plain' },
+        body: plaintext,
+      }),
+    );
+    record(
+      'metrics unauthenticated',
+      await send(`${s.url}/metrics`, { method: 'GET', headers: { authorization: `Bearer ${wrongToken}` } }),
+    );
 
     // admin API: rotations, states, listings
     const admin = (path: string, json?: unknown) =>
-      send(`${s.url}/admin/namespaces/${path}`, json === undefined ? { method: 'GET', headers: auth } : { headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(json) });
+      send(
+        `${s.url}/admin/namespaces/${path}`,
+        json === undefined
+          ? { method: 'GET', headers: auth }
+          : { headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(json) },
+      );
     record('admin rotate', await admin('default/keys/rotate', { mode: 'immediate' }));
     record('admin prepublish', await admin('other/keys/rotate', { mode: 'prepublish' }));
     await dataKeys();
@@ -137,14 +212,23 @@ describe('the codec server and the keyring', () => {
     record('admin destroy', await admin('default/keys/1/state', { state: 'destroyed' }));
     record('destroyed decode', await postJson(`${s.url}/default/decode`, { payloads: [cipher] }, auth));
     record('admin bad transition', await admin('default/keys/1/state', { state: 'active' }));
-    record('encode after rotation', await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth));
+    record(
+      'encode after rotation',
+      await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth),
+    );
 
     // KEK rotation (rekey), then everything still works under the new KEK
     await s.keyring.rekey(new LocalKek(newKekBytes));
-    record('encode after rekey', await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth));
+    record(
+      'encode after rekey',
+      await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth),
+    );
     record('readyz', await send(`${s.url}/readyz`, { method: 'GET' }));
     record('healthz', await send(`${s.url}/healthz`, { method: 'GET' }));
-    const metrics = record('metrics', await send(`${s.url}/metrics`, { method: 'GET', headers: { authorization: `Bearer ${metricsToken}` } }));
+    const metrics = record(
+      'metrics',
+      await send(`${s.url}/metrics`, { method: 'GET', headers: { authorization: `Bearer ${metricsToken}` } }),
+    );
     expect(metrics.status).toBe(200);
 
     for (const [what, answer] of answers) {
@@ -156,7 +240,12 @@ describe('the codec server and the keyring', () => {
     expect(logs).toContain('"channel":"audit"');
     secrets.expectAbsent(logs, 'the logs');
     // What is logged instead: stable codes.
-    for (const code of ['ERR_DECRYPTION_FAILED', 'ERR_UNAUTHENTICATED', 'ERR_KEY_VERSION_DESTROYED', 'ERR_NAMESPACE_MISMATCH']) {
+    for (const code of [
+      'ERR_DECRYPTION_FAILED',
+      'ERR_UNAUTHENTICATED',
+      'ERR_KEY_VERSION_DESTROYED',
+      'ERR_NAMESPACE_MISMATCH',
+    ]) {
       expect(logs).toContain(code);
     }
     await s.close();
@@ -216,14 +305,23 @@ describe('the CLI', () => {
     await cli('config show text', ['config', 'show']);
 
     // A history with the canary, encrypted in-process with the same keystore and KEK.
-    const opened = await openKeyring({ keystore: dir, kek: { type: 'base64', value: kek.toString('base64') } });
+    const opened = await openKeyring({
+      keystore: dir,
+      kek: { type: 'base64', value: kek.toString('base64') },
+    });
     const codec = new EncryptionCodec({ namespace: 'payments', keys: opened.keyring });
     const [payload] = await codec.encode([defaultPayloadConverter.toPayload({ secret: plaintext })]);
     const json = (p: Payload) => ProtoPayload.toObject(ProtoPayload.fromObject(p), { bytes: String });
-    const tampered: Payload = { ...payload!, data: Buffer.from(payload!.data!).map((b, i) => (i === 180 ? b ^ 1 : b)) };
+    const tampered: Payload = {
+      ...payload!,
+      data: Buffer.from(payload!.data!).map((b, i) => (i === 180 ? b ^ 1 : b)),
+    };
     await opened.close();
     const history = join(dir, '..', 'history.json');
-    await writeFile(history, JSON.stringify({ events: [{ eventId: '1', attrs: { input: { payloads: [json(payload!)] } } }] }));
+    await writeFile(
+      history,
+      JSON.stringify({ events: [{ eventId: '1', attrs: { input: { payloads: [json(payload!)] } } }] }),
+    );
     const bad = join(dir, '..', 'tampered.json');
     await writeFile(bad, JSON.stringify({ payloads: [json(tampered)] }));
 
@@ -237,17 +335,31 @@ describe('the CLI', () => {
     // Wrong, malformed and passphrase KEKs, and a database URL with a password.
     // (decode needs the KEK; `keys list` reads metadata only.)
     const decodeArgs = ['decode', '-n', 'payments', '--input', history];
-    const wrong = await cli('wrong kek', decodeArgs, { ...env, TEMPORAL_KEYRING_KEK: wrongKek.toString('base64') });
+    const wrong = await cli('wrong kek', decodeArgs, {
+      ...env,
+      TEMPORAL_KEYRING_KEK: wrongKek.toString('base64'),
+    });
     expect(wrong.code).toBe(4);
     expect((await cli('bad kek', decodeArgs, { ...env, TEMPORAL_KEYRING_KEK: badKek })).code).not.toBe(0);
-    const pw = await cli('passphrase', ['--kek-passphrase-env', 'PW', ...decodeArgs], { TEMPORAL_KEYRING_DATA_DIR: dir, PW: passphrase });
+    const pw = await cli('passphrase', ['--kek-passphrase-env', 'PW', ...decodeArgs], {
+      TEMPORAL_KEYRING_DATA_DIR: dir,
+      PW: passphrase,
+    });
     expect(pw.code).not.toBe(0);
-    await cli('db url', ['--keystore', `postgres://app:${dbPassword}@127.0.0.1:1/keys`, 'config', 'show', '--json'], {
-      TEMPORAL_KEYRING_KEK: kek.toString('base64'),
-    });
-    await cli('db url text', ['--keystore', `postgres://app:${dbPassword}@127.0.0.1:1/keys`, 'config', 'show'], {
-      TEMPORAL_KEYRING_KEK: kek.toString('base64'),
-    });
+    await cli(
+      'db url',
+      ['--keystore', `postgres://app:${dbPassword}@127.0.0.1:1/keys`, 'config', 'show', '--json'],
+      {
+        TEMPORAL_KEYRING_KEK: kek.toString('base64'),
+      },
+    );
+    await cli(
+      'db url text',
+      ['--keystore', `postgres://app:${dbPassword}@127.0.0.1:1/keys`, 'config', 'show'],
+      {
+        TEMPORAL_KEYRING_KEK: kek.toString('base64'),
+      },
+    );
 
     // KEK rotation, then the new KEK works and the old one is refused.
     const rekey = await cli('rekey', ['keys', 'rekey', '--new-kek-env', 'NEW_KEK', '--json'], {
@@ -262,16 +374,26 @@ describe('the CLI', () => {
     expect(again.code, again.stderr).toBe(0);
 
     // Every data key, captured with the final KEK.
-    const final = await openKeyring({ keystore: dir, kek: { type: 'base64', value: newKek.toString('base64') } });
+    const final = await openKeyring({
+      keystore: dir,
+      kek: { type: 'base64', value: newKek.toString('base64') },
+    });
     for (const v of await final.keyring.versions('payments')) {
-      secrets.add(`data key payments/v${v.version}`, (await final.keyring.decryptionKey('payments', v.version)).material);
+      secrets.add(
+        `data key payments/v${v.version}`,
+        (await final.keyring.decryptionKey('payments', v.version)).material,
+      );
     }
     await final.close();
 
     for (const r of runs) {
       secrets.expectAbsent(r.stderr, `stderr of "${r.what}" (exit ${r.code})`);
       // The plaintext belongs in the output of a successful decode, nowhere else.
-      secrets.expectAbsent(r.stdout, `stdout of "${r.what}" (exit ${r.code})`, r.what.startsWith('decode') && r.code === 0 ? ['plaintext'] : []);
+      secrets.expectAbsent(
+        r.stdout,
+        `stdout of "${r.what}" (exit ${r.code})`,
+        r.what.startsWith('decode') && r.code === 0 ? ['plaintext'] : [],
+      );
     }
   }, 180_000);
 });

@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
-import { type AdversarialServer, type Answer, fcParams, rawPathRequest, startServer } from './support/harness.ts';
+import {
+  type AdversarialServer,
+  type Answer,
+  fcParams,
+  rawPathRequest,
+  startServer,
+} from './support/harness.ts';
 
 /**
  * CORS: only exactly configured origins get `Access-Control-Allow-Origin`; look-alikes (suffix,
@@ -55,7 +61,11 @@ let s: AdversarialServer;
 beforeAll(async () => {
   s = await startServer({
     cors: { origins: ALLOWED, credentials: true },
-    auth: { tokens: [{ name: 'cors', sha256: tokenSha256Hex(TOKEN), namespaces: ['default'], operations: ['decode'] }] },
+    auth: {
+      tokens: [
+        { name: 'cors', sha256: tokenSha256Hex(TOKEN), namespaces: ['default'], operations: ['decode'] },
+      ],
+    },
   });
 });
 afterAll(async () => {
@@ -96,7 +106,11 @@ describe('CORS look-alike origins', () => {
       expectNotAllowed(await simple(origin, false), origin, 'POST 401');
       expectNotAllowed(await preflight(origin), origin, 'OPTIONS');
       expectNotAllowed(await preflight(origin, '/encode'), origin, 'OPTIONS /encode');
-      expectNotAllowed(await preflight(origin, '/admin/namespaces/default/keys/rotate'), origin, 'OPTIONS admin');
+      expectNotAllowed(
+        await preflight(origin, '/admin/namespaces/default/keys/rotate'),
+        origin,
+        'OPTIONS admin',
+      );
     }
   });
 
@@ -120,9 +134,13 @@ describe('CORS look-alike origins', () => {
     const origin = fc.oneof(
       fc.webUrl().map((u) => new URL(u).origin),
       fc.webUrl(),
-      fc.constantFrom(...ALLOWED).chain((a) =>
-        fc.tuple(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 })).map(([pre, post]) => `${pre}${a}${post}`),
-      ),
+      fc
+        .constantFrom(...ALLOWED)
+        .chain((a) =>
+          fc
+            .tuple(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 }))
+            .map(([pre, post]) => `${pre}${a}${post}`),
+        ),
       fc.string({ maxLength: 60 }).filter((t) => /^[\x21-\x7e][\x20-\x7e]*$/.test(t)),
     );
     await fc.assert(
@@ -156,8 +174,16 @@ describe('CORS in dev mode', () => {
         headers: { origin, 'access-control-request-method': 'POST' },
         body: '',
       });
-    expect((await ask('http://localhost:8233')).headers.get('access-control-allow-origin')).toBe('http://localhost:8233');
-    for (const origin of ['https://localhost:8233', 'http://localhost:8233.evil', 'http://localhost:9999', 'null', 'http://evil.test']) {
+    expect((await ask('http://localhost:8233')).headers.get('access-control-allow-origin')).toBe(
+      'http://localhost:8233',
+    );
+    for (const origin of [
+      'https://localhost:8233',
+      'http://localhost:8233.evil',
+      'http://localhost:9999',
+      'null',
+      'http://evil.test',
+    ]) {
       const answer = await ask(origin);
       expect(answer.headers.get('access-control-allow-origin'), origin).toBeNull();
     }

@@ -12,10 +12,10 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { ManualClock } from '../../src/clock.ts';
+import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { isKeyringError, type KeyringErrorCode } from '../../src/errors.ts';
-import { esdkKeyName, type EsdkEngine, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
+import { type EsdkEngine, esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
 import { fastEngine } from '../../src/esdk/fast-engine.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
 import { LocalKek } from '../../src/kek.ts';
@@ -83,12 +83,11 @@ beforeAll(async () => {
   otherKey = { providerId: PROVIDER_ID, keyName: esdkKeyName('other', 1), material: other.material };
   codecs.fast = new EncryptionCodec({ namespace: 'default', keys: keyring, engine: fastEngine });
   codecs.sdk = new EncryptionCodec({ namespace: 'default', keys: keyring, engine: sdkEngine });
-  [valid] = await codecs.fast.encode([defaultPayloadConverter.toPayload({ order: 'A-1', amount: 42 })]);
-  validMessage = Buffer.from(valid!.data!);
+  valid = (await codecs.fast.encode([defaultPayloadConverter.toPayload({ order: 'A-1', amount: 42 })]))[0]!;
+  validMessage = Buffer.from(valid.data!);
   // Three 4096-byte frames and a final one.
-  [multiFrame] = (await codecs.fast.encode([{ metadata: {}, data: randomBytes(3 * 4096 + 100) }])).map((p) =>
-    Buffer.from(p.data!),
-  );
+  const [big] = await codecs.fast.encode([{ metadata: {}, data: randomBytes(3 * 4096 + 100) }]);
+  multiFrame = Buffer.from(big!.data!);
   // Sanity: both engines read the valid message.
   for (const codec of Object.values(codecs)) expect(await codec.decode([valid!])).toHaveLength(1);
 });
@@ -99,7 +98,9 @@ describe('random bytes', () => {
       fc.uint8Array({ maxLength: 600 }),
       fc.uint8Array({ maxLength: 600 }).map((tail) => Buffer.concat([Buffer.from([2, 4, 0x78]), tail])),
       // The real header with a random body: gets past header parsing into the frames.
-      fc.uint8Array({ maxLength: 200 }).map((tail) => Buffer.concat([validMessage.subarray(0, validMessage.length - 120), tail])),
+      fc
+        .uint8Array({ maxLength: 200 })
+        .map((tail) => Buffer.concat([validMessage.subarray(0, validMessage.length - 120), tail])),
     );
     await fc.assert(
       fc.asyncProperty(bytes, async (b) => {
@@ -119,7 +120,9 @@ describe('random bytes', () => {
     const bytes = fc.oneof(
       fc.uint8Array({ maxLength: 400 }),
       fc.uint8Array({ maxLength: 400 }).map((tail) => Buffer.concat([Buffer.from([2, 4, 0x78]), tail])),
-      fc.uint8Array({ maxLength: 200 }).map((tail) => Buffer.concat([validMessage.subarray(0, validMessage.length - 120), tail])),
+      fc
+        .uint8Array({ maxLength: 200 })
+        .map((tail) => Buffer.concat([validMessage.subarray(0, validMessage.length - 120), tail])),
     );
     await fc.assert(
       fc.asyncProperty(bytes, async (b) => {
@@ -155,7 +158,8 @@ describe('tampering with a valid message', () => {
       const flipped = Buffer.from(validMessage);
       flipped[bit >> 3]! ^= 1 << (bit & 7);
       await expectTypedFailure(fastEngine.decrypt(flipped, key), ENGINE_CODES, `fast bit ${bit}`);
-      if (bit % 3 === 0) await expectTypedFailure(sdkEngine.decrypt(flipped, key), ENGINE_CODES, `sdk bit ${bit}`);
+      if (bit % 3 === 0)
+        await expectTypedFailure(sdkEngine.decrypt(flipped, key), ENGINE_CODES, `sdk bit ${bit}`);
       await expectTypedFailure(codecs.fast.decode([withData(flipped)]), CODEC_CODES, `codec bit ${bit}`);
     }
   }, 120_000);
@@ -163,7 +167,11 @@ describe('tampering with a valid message', () => {
   it('random multi-byte mutations, insertions and deletions fail (15k cases)', async () => {
     const mutation = fc
       .array(
-        fc.tuple(fc.nat({ max: validMessage.length - 1 }), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')),
+        fc.tuple(
+          fc.nat({ max: validMessage.length - 1 }),
+          fc.integer({ min: 0, max: 255 }),
+          fc.constantFrom('set', 'insert', 'delete'),
+        ),
         { minLength: 1, maxLength: 4 },
       )
       .map((edits) => {
@@ -193,7 +201,21 @@ describe('tampering with a valid message', () => {
 
   it('metadata that lies about the version, the key id or the namespace (5k cases)', async () => {
     const text = fc.oneof(
-      fc.constantFrom('1', '2', '0', '01', '-1', '1 ', '9007199254740993', 'default/v1', 'other/v1', 'default/v2', '../v1', 'default/v1/', ''),
+      fc.constantFrom(
+        '1',
+        '2',
+        '0',
+        '01',
+        '-1',
+        '1 ',
+        '9007199254740993',
+        'default/v1',
+        'other/v1',
+        'default/v2',
+        '../v1',
+        'default/v1/',
+        '',
+      ),
       fc.string({ maxLength: 30 }),
     );
     const metadata = fc.record(
@@ -220,19 +242,23 @@ describe('tampering with a valid message', () => {
   it('a payload of one namespace never decodes under another, even with forged metadata', async () => {
     const otherCodec = new EncryptionCodec({ namespace: 'other', keys: keyring });
     // As written: the codec names the namespace it was meant for.
-    expect(await expectTypedFailure(otherCodec.decode([valid]), CODEC_CODES, 'as is')).toBe('ERR_NAMESPACE_MISMATCH');
+    expect(await expectTypedFailure(otherCodec.decode([valid]), CODEC_CODES, 'as is')).toBe(
+      'ERR_NAMESPACE_MISMATCH',
+    );
     // Forged to claim "other/v1": the data key is wrapped under default's key name and material.
     const forged: Payload = {
       metadata: { ...valid.metadata, 'encryption-key-id': utf8('other/v1') },
       data: validMessage,
     };
-    expect(await expectTypedFailure(otherCodec.decode([forged]), CODEC_CODES, 'forged')).toBe('ERR_DECRYPTION_FAILED');
+    expect(await expectTypedFailure(otherCodec.decode([forged]), CODEC_CODES, 'forged')).toBe(
+      'ERR_DECRYPTION_FAILED',
+    );
   });
 });
 
 describe('well-formed ESDK messages that break our rules (bare @aws-crypto/client-node)', () => {
-  const requireCommit = buildClient({ commitmentPolicy: CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT });
-  const legacy = buildClient({ commitmentPolicy: CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT });
+  const requireCommit = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
+  const legacy = buildClient(CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT);
   const raw = (k: WrappingKey): RawAesKeyringNode =>
     new RawAesKeyringNode({
       keyNamespace: k.providerId,
@@ -295,21 +321,36 @@ describe('well-formed ESDK messages that break our rules (bare @aws-crypto/clien
         else expect((out as { context: unknown }).context).toEqual(context);
       }
       for (const codec of Object.values(codecs)) {
-        await expectTypedFailure(codec.decode([withData(bytes)]), ['ERR_DECRYPTION_FAILED', 'ERR_NAMESPACE_MISMATCH'], JSON.stringify(context));
+        await expectTypedFailure(
+          codec.decode([withData(bytes)]),
+          ['ERR_DECRYPTION_FAILED', 'ERR_NAMESPACE_MISMATCH'],
+          JSON.stringify(context),
+        );
       }
     }
   });
 
   it('more than one encrypted data key (ours first or second) is refused', async () => {
     const attacker: WrappingKey = { ...key, material: randomBytes(32) };
-    await expectRefused(await message(new MultiKeyringNode({ generator: raw(key), children: [raw(attacker)] })), 'ours + attacker');
-    await expectRefused(await message(new MultiKeyringNode({ generator: raw(attacker), children: [raw(key)] })), 'attacker + ours');
-    await expectRefused(await message(new MultiKeyringNode({ generator: raw(key), children: [raw(otherKey)] })), 'ours + other namespace');
+    await expectRefused(
+      await message(new MultiKeyringNode({ generator: raw(key), children: [raw(attacker)] })),
+      'ours + attacker',
+    );
+    await expectRefused(
+      await message(new MultiKeyringNode({ generator: raw(attacker), children: [raw(key)] })),
+      'attacker + ours',
+    );
+    await expectRefused(
+      await message(new MultiKeyringNode({ generator: raw(key), children: [raw(otherKey)] })),
+      'ours + other namespace',
+    );
   });
 
   it('a signing suite (0x0578), non-committing suites (0x0178, 0x0378, 0x0014) and message format 1 are refused', async () => {
     await expectRefused(
-      await message(raw(key), { suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY_ECDSA_P384 }),
+      await message(raw(key), {
+        suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY_ECDSA_P384,
+      }),
       '0x0578',
     );
     for (const suiteId of [

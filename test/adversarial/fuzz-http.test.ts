@@ -31,7 +31,12 @@ beforeAll(async () => {
   s = await startServer({
     auth: {
       tokens: [
-        { name: 'fuzz', sha256: tokenSha256Hex(TOKEN), namespaces: ['default'], operations: ['encode', 'decode'] },
+        {
+          name: 'fuzz',
+          sha256: tokenSha256Hex(TOKEN),
+          namespaces: ['default'],
+          operations: ['encode', 'decode'],
+        },
       ],
     },
   });
@@ -103,8 +108,20 @@ const dataValue = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),
 );
 const payloadish = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ metadata: fc.dictionary(metadataKey, metadataValue, { maxKeys: 6 }), data: dataValue }, { requiredKeys: [] }) },
-  { weight: 1, arbitrary: fc.record({ metadata: fc.jsonValue({ maxDepth: 2 }), data: fc.jsonValue({ maxDepth: 2 }) }, { requiredKeys: [] }) },
+  {
+    weight: 4,
+    arbitrary: fc.record(
+      { metadata: fc.dictionary(metadataKey, metadataValue, { maxKeys: 6 }), data: dataValue },
+      { requiredKeys: [] },
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record(
+      { metadata: fc.jsonValue({ maxDepth: 2 }), data: fc.jsonValue({ maxDepth: 2 }) },
+      { requiredKeys: [] },
+    ),
+  },
   { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
 );
 const bodyish = fc.oneof(
@@ -131,10 +148,14 @@ describe('fuzzed HTTP bodies against the codec server', () => {
       .tuple(fc.nat({ max: valid.length }), fc.nat({ max: 8 }), fc.string({ maxLength: 4, unit: 'binary' }))
       .map(([at, cut, insert]) => valid.slice(0, at) + insert + valid.slice(at + cut));
     await fc.assert(
-      fc.asyncProperty(op, fc.oneof(fc.string({ maxLength: 200, unit: 'binary' }), mutated), async (operation, text) => {
-        const answer = await postJson(`${s.url}/default/${operation}`, text, AUTH);
-        expectSafe(answer, `${operation} ${JSON.stringify(text).slice(0, 300)}`);
-      }),
+      fc.asyncProperty(
+        op,
+        fc.oneof(fc.string({ maxLength: 200, unit: 'binary' }), mutated),
+        async (operation, text) => {
+          const answer = await postJson(`${s.url}/default/${operation}`, text, AUTH);
+          expectSafe(answer, `${operation} ${JSON.stringify(text).slice(0, 300)}`);
+        },
+      ),
       fcParams(800),
     );
     const broken = await postJson(`${s.url}/default/decode`, '{"payloads": [', AUTH);
@@ -165,9 +186,15 @@ describe('fuzzed HTTP bodies against the codec server', () => {
     const body = fc.oneof(
       fc.uint8Array({ maxLength: 400 }),
       // Valid JSON with invalid UTF-8 bytes inside a string.
-      fc.uint8Array({ minLength: 1, maxLength: 8 }).map((bad) =>
-        Buffer.concat([Buffer.from('{"payloads":[{"data":"'), Buffer.from(bad).fill(0xc3, 0, 1), Buffer.from('"}]}')]),
-      ),
+      fc
+        .uint8Array({ minLength: 1, maxLength: 8 })
+        .map((bad) =>
+          Buffer.concat([
+            Buffer.from('{"payloads":[{"data":"'),
+            Buffer.from(bad).fill(0xc3, 0, 1),
+            Buffer.from('"}]}'),
+          ]),
+        ),
       fc.constant(Buffer.from([0xef, 0xbb, 0xbf, ...Buffer.from('{"payloads":[]}')])),
     );
     await fc.assert(
@@ -197,7 +224,9 @@ describe('fuzzed HTTP bodies against the codec server', () => {
         body,
       });
       const code = expectClientError(answer, `content-encoding ${encoding}`).code;
-      expect(['ERR_PAYLOAD_TOO_LARGE', 'ERR_MALFORMED_REQUEST', 'ERR_UNSUPPORTED_MEDIA_TYPE']).toContain(code);
+      expect(['ERR_PAYLOAD_TOO_LARGE', 'ERR_MALFORMED_REQUEST', 'ERR_UNSUPPORTED_MEDIA_TYPE']).toContain(
+        code,
+      );
     }
     // A well-formed gzip body is fine: compression itself is allowed.
     const gz = await send(`${s.url}/default/decode`, {
@@ -226,7 +255,8 @@ describe('fuzzed HTTP bodies against the codec server', () => {
       for (const [name, body] of cases) {
         const answer = await postJson(`${s.url}/default/${operation}`, body, AUTH);
         expectSafe(answer, `${operation} ${name}`);
-        if (name.includes('over the limit')) expect(expectClientError(answer).code).toBe('ERR_PAYLOAD_TOO_LARGE');
+        if (name.includes('over the limit'))
+          expect(expectClientError(answer).code).toBe('ERR_PAYLOAD_TOO_LARGE');
       }
       await expectStillServing();
     }
@@ -250,7 +280,10 @@ describe('fuzzed HTTP bodies against the codec server', () => {
       const answer = await rawSocket(s.port, request).catch((e: Error) => e.message);
       const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1];
       if (status !== undefined) {
-        expect(Number(status), `${JSON.stringify(request.slice(0, 120))} → ${answer.slice(0, 200)}`).toBeLessThan(500);
+        expect(
+          Number(status),
+          `${JSON.stringify(request.slice(0, 120))} → ${answer.slice(0, 200)}`,
+        ).toBeLessThan(500);
       }
     }
     await expectStillServing();

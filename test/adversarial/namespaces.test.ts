@@ -73,10 +73,31 @@ async function tree(dir: string): Promise<string[]> {
   return entries.map((e) => e.replaceAll('\\', '/')).sort();
 }
 
-describe('validateNamespace (fuzzed, 25k names)', () => {
+describe('validateNamespace (fuzzed, 30k names)', () => {
   it('accepts only allow-listed names, and an accepted name always stays one path segment in its directory', () => {
     const evilUnit = fc.constantFrom(
-      '.', '..', '/', '\\', '%', '%2e', '%2f', '%00', '\0', ' ', '\t', '\n', 'a', 'Z', '0', '-', '_', 'é', '\u202e', '\u200b', ':', '*',
+      '.',
+      '..',
+      '/',
+      '\\',
+      '%',
+      '%2e',
+      '%2f',
+      '%00',
+      '\0',
+      ' ',
+      '\t',
+      '\n',
+      'a',
+      'Z',
+      '0',
+      '-',
+      '_',
+      'é',
+      '\u202e',
+      '\u200b',
+      ':',
+      '*',
     );
     const name = fc.oneof(
       fc.string({ maxLength: 40, unit: 'binary' }),
@@ -99,7 +120,7 @@ describe('validateNamespace (fuzzed, 25k names)', () => {
         expect(relative(dataDir, path)).toBe(`${accepted}/versions.json`);
         expect(basename(resolve(dataDir, accepted))).toBe(accepted);
       }),
-      fcParams(25_000),
+      fcParams(30_000),
     );
     for (const ns of REFUSED) expect(() => validateNamespace(ns), JSON.stringify(ns)).toThrow(/namespace/);
   });
@@ -124,7 +145,9 @@ describe('the codec server in dev mode over a file keystore (namespaces created 
 
   it('refuses every hostile name in the URL path, raw and percent-encoded, and creates nothing', async () => {
     const paths = [
-      ...REFUSED.filter((n) => !/[\0\n\t ]/.test(n) && n.length < 5000).map((n) => `/${encodeURIComponent(n)}/encode`),
+      ...REFUSED.filter((n) => !/[\0\n\t ]/.test(n) && n.length < 5000).map(
+        (n) => `/${encodeURIComponent(n)}/encode`,
+      ),
       '/../encode',
       '/..%2F..%2Fescape/encode',
       '/%2e%2e/encode',
@@ -145,9 +168,14 @@ describe('the codec server in dev mode over a file keystore (namespaces created 
       '/default;x/encode',
     ];
     for (const path of paths) {
-      const answer = await rawPathRequest(s.port, path, { body: JSON.stringify({ payloads: [jsonPayload(1)] }) });
+      const answer = await rawPathRequest(s.port, path, {
+        body: JSON.stringify({ payloads: [jsonPayload(1)] }),
+      });
       const { code } = expectClientError(answer, path);
-      expect(['ERR_INVALID_NAMESPACE', 'ERR_NOT_FOUND', 'ERR_MALFORMED_REQUEST', 'ERR_NAMESPACE_REQUIRED'], path).toContain(code);
+      expect(
+        ['ERR_INVALID_NAMESPACE', 'ERR_NOT_FOUND', 'ERR_MALFORMED_REQUEST', 'ERR_NAMESPACE_REQUIRED'],
+        path,
+      ).toContain(code);
     }
     expect(await tree(parent)).toEqual(before);
     expect(await s.keyring.namespaces()).toEqual(['default']);
@@ -156,7 +184,12 @@ describe('the codec server in dev mode over a file keystore (namespaces created 
   it('refuses every hostile name in X-Namespace (NUL and newlines on a raw socket), and creates nothing', async () => {
     for (const ns of REFUSED) {
       // Over 16 KiB of headers, Node answers 431 itself (no JSON body): covered by the path test.
-      if (ns === '' || ns.length > 5000 || /[\0\n]|[^\x00-\xff]/.test(ns)) continue;
+      if (
+        ns === '' ||
+        ns.length > 5000 ||
+        [...ns].some((c) => c === '\0' || c === '\n' || c.charCodeAt(0) > 0xff)
+      )
+        continue;
       const answer = await postJson(`${s.url}/encode`, { payloads: [jsonPayload(1)] }, { 'X-Namespace': ns });
       if (ns.trim() === 'default') {
         // HTTP strips whitespace around header values (RFC 9110 §5.5): this is plain "default".
@@ -164,15 +197,26 @@ describe('the codec server in dev mode over a file keystore (namespaces created 
         continue;
       }
       const { code } = expectClientError(answer, JSON.stringify(ns));
-      expect(code, JSON.stringify(ns)).toBe(ns.trim() === '' ? 'ERR_NAMESPACE_REQUIRED' : 'ERR_INVALID_NAMESPACE');
+      expect(code, JSON.stringify(ns)).toBe(
+        ns.trim() === '' ? 'ERR_NAMESPACE_REQUIRED' : 'ERR_INVALID_NAMESPACE',
+      );
     }
     // Non-latin1 names as UTF-8 bytes in the header (fetch would refuse to send them).
-    for (const ns of ['ｄｅｆａｕｌｔ', 'dеfault', 'default\u200b', '\u202edefault', 'de\0fault', 'default\r\nX-Namespace: other']) {
+    for (const ns of [
+      'ｄｅｆａｕｌｔ',
+      'dеfault',
+      'default\u200b',
+      '\u202edefault',
+      'de\0fault',
+      'default\r\nX-Namespace: other',
+    ]) {
       const body = '{"payloads":[]}';
       const answer = await rawSocket(
         s.port,
         Buffer.concat([
-          Buffer.from(`POST /encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\nX-Namespace: `),
+          Buffer.from(
+            `POST /encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\nX-Namespace: `,
+          ),
           Buffer.from(ns, 'utf8'),
           Buffer.from(`\r\nContent-Length: ${body.length}\r\n\r\n${body}`),
         ]),
@@ -217,7 +261,10 @@ describe('keyring, codec and keystore APIs', () => {
       ['keystore.reserveUsage', (ns) => keystore.reserveUsage(ns, 1, 10, Date.now())],
       ['keystore.recordUsed', (ns) => keystore.recordUsed(ns, 1, 'h', 1, Date.now())],
       ['keystore.getUsage', (ns) => keystore.getUsage(ns, 1)],
-      ['keystore.commit', (ns) => keystore.commit({ namespace: ns, add: { version: 1, state: 'active' } } as never)],
+      [
+        'keystore.commit',
+        (ns) => keystore.commit({ namespace: ns, add: { version: 1, state: 'active' } } as never),
+      ],
       ['new EncryptionCodec', async (ns) => new EncryptionCodec({ namespace: ns, keys: keyring })],
     ];
     for (const ns of REFUSED) {
@@ -226,9 +273,10 @@ describe('keyring, codec and keystore APIs', () => {
           () => undefined,
           (e: unknown) => e,
         );
-        expect(isKeyringError(error) && error.code, `${name}(${JSON.stringify(ns.slice(0, 40))}): ${String(error)}`).toBe(
-          'ERR_INVALID_NAMESPACE',
-        );
+        expect(
+          isKeyringError(error) && error.code,
+          `${name}(${JSON.stringify(ns.slice(0, 40))}): ${String(error)}`,
+        ).toBe('ERR_INVALID_NAMESPACE');
       }
       const lease = await keystore.tryAcquireLease(ns, 'h', 1000, Date.now()).catch((e: unknown) => e);
       expect(isKeyringError(lease), `lease ${JSON.stringify(ns.slice(0, 40))}`).toBe(true);
@@ -247,7 +295,12 @@ describe('another namespace is never reached through a name', () => {
       {
         auth: {
           tokens: [
-            { name: 'default-only', sha256: tokenSha256Hex(TOKEN), namespaces: ['default'], operations: ['encode', 'decode'] },
+            {
+              name: 'default-only',
+              sha256: tokenSha256Hex(TOKEN),
+              namespaces: ['default'],
+              operations: ['encode', 'decode'],
+            },
           ],
         },
       },
@@ -275,7 +328,13 @@ describe('another namespace is never reached through a name', () => {
     for (const [path, headers] of attempts) {
       const answer = await rawPathRequest(s.port, path, { headers: { ...auth, ...headers } });
       const { code } = expectClientError(answer, `${path} ${JSON.stringify(headers)}`);
-      expect(['ERR_INVALID_NAMESPACE', 'ERR_NAMESPACE_MISMATCH', 'ERR_FORBIDDEN', 'ERR_NOT_FOUND', 'ERR_NAMESPACE_NOT_FOUND']).toContain(code);
+      expect([
+        'ERR_INVALID_NAMESPACE',
+        'ERR_NAMESPACE_MISMATCH',
+        'ERR_FORBIDDEN',
+        'ERR_NOT_FOUND',
+        'ERR_NAMESPACE_NOT_FOUND',
+      ]).toContain(code);
     }
   });
 });
@@ -294,7 +353,10 @@ describe('the CLI', () => {
 
   it('refuses hostile --namespace values with exit code 2 and ERR_INVALID_NAMESPACE, writing nothing outside', async () => {
     const parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-cli-'));
-    const env = { TEMPORAL_KEYRING_KEK: generateKekBase64(), TEMPORAL_KEYRING_DATA_DIR: join(parent, 'data') };
+    const env = {
+      TEMPORAL_KEYRING_KEK: generateKekBase64(),
+      TEMPORAL_KEYRING_DATA_DIR: join(parent, 'data'),
+    };
     const results = await Promise.all([
       run(['keys', 'create', '--namespace', '../../escape'], env),
       run(['keys', 'rotate', '-n', 'a/b'], env),

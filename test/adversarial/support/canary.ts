@@ -29,7 +29,8 @@ export function canaryForms(secret: Uint8Array | string): string[] {
 export function findCanary(haystack: string, forms: readonly string[]): string | undefined {
   for (const form of forms) {
     const at = haystack.indexOf(form);
-    if (at >= 0) return `"${form}" at ${at}: …${haystack.slice(Math.max(0, at - 80), at + form.length + 20)}…`;
+    if (at >= 0)
+      return `"${form}" at ${at}: …${haystack.slice(Math.max(0, at - 80), at + form.length + 20)}…`;
   }
   return undefined;
 }

@@ -2,7 +2,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
-import fc from 'fast-check';
+import type fc from 'fast-check';
 import pino from 'pino';
 import { expect } from 'vitest';
 import { type AppDeps, createApp } from '../../../codec-server/app.ts';
@@ -11,8 +11,8 @@ import { Metrics } from '../../../codec-server/metrics.ts';
 import { ManualClock } from '../../../src/clock.ts';
 import { type KeyEncryptionKey, LocalKek } from '../../../src/kek.ts';
 import { Keyring } from '../../../src/keyring.ts';
-import type { Keystore } from '../../../src/keystore.ts';
 import { MemoryKeystore } from '../../../src/keystore/memory-keystore.ts';
+import type { Keystore } from '../../../src/keystore.ts';
 
 /**
  * Shared harness of the adversarial suite (part A): the real Express app on a loopback port over a
