@@ -132,6 +132,7 @@ export async function runServe(
       dataDir: flags.dataDir,
       kekFile: flags.kekFile,
       kekPassphraseEnv: flags.kekPassphraseEnv,
+      previousKekFile: flags.previousKekFile,
     },
     env,
     cwd,
@@ -172,6 +173,7 @@ export async function runServe(
   const opened = await openKeyring({
     keystore: settings.keystore.kind === 'file' ? settings.keystore.dir : settings.keystore.connectionString,
     kek,
+    previousKeks: settings.previousKeks(),
     logger,
     createNamespacesOnFirstUse: config.dev,
     allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
