@@ -63,7 +63,10 @@ export class InvalidNamespaceError extends KeyringError {
 export class NamespaceNotFoundError extends KeyringError {
   static override code = 'ERR_NAMESPACE_NOT_FOUND' as const;
   constructor(readonly namespace: string) {
-    super('ERR_NAMESPACE_NOT_FOUND', `namespace "${namespace}" has no keys (create them with: temporal-keyring keys create --namespace ${namespace})`);
+    super(
+      'ERR_NAMESPACE_NOT_FOUND',
+      `namespace "${namespace}" has no keys (create them with: temporal-keyring keys create --namespace ${namespace})`,
+    );
   }
 }
 
@@ -207,7 +210,10 @@ export class UsageLimitReachedError extends KeyringError {
     readonly namespace: string,
     readonly version: number,
   ) {
-    super('ERR_USAGE_LIMIT_REACHED', `key version ${version} of namespace "${namespace}" reached its encryption limit`);
+    super(
+      'ERR_USAGE_LIMIT_REACHED',
+      `key version ${version} of namespace "${namespace}" reached its encryption limit`,
+    );
   }
 }
 

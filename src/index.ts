@@ -80,15 +80,15 @@ export {
   type WrappingKey,
 } from './esdk/engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
+export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek.ts';
 // Key-encryption keys
 export {
   generateKekBase64,
   type KekSource,
   kekFromPassphrase,
-  loadKek,
   type LoadKekOptions,
+  loadKek,
 } from './kek-source.ts';
-export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek.ts';
 // Key versions and their states
 export {
   applyChange,

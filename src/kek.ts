@@ -34,7 +34,11 @@ export class LocalKek implements KeyEncryptionKey {
     }
     this.#key = Buffer.from(key);
     this.#random = random;
-    this.id = createHmac('sha256', this.#key).update('temporal-keyring kek id').digest().subarray(0, 8).toString('hex');
+    this.id = createHmac('sha256', this.#key)
+      .update('temporal-keyring kek id')
+      .digest()
+      .subarray(0, 8)
+      .toString('hex');
   }
 
   /** Parses a base64 KEK as printed by `temporal-keyring keygen`. */
@@ -61,7 +65,10 @@ export class LocalKek implements KeyEncryptionKey {
       const decipher = createDecipheriv('aes-256-gcm', this.#key, buf.subarray(0, IV_LENGTH));
       decipher.setAAD(aad);
       decipher.setAuthTag(buf.subarray(buf.length - TAG_LENGTH));
-      return Buffer.concat([decipher.update(buf.subarray(IV_LENGTH, buf.length - TAG_LENGTH)), decipher.final()]);
+      return Buffer.concat([
+        decipher.update(buf.subarray(IV_LENGTH, buf.length - TAG_LENGTH)),
+        decipher.final(),
+      ]);
     } catch (cause) {
       throw new DecryptionFailedError({ cause });
     }

@@ -11,7 +11,13 @@ import { InvalidStateTransitionError, KeystoreConflictError } from './errors.ts'
  */
 export type KeyState = 'prepublished' | 'active' | 'inactive' | 'deprecated' | 'destroyed';
 
-export const KEY_STATES: readonly KeyState[] = ['prepublished', 'active', 'inactive', 'deprecated', 'destroyed'];
+export const KEY_STATES: readonly KeyState[] = [
+  'prepublished',
+  'active',
+  'inactive',
+  'deprecated',
+  'destroyed',
+];
 
 /** Key metadata: everything about a version except its material. Timestamps are epoch milliseconds. */
 export interface KeyVersion {
@@ -53,7 +59,9 @@ export function transitionVersion(current: KeyVersion, to: KeyState, at: number)
   if (!canTransition(current.state, to)) {
     throw new InvalidStateTransitionError(
       `key version ${current.version} of namespace "${current.namespace}" cannot go from ${current.state} to ${to}` +
-        (TRANSITIONS[current.state].length ? ` (allowed: ${TRANSITIONS[current.state].join(', ')})` : ' (it is final)'),
+        (TRANSITIONS[current.state].length
+          ? ` (allowed: ${TRANSITIONS[current.state].join(', ')})`
+          : ' (it is final)'),
     );
   }
   const next: KeyVersion = { ...current, state: to };

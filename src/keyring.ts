@@ -253,7 +253,9 @@ export class Keyring implements KeyProvider {
       const after = (await this.#load(namespace)).versions;
       const newer = after.filter((v) => v.version > latest);
       const current =
-        newer.find((v) => v.state === 'active') ?? newer.find((v) => v.state === 'prepublished') ?? after.at(-1)!;
+        newer.find((v) => v.state === 'active') ??
+        newer.find((v) => v.state === 'prepublished') ??
+        after.at(-1)!;
       return unchanged(current);
     }
   }
@@ -276,7 +278,12 @@ export class Keyring implements KeyProvider {
     const after = await this.keystore.commit({ namespace, at: this.clock.now(), transitions });
     this.#store(namespace, after);
     this.#logger.info({ namespace, from: active?.version, to: version }, 'key version activated');
-    return { namespace, performed: true, previous: active, current: after.find((v) => v.version === version)! };
+    return {
+      namespace,
+      performed: true,
+      previous: active,
+      current: after.find((v) => v.version === version)!,
+    };
   }
 
   /**
@@ -321,7 +328,11 @@ export class Keyring implements KeyProvider {
       inProgress = {
         ...info,
         checks: [...info.checks.filter((c) => c.kekId !== newKek.id), { kekId: newKek.id, check }],
-        rekey: { fromKekId: info.rekey?.fromKekId ?? info.currentKekId, toKekId: newKek.id, startedAt: this.clock.now() },
+        rekey: {
+          fromKekId: info.rekey?.fromKekId ?? info.currentKekId,
+          toKekId: newKek.id,
+          startedAt: this.clock.now(),
+        },
       };
       await this.keystore.putKekInfo(inProgress, info);
     }
@@ -333,7 +344,11 @@ export class Keyring implements KeyProvider {
         if (!wrapped || wrapped.kekId === newKek.id) continue;
         const material = await this.#unwrap(v, wrapped);
         const aad = materialAad(v.namespace, v.version, v.keyId);
-        const next: WrappedKey = { kekId: newKek.id, alg: 'A256GCM', ciphertext: await newKek.wrap(material, aad) };
+        const next: WrappedKey = {
+          kekId: newKek.id,
+          alg: 'A256GCM',
+          ciphertext: await newKek.wrap(material, aad),
+        };
         await this.keystore.rewrapMaterial(namespace, v.version, next, wrapped.kekId);
         rewrapped++;
       }
@@ -371,8 +386,14 @@ export class Keyring implements KeyProvider {
   async #verifyKek(): Promise<void> {
     const info = await this.keystore.getKekInfo();
     if (!info) {
-      const check = Buffer.from(await this.#primaryKek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK_AAD)).toString('base64');
-      const created: KekInfo = { format: 1, currentKekId: this.#primaryKek.id, checks: [{ kekId: this.#primaryKek.id, check }] };
+      const check = Buffer.from(await this.#primaryKek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK_AAD)).toString(
+        'base64',
+      );
+      const created: KekInfo = {
+        format: 1,
+        currentKekId: this.#primaryKek.id,
+        checks: [{ kekId: this.#primaryKek.id, check }],
+      };
       try {
         await this.keystore.putKekInfo(created, undefined);
       } catch (error) {
@@ -405,7 +426,9 @@ export class Keyring implements KeyProvider {
     const tick = () => {
       if (this.#closed) return;
       this.refresh()
-        .catch((error: unknown) => this.#logger.warn({ err: errorSummary(error) }, 'key metadata refresh failed'))
+        .catch((error: unknown) =>
+          this.#logger.warn({ err: errorSummary(error) }, 'key metadata refresh failed'),
+        )
         .finally(() => {
           if (!this.#closed) this.#cancelRefresh = this.clock.setTimer(this.#refreshIntervalMs, tick);
         });
@@ -504,7 +527,9 @@ export class Keyring implements KeyProvider {
     const wrapped = await this.keystore.getMaterial(v.namespace, v.version);
     if (!wrapped) {
       if (v.state === 'destroyed') throw new KeyVersionDestroyedError(v.namespace, v.version, v.destroyedAt);
-      throw new KeystoreCorruptError(`key version ${v.version} of namespace "${v.namespace}" has no material`);
+      throw new KeystoreCorruptError(
+        `key version ${v.version} of namespace "${v.namespace}" has no material`,
+      );
     }
     const material = await this.#unwrap(v, wrapped);
     this.#materials.set(v.keyId, material);

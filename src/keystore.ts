@@ -38,7 +38,12 @@ export interface Keystore {
    * Replaces a version's wrapped material (KEK rotation re-wraps every key). Compare-and-set on the
    * KEK id it is currently wrapped with: throws `KeystoreConflictError` when it is not `expectedKekId`.
    */
-  rewrapMaterial(namespace: string, version: number, material: WrappedKey, expectedKekId: string): Promise<void>;
+  rewrapMaterial(
+    namespace: string,
+    version: number,
+    material: WrappedKey,
+    expectedKekId: string,
+  ): Promise<void>;
 
   /** The KEK check record, or `undefined` for a keystore that was never initialized. */
   getKekInfo(): Promise<KekInfo | undefined>;

@@ -17,7 +17,10 @@ export interface EsdkEngine {
    * `DecryptionFailedError` (opaque) or, for bytes that are not an ESDK message at all,
    * `MalformedPayloadError`. The caller checks the returned context.
    */
-  decrypt(message: Uint8Array, key: WrappingKey): Promise<{ plaintext: Uint8Array; context: EncryptionContext }>;
+  decrypt(
+    message: Uint8Array,
+    key: WrappingKey,
+  ): Promise<{ plaintext: Uint8Array; context: EncryptionContext }>;
 }
 
 /** A raw AES wrapping key as the ESDK's raw AES keyring names it. */

@@ -4,10 +4,7 @@
  * second handle on the same store via `reopen`, to test what another process would see).
  */
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidStateTransitionError,
-  KeystoreConflictError,
-} from '../../src/errors.ts';
+import { InvalidStateTransitionError, KeystoreConflictError } from '../../src/errors.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../../src/keystore.ts';
 
 export interface KeystoreFixture {
@@ -56,7 +53,14 @@ export function keystoreContract(name: string, makeFixture: () => Promise<Keysto
           wrapped(),
         );
         expect(after).toEqual([
-          { namespace: 'default', version: 1, keyId: 'default/v1', state: 'active', createdAt: T0, activatedAt: T0 },
+          {
+            namespace: 'default',
+            version: 1,
+            keyId: 'default/v1',
+            state: 'active',
+            createdAt: T0,
+            activatedAt: T0,
+          },
         ]);
         const other = await reopen();
         try {
@@ -108,7 +112,11 @@ export function keystoreContract(name: string, makeFixture: () => Promise<Keysto
           store.commit({ namespace: 'ns1', at: T0, add: { version: 2, state: 'active' } }, wrapped()),
         ).rejects.toBeInstanceOf(InvalidStateTransitionError);
         await expect(
-          store.commit({ namespace: 'ns1', at: T0, transitions: [{ version: 1, from: 'active', to: 'inactive' }] }),
+          store.commit({
+            namespace: 'ns1',
+            at: T0,
+            transitions: [{ version: 1, from: 'active', to: 'inactive' }],
+          }),
         ).rejects.toBeInstanceOf(InvalidStateTransitionError);
         expect((await store.getVersions('ns1')).map((v) => v.state)).toEqual(['active']);
       }),
@@ -130,8 +138,16 @@ export function keystoreContract(name: string, makeFixture: () => Promise<Keysto
           },
           wrapped(),
         );
-        await store.commit({ namespace: 'ns1', at: T0 + 2, transitions: [{ version: 1, from: 'inactive', to: 'deprecated' }] });
-        await store.commit({ namespace: 'ns1', at: T0 + 3, transitions: [{ version: 1, from: 'deprecated', to: 'destroyed' }] });
+        await store.commit({
+          namespace: 'ns1',
+          at: T0 + 2,
+          transitions: [{ version: 1, from: 'inactive', to: 'deprecated' }],
+        });
+        await store.commit({
+          namespace: 'ns1',
+          at: T0 + 3,
+          transitions: [{ version: 1, from: 'deprecated', to: 'destroyed' }],
+        });
         const v1 = (await store.getVersions('ns1'))[0]!;
         expect(v1.state).toBe('destroyed');
         expect(v1.destroyedAt).toBe(T0 + 3);
