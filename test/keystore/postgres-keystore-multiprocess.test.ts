@@ -201,6 +201,11 @@ describe('PostgreSQL keystore shared by several processes', () => {
             TEMPORAL_KEYRING_KEK: kek,
           }),
       );
+      /**
+       * Worker meters reserve blocks of 8 (servers at least 100, probes 1); the victim's are 7, so
+       * that its reservations can be told apart in the database's reservation samples.
+       */
+      const VICTIM_BLOCK = 7;
       const spawnWorker = (name: string) =>
         new Child(name, ['test/fixtures/pg-worker.ts'], {
           // The application name tells this worker's connections apart in pg_stat_activity.
@@ -208,6 +213,7 @@ describe('PostgreSQL keystore shared by several processes', () => {
           TK_KEK: kek,
           TK_NAMESPACE: NS,
           TK_WORKER: name,
+          TK_BLOCK: String(name === 'w0' ? VICTIM_BLOCK : 8),
         });
       const workers = ['w0', 'w1', 'w2'].map(spawnWorker);
       const everyone = () => [...workers, ...servers].filter((c) => c.alive);
@@ -244,7 +250,8 @@ describe('PostgreSQL keystore shared by several processes', () => {
         let payloads: WirePayload[];
         if (servers.includes(c)) {
           const res = await http(c.url!, `/${NS}/encode`, { payloads: toWire(vs) });
-          if (res.status !== 200) throw Object.assign(new Error(JSON.stringify(res.body)), res.body);
+          if (res.status !== 200)
+            throw Object.assign(new Error(JSON.stringify(res.body)), res.body, { status: res.status });
           payloads = res.body.payloads as WirePayload[];
           for (const p of payloads) countExtra(versionOf(p));
         } else {
@@ -422,18 +429,32 @@ describe('PostgreSQL keystore shared by several processes', () => {
       // While it is down: correct data or a clear, retryable error; never anything else.
       for (const c of everyone()) {
         try {
-          await encodeOn(c, 2);
+          await encodeOn(c, 2); // within what the process has reserved: may still succeed
         } catch (error) {
           expect(OUTAGE_CODES, `${c.name}: ${String(error)}`).toContain((error as { code?: string }).code);
         }
+        // More than its reserved block (a worker's is 8, a server's a few hundred at most): refused.
+        await expect(encodeOn(c, servers.includes(c) ? 1_000 : 50), c.name).rejects.toMatchObject({
+          code: 'ERR_USAGE_RESERVATION_FAILED',
+          ...(servers.includes(c) ? { status: 503 } : {}),
+        });
+        // Keys it has seen stay in memory: everything written so far still decodes.
         const got = await decodeOn(
           c,
-          written.slice(-20).map((w) => w.payload),
+          written.map((w) => w.payload),
         );
         if (got.error)
           expect(OUTAGE_CODES, `${c.name}: ${JSON.stringify(got.error)}`).toContain(got.error.code);
-        else expect(got.values).toEqual(written.slice(-20).map((w) => w.value));
+        else expect(got.values).toEqual(written.map((w) => w.value));
       }
+      // Key administration needs the database: a clear 503 from the admin API, an error in the API.
+      const adminDown = await http(servers[1]!.url!, `/admin/namespaces/${NS}/keys/rotate`, {
+        mode: 'prepublish',
+      });
+      expect([adminDown.status, adminDown.body.code]).toEqual([503, 'ERR_KEYSTORE_UNAVAILABLE']);
+      await expect(admin.keyring.rotate(NS, { mode: 'prepublish' })).rejects.toMatchObject({
+        code: 'ERR_KEYSTORE_UNAVAILABLE',
+      });
       // Each worker's loop spends its small reserved block and then fails with a clear error.
       for (const w of live) {
         await until(() => w.loopErrors.length > errorsBefore.get(w)!, `${w.name} to notice the outage`);
@@ -490,6 +511,13 @@ describe('PostgreSQL keystore shared by several processes', () => {
           [NS],
         );
         expect(active).toEqual([{ version: 4 }]);
+        // Every reservation leaves a sample of the running total: its size is the difference.
+        const { rows: reservations } = await db.query<{ version: number; size: string; total: string }>(
+          `SELECT version, reserved - coalesce(lag(reserved) OVER (PARTITION BY version ORDER BY reserved), 0) AS size,
+                  reserved AS total
+             FROM temporal_keyring_usage_samples WHERE namespace = $1`,
+          [NS],
+        );
         const { rows: holders } = await db.query<{ version: number; holder: string; used: string }>(
           'SELECT version, holder, used FROM temporal_keyring_usage_holders WHERE namespace = $1',
           [NS],
@@ -501,6 +529,17 @@ describe('PostgreSQL keystore shared by several processes', () => {
           expect(truth, `version ${v}`).toBeGreaterThan(0);
           expect(usage.reserved, `reserved of version ${v}`).toBeGreaterThanOrEqual(truth);
           expect(usage.used, `used of version ${v}`).toBeLessThanOrEqual(usage.reserved);
+          // The killed worker's own reservations (blocks of 7) cover what it reported done: none of
+          // its encryptions went ahead of a persisted reservation. It can hold back at most one block.
+          const ofVersion = reservations.filter((r) => r.version === v);
+          expect(Math.max(...ofVersion.map((r) => Number(r.total)))).toBe(usage.reserved); // samples complete
+          const victimReserved =
+            VICTIM_BLOCK * ofVersion.filter((r) => Number(r.size) === VICTIM_BLOCK).length;
+          const victimDone = victim.done[v] ?? 0;
+          expect(victimReserved, `victim reserved of version ${v}`).toBeGreaterThanOrEqual(victimDone);
+          expect(victimReserved - victimDone, `victim's unspent of version ${v}`).toBeLessThan(
+            2 * VICTIM_BLOCK,
+          );
           // Workers that closed wrote their exact counts, the database restart notwithstanding.
           for (const w of workers.filter((x) => x !== victim)) {
             const row = holders.find((h) => h.holder === w.name && h.version === v);
