@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,6 +11,8 @@ import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { LocalKek } from '../../src/kek.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
+import { DEFAULT_ROTATION_POLICY } from '../../src/rotation-policy.ts';
+import { Rotator } from '../../src/rotator.ts';
 import { canaryForms, canaryPlaintext, findCanary } from './support/canary.ts';
 import { type Answer, b64, jsonPayload, postJson, send, startServer } from './support/harness.ts';
 
@@ -217,6 +220,27 @@ describe('the codec server and the keyring', () => {
       await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth),
     );
 
+    // The rotator: a 30-day maximum age has passed, so it prepublishes, then promotes.
+    const rotator = new Rotator({
+      keyring: s.keyring,
+      keystore: s.keystore,
+      policies: () => ({ ...DEFAULT_ROTATION_POLICY }),
+      clock: s.clock,
+      logger: s.logger,
+    });
+    s.clock.advance(31 * 86_400_000);
+    const first = await rotator.runOnce();
+    expect(first.actions.map((a) => a.action)).toContain('prepublished');
+    s.clock.advance(DEFAULT_ROTATION_POLICY.propagationDelay + 1);
+    await s.keyring.refresh();
+    const second = await rotator.runOnce();
+    expect(second.actions.map((a) => a.action)).toContain('promoted');
+    await dataKeys();
+    record(
+      'encode after the rotator',
+      await postJson(`${s.url}/default/encode`, body({ secret: plaintext }), auth),
+    );
+
     // KEK rotation (rekey), then everything still works under the new KEK
     await s.keyring.rekey(new LocalKek(newKekBytes));
     record(
@@ -269,6 +293,68 @@ describe('the CLI', () => {
         (error, stdout, stderr) => done({ what, code: error ? Number(error.code ?? -1) : 0, stdout, stderr }),
       );
     });
+
+  /**
+   * Runs `serve --dev` on a free loopback port until it listens, sends a few requests (whose
+   * answers are checked by the caller's own assertions only for status), then SIGTERM. Bounded: the
+   * process is killed after 60 s at the latest.
+   */
+  async function serveAndExercise(
+    dir: string,
+    env: Record<string, string>,
+    plaintext: string,
+    payload: unknown,
+    tampered: unknown,
+  ): Promise<Run> {
+    const child = spawn(
+      process.execPath,
+      [BIN, '--data-dir', dir, 'serve', '--dev', '--port', '0', '--log-level', 'debug'],
+      {
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      stdout += c.toString('utf8');
+    });
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+    });
+    const kill = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const exited = new Promise<number>((done) => child.on('exit', (code) => done(code ?? -1)));
+    try {
+      let url: string | undefined;
+      while (!url) {
+        const line = `${stdout}\n${stderr}`.split('\n').find((l) => l.includes('codec server listening'));
+        if (line) url = (JSON.parse(line) as { url: string }).url;
+        else if (
+          (await Promise.race([
+            exited.then(() => 'exit'),
+            once(child.stdout!, 'data').then(() => 'data'),
+          ])) === 'exit'
+        )
+          break;
+      }
+      expect(url, `serve did not start: ${stdout}${stderr}`).toBeDefined();
+      const encoded = await postJson(`${url}/payments/encode`, {
+        payloads: [jsonPayload({ secret: plaintext })],
+      });
+      expect(encoded.status).toBe(200);
+      expect((await postJson(`${url}/payments/decode`, { payloads: [payload] })).status).toBe(200);
+      expect((await postJson(`${url}/payments/decode`, { payloads: [tampered] })).status).toBe(400);
+      expect(
+        (await postJson(`${url}/payments/decode`, `{"payloads":[${JSON.stringify(plaintext)}`)).status,
+      ).toBe(400);
+      expect((await send(`${url}/metrics`, { method: 'GET' })).status).toBe(200);
+      child.kill('SIGTERM');
+      return { what: 'serve', code: await exited, stdout, stderr };
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }
 
   it('never prints KEKs, passphrases, database passwords or data keys; plaintext only as decode output', async () => {
     const secrets = new Secrets();
@@ -372,6 +458,12 @@ describe('the CLI', () => {
     expect((await cli('old kek after rekey', decodeArgs, env)).code).not.toBe(0);
     const again = await cli('decode after rekey', decodeArgs, after);
     expect(again.code, again.stderr).toBe(0);
+
+    // `serve` as a real process, logging at debug level: encode, decode and failures.
+    const served = await serveAndExercise(dir, after, plaintext, json(payload!), json(tampered));
+    runs.push(served);
+    expect(served.code, served.stderr.slice(-500)).toBe(0);
+    expect(served.stdout + served.stderr).toContain('ERR_DECRYPTION_FAILED'); // its logs were captured
 
     // Every data key, captured with the final KEK.
     const final = await openKeyring({

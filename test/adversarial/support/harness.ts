@@ -39,6 +39,8 @@ export interface AdversarialServer {
   keystore: Keystore;
   metrics: Metrics;
   clock: ManualClock;
+  /** The captured logger the app and the keyring write to; pass it to further parts under test. */
+  logger: pino.Logger;
   /** Every log line written so far (pino JSON), as one string. */
   rawLogs(): string;
   close(): Promise<void>;
@@ -87,6 +89,7 @@ export async function startServer(
     keystore,
     metrics,
     clock,
+    logger,
     rawLogs: () => lines.join(''),
     async close() {
       server.closeAllConnections();
