@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { MAX_PAYLOADS_PER_REQUEST } from '../../codec-server/payload-json.ts';
+import { KEY_STATES } from '../../src/key-version.ts';
 import {
   type AdversarialServer,
   type Answer,
@@ -24,6 +25,7 @@ import {
 
 const TOKEN = 'tk_fuzz_0c9a4e1f7b3d5a2c8e6f0b1d4a7c9e2f';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
+const ADMIN = 'tk_fuzz_admin_5a3c1e9f7d5b3a1c9e7f5d3b1a9c7e5f';
 
 let s: AdversarialServer;
 
@@ -37,6 +39,7 @@ beforeAll(async () => {
           namespaces: ['default'],
           operations: ['encode', 'decode'],
         },
+        { name: 'fuzz-admin', sha256: tokenSha256Hex(ADMIN), namespaces: ['default'], operations: ['admin'] },
       ],
     },
   });
@@ -288,6 +291,68 @@ describe('fuzzed HTTP bodies against the codec server', () => {
     }
     await expectStillServing();
   }, 60_000);
+
+  it('the admin API and namespace names: random versions, bodies and names give 200 or a typed 4xx', async () => {
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const versionSegment = fc.oneof(
+      fc.constantFrom(
+        '1',
+        '2',
+        '0',
+        '01',
+        '-1',
+        '1e3',
+        '0x1',
+        '1.0',
+        '9007199254740993',
+        '99999999999999999999',
+        '%20',
+        'NaN',
+      ),
+      fc.string({ maxLength: 12 }).map(encodeURIComponent),
+    );
+    const adminBody = fc.oneof(
+      fc.record({ state: fc.constantFrom(...KEY_STATES, 'ACTIVE', '', 'destroyed ') }, { requiredKeys: [] }),
+      fc.record({ mode: fc.constantFrom('immediate', 'prepublish', 'later', '') }, { requiredKeys: [] }),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const request = fc.oneof(
+      fc.tuple(fc.constant('rotate'), fc.constant(''), adminBody),
+      fc.tuple(fc.constant('state'), versionSegment, adminBody),
+      fc.tuple(fc.constant('list'), fc.constant(''), fc.constant(null)),
+    );
+    await fc.assert(
+      fc.asyncProperty(request, async ([kind, version, body]) => {
+        const base = `${s.url}/admin/namespaces/default/keys`;
+        const answer =
+          kind === 'list'
+            ? await send(base, { method: 'GET', headers: admin })
+            : await send(kind === 'rotate' ? `${base}/rotate` : `${base}/${version}/state`, {
+                headers: { ...admin, 'content-type': 'application/json' },
+                body: JSON.stringify(body),
+              });
+        if (answer.status !== 200) expectClientError(answer, `${kind} ${version} ${JSON.stringify(body)}`);
+      }),
+      fcParams(300),
+    );
+    const name = fc.oneof(
+      fc.string({ maxLength: 30, unit: 'binary' }),
+      fc.string({ minLength: 195, maxLength: 205 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(name, fc.boolean(), async (ns, inPath) => {
+        const answer = inPath
+          ? await postJson(`${s.url}/${encodeURIComponent(ns)}/decode`, { payloads: [] }, AUTH)
+          : await send(`${s.url}/decode`, {
+              headers: { ...AUTH, 'content-type': 'application/json', 'x-namespace': encodeURIComponent(ns) },
+              body: '{"payloads":[]}',
+            });
+        if (answer.status !== 200) expectClientError(answer, JSON.stringify(ns));
+      }),
+      fcParams(300),
+    );
+    await expectStillServing();
+  });
 
   it('more payloads than one request may carry: 413 before any is encrypted (no amplification)', async () => {
     // Found by this suite: 20k empty payloads (60 KB) made the encode answer 10 MB after seconds of CPU.
