@@ -43,6 +43,9 @@ function keyringFor(key: WrappingKey): RawAesKeyringNode {
     // The keyring takes ownership of the buffer it is given (it may zero it): pass a copy.
     unencryptedMasterKey: Uint8Array.from(key.material),
     wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
+    // Serialize the context as the message header does (by UTF-8 bytes, as every other ESDK),
+    // not by localeCompare: otherwise keys like "B" and "a" make messages other SDKs cannot open.
+    utf8Sorting: true,
   });
 }
 
