@@ -384,7 +384,7 @@ describe('the CLI', () => {
 
     expect((await cli('create', ['keys', 'create', '-n', 'payments', '--json'])).code).toBe(0);
     expect((await cli('prepublish', ['keys', 'rotate', '-n', 'payments', '--prepublish'])).code).toBe(0);
-    expect((await cli('promote', ['keys', 'rotate', '-n', 'payments', '--json'])).code).toBe(0);
+    expect((await cli('promote', ['keys', 'rotate', '-n', 'payments', '--force', '--json'])).code).toBe(0);
     await cli('list', ['keys', 'list', '--json']);
     await cli('list table', ['keys', 'list']);
     await cli('config show', ['config', 'show', '--json']);

@@ -49,7 +49,13 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
     expect(pre.code).toBe(0);
     expect(pre.stdout).toContain('prepublished payments/v2; payments/v1 stays active');
 
-    const promoted = await cli(['keys', 'rotate', '-n', 'payments', '--json'], { env });
+    const early = await cli(['keys', 'rotate', '-n', 'payments'], { env });
+    expect(early.code).toBe(5);
+    expect(early.stderr).toMatch(
+      /payments\/v2 was prepublished .* ago; the propagation delay is 2 min, so activate it after .* \(or pass --force\) \[ERR_INVALID_STATE_TRANSITION\]/,
+    );
+
+    const promoted = await cli(['keys', 'rotate', '-n', 'payments', '--force', '--json'], { env });
     expect(JSON.parse(promoted.stdout)).toMatchObject({
       performed: true,
       previous: { version: 1, state: 'active' },

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { InvalidStateTransitionError } from '../../errors.ts';
+import { formatDuration } from '../../rotation-policy.ts';
 import { withKeyring } from '../context.ts';
 import { out, printJson, versionJson } from '../output.ts';
 import { namespaceArg } from './parse.ts';
@@ -14,12 +16,29 @@ export function registerKeysRotateCommand(keys: Command): void {
     .description("rotate a namespace's key (activates a prepublished version if there is one)")
     .requiredOption('-n, --namespace <namespace>', 'Temporal namespace')
     .option('--prepublish', 'create the new version prepublished: known everywhere, not yet encrypting')
+    .option('--force', 'activate a prepublished version even before its propagation delay has passed')
     .option('--json', 'print the result as JSON')
     .action(
-      async (options: { namespace: string; prepublish?: boolean; json?: boolean }, command: Command) => {
+      async (
+        options: { namespace: string; prepublish?: boolean; force?: boolean; json?: boolean },
+        command: Command,
+      ) => {
         const namespace = namespaceArg(options.namespace);
         const mode = options.prepublish ? 'prepublish' : 'immediate';
-        const result = await withKeyring(command, ({ keyring }) => keyring.rotate(namespace, { mode }));
+        const result = await withKeyring(command, async ({ keyring }, settings) => {
+          if (mode === 'immediate' && !options.force) {
+            // Phase two before every process has seen the new version would defeat phase one.
+            const pending = (await keyring.versions(namespace)).find((v) => v.state === 'prepublished');
+            const delay = settings.rotationPolicy(namespace).propagationDelay;
+            const age = keyring.clock.now() - (pending?.createdAt ?? 0);
+            if (pending && age < delay) {
+              throw new InvalidStateTransitionError(
+                `${pending.keyId} was prepublished ${formatDuration(age)} ago; the propagation delay is ${formatDuration(delay)}, so activate it after ${new Date(pending.createdAt + delay).toISOString()} (or pass --force)`,
+              );
+            }
+          }
+          return keyring.rotate(namespace, { mode });
+        });
         if (options.json) {
           printJson({
             namespace,
