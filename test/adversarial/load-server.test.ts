@@ -9,6 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +30,7 @@ type WirePayload = { metadata: Record<string, string>; data: string };
 let dir: string;
 let child: ChildProcess;
 let url: string;
+let stderr = '';
 const gcWaiters: (() => void)[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tk-load-'));
@@ -43,7 +45,6 @@ beforeAll(async () => {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
@@ -78,11 +79,23 @@ function plainPayloads(count: number): WirePayload[] {
   });
 }
 
+/** Says why the server stopped answering, if it did: its exit and the end of its stderr. */
+function serverState(): string {
+  const exit = child.exitCode ?? child.signalCode ?? 'running';
+  let log = '';
+  try {
+    log = readFileSync(join(dir, 'server.log'), 'utf8').slice(-2000);
+  } catch {}
+  return `server ${child.pid} ${exit}; stderr: ${stderr.slice(-2000) || '(empty)'}; log: ${log || '(empty)'}`;
+}
+
 async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${url}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
+  }).catch((error: unknown) => {
+    throw new Error(`POST ${path}: ${String(error)} (${serverState()})`, { cause: error });
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
