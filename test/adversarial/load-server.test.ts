@@ -94,7 +94,8 @@ async function post(path: string, body: unknown): Promise<{ status: number; json
     method: 'POST',
     headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
-  }).catch((error: unknown) => {
+  }).catch(async (error: unknown) => {
+    await new Promise((resolve) => setTimeout(resolve, 200)); // let a dead server's exit arrive
     throw new Error(`POST ${path}: ${String(error)} (${serverState()})`, { cause: error });
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
