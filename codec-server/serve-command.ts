@@ -102,20 +102,25 @@ export function registerServeCommand(program: Command): Command {
     )
     .action(async (_flags: ServeFlags, command: Command) => {
       const globals = command.optsWithGlobals() as SettingsFlags & ServeFlags;
-      const running = await runServe(globals, process.env);
+      const starting = runServe(globals, process.env);
+      // Handlers go in before the server announces that it listens: a supervisor (or a test) may
+      // send SIGTERM the moment it reads that line, and the default action would skip the shutdown.
       const stop = (signal: string) => {
         process.once(signal, () => process.exit(1)); // a second signal: stop now
-        running.close().then(
-          () => {
-            process.exitCode = 0;
-          },
-          () => {
-            process.exitCode = 1;
-          },
-        );
+        starting
+          .then((running) => running.close())
+          .then(
+            () => {
+              process.exitCode = 0;
+            },
+            () => {
+              process.exitCode = 1;
+            },
+          );
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      await starting;
     });
 }
 

@@ -58,7 +58,6 @@ export function registerRotatorCommand(program: Command): void {
       rotator.start();
       // The rotator's timers do not keep the process alive; this does, until a signal.
       const keepAlive = setInterval(() => {}, 1 << 30);
-      logger.info({ intervalMs: interval, holder: rotator.holder }, 'rotator started');
       const stop = (signal: string) => {
         process.once(signal, () => process.exit(1)); // a second signal: stop now
         clearInterval(keepAlive);
@@ -77,6 +76,8 @@ export function registerRotatorCommand(program: Command): void {
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      // Announced only once the handlers are in place: supervisors may signal as soon as they read it.
+      logger.info({ intervalMs: interval, holder: rotator.holder }, 'rotator started');
     });
 }
 
