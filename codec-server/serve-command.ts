@@ -80,10 +80,10 @@ export function registerServeCommand(program: Command): Command {
       `require client certificates signed by this CA, PEM: mutual TLS (env ${SERVE_ENV.tlsClientCa})`,
     )
     .addOption(
-      new Option('--engine <engine>', `ESDK engine (env ${SERVE_ENV.engine}; default sdk)`).choices([
-        'sdk',
-        'fast',
-      ]),
+      new Option(
+        '--engine <engine>',
+        `ESDK engine: fast (node:crypto) or sdk (the AWS Encryption SDK itself; same bytes) (env ${SERVE_ENV.engine}; default fast)`,
+      ).choices(['sdk', 'fast']),
     )
     .addOption(
       new Option('--log-level <level>', `log level (env ${SERVE_ENV.logLevel}; default info)`).choices([
@@ -173,7 +173,7 @@ export async function runServe(
     }
   }
 
-  const engineName = flags.engine ?? env[SERVE_ENV.engine] ?? 'sdk';
+  const engineName = flags.engine ?? env[SERVE_ENV.engine] ?? 'fast';
   const engine = await loadEngine(engineName);
   const opened = await openKeyring({
     keystore: settings.keystore.kind === 'file' ? settings.keystore.dir : settings.keystore.connectionString,
