@@ -5,17 +5,21 @@ import { type AppDeps, createApp } from '../../codec-server/app.ts';
 import { parseServerConfig, type ServerConfigInput } from '../../codec-server/config.ts';
 import { Metrics } from '../../codec-server/metrics.ts';
 import { ManualClock } from '../../src/clock.ts';
-import { LocalKek } from '../../src/kek.ts';
+import { type KeyEncryptionKey, LocalKek } from '../../src/kek.ts';
 import { Keyring } from '../../src/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import type { Keystore } from '../../src/keystore.ts';
 
 /** A codec server in-process on a loopback port, over a MemoryKeystore, with captured logs. */
-export interface TestServer {
+export interface TestServer<K extends Keystore = MemoryKeystore> {
   url: string;
+  port: number;
   keyring: Keyring;
-  keystore: MemoryKeystore;
+  keystore: K;
   metrics: Metrics;
   clock: ManualClock;
+  /** The capturing logger the app (and, with `keyringLogs`, the keyring) writes to. */
+  logger: pino.Logger;
   /** Every log line written so far, parsed. */
   logs: Record<string, unknown>[];
   /** Raw log text, to check that secrets never appear. */
@@ -25,25 +29,23 @@ export interface TestServer {
 
 export const TEST_KEK = new LocalKek(Buffer.alloc(32, 7));
 
-export async function startTestServer(
+export async function startTestServer<K extends Keystore = MemoryKeystore>(
   configInput: ServerConfigInput,
   options: {
     namespaces?: string[];
     clock?: ManualClock;
     deps?: Partial<AppDeps>;
-    keystore?: MemoryKeystore;
+    keystore?: K;
+    kek?: KeyEncryptionKey;
+    /** Default `debug`. */
+    logLevel?: pino.Level;
+    /** Capture the keyring's own log lines too. Default false. */
+    keyringLogs?: boolean;
   } = {},
-): Promise<TestServer> {
+): Promise<TestServer<K>> {
   const clock = options.clock ?? new ManualClock(Date.UTC(2026, 0, 1));
-  const keystore = options.keystore ?? new MemoryKeystore();
+  const keystore = options.keystore ?? (new MemoryKeystore() as Keystore as K);
   const config = parseServerConfig(configInput);
-  const keyring = await Keyring.open({
-    keystore,
-    kek: TEST_KEK,
-    clock,
-    createNamespacesOnFirstUse: config.dev,
-  });
-  for (const ns of options.namespaces ?? ['default']) await keyring.createNamespace(ns);
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -51,7 +53,15 @@ export async function startTestServer(
       cb();
     },
   });
-  const logger = pino({ level: 'debug' }, sink);
+  const logger = pino({ level: options.logLevel ?? 'debug' }, sink);
+  const keyring = await Keyring.open({
+    keystore,
+    kek: options.kek ?? TEST_KEK,
+    clock,
+    ...(options.keyringLogs ? { logger } : {}),
+    createNamespacesOnFirstUse: config.dev,
+  });
+  for (const ns of options.namespaces ?? ['default']) await keyring.createNamespace(ns);
   const metrics = new Metrics();
   const app = createApp({ keyring, config, clock, logger, metrics, ...options.deps });
   const server = app.listen(0, '127.0.0.1');
@@ -59,10 +69,12 @@ export async function startTestServer(
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    port,
     keyring,
     keystore,
     metrics,
     clock,
+    logger,
     get logs() {
       return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     },

@@ -1,18 +1,16 @@
 import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
-import { Writable } from 'node:stream';
 import type fc from 'fast-check';
-import pino from 'pino';
+import type pino from 'pino';
 import { expect } from 'vitest';
-import { type AppDeps, createApp } from '../../../codec-server/app.ts';
-import { parseServerConfig, type ServerConfigInput } from '../../../codec-server/config.ts';
-import { Metrics } from '../../../codec-server/metrics.ts';
-import { ManualClock } from '../../../src/clock.ts';
+import type { AppDeps } from '../../../codec-server/app.ts';
+import type { ServerConfigInput } from '../../../codec-server/config.ts';
+import type { Metrics } from '../../../codec-server/metrics.ts';
+import type { ManualClock } from '../../../src/clock.ts';
 import { type KeyEncryptionKey, LocalKek } from '../../../src/kek.ts';
-import { Keyring } from '../../../src/keyring.ts';
-import { MemoryKeystore } from '../../../src/keystore/memory-keystore.ts';
+import type { Keyring } from '../../../src/keyring.ts';
 import type { Keystore } from '../../../src/keystore.ts';
+import { startTestServer } from '../../codec-server/support.ts';
 
 /**
  * Shared harness of the adversarial suite (part A): the real Express app on a loopback port over a
@@ -46,6 +44,7 @@ export interface AdversarialServer {
   close(): Promise<void>;
 }
 
+/** The codec-server suite's in-process server, at trace level, capturing the keyring's logs too. */
 export async function startServer(
   configInput: ServerConfigInput,
   options: {
@@ -54,49 +53,14 @@ export async function startServer(
     kek?: KeyEncryptionKey;
     keystore?: Keystore;
     deps?: Partial<AppDeps>;
-    /** Extra log sink lines (e.g. the keyring's own logger) go to the same capture. */
-    keyringLogs?: boolean;
   } = {},
 ): Promise<AdversarialServer> {
-  const clock = options.clock ?? new ManualClock(Date.UTC(2026, 0, 1));
-  const keystore = options.keystore ?? new MemoryKeystore();
-  const config = parseServerConfig(configInput);
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  const logger = pino({ level: 'trace' }, sink);
-  const keyring = await Keyring.open({
-    keystore,
+  return startTestServer<Keystore>(configInput, {
+    ...options,
     kek: options.kek ?? new LocalKek(Buffer.alloc(32, 9)),
-    clock,
-    logger,
-    createNamespacesOnFirstUse: config.dev,
+    logLevel: 'trace',
+    keyringLogs: true,
   });
-  for (const ns of options.namespaces ?? ['default']) await keyring.createNamespace(ns);
-  const metrics = new Metrics();
-  const app = createApp({ keyring, config, clock, logger, metrics, ...options.deps });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    keyring,
-    keystore,
-    metrics,
-    clock,
-    logger,
-    rawLogs: () => lines.join(''),
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await keyring.close();
-    },
-  };
 }
 
 export interface Answer {
