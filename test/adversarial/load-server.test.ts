@@ -65,7 +65,7 @@ afterAll(async () => {
     await exited;
     clearTimeout(limit);
   }
-  await rm(dir, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true, maxRetries: 5 });
 });
 
 function plainPayloads(count: number): WirePayload[] {

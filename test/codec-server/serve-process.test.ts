@@ -51,7 +51,7 @@ async function listening(proc: Proc): Promise<string> {
 describe('temporal-keyring serve (real process)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tk-serve-'));
   const dataDir = join(dir, 'data');
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   it('runs dev mode: generated KEK beside the data dir, loud warnings, namespaces on first use, clean SIGTERM', async () => {
     const first = runCli(['--data-dir', dataDir, 'serve', '--dev', '--port', '0']);

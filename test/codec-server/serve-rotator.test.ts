@@ -20,7 +20,7 @@ async function eventually<T>(check: () => Promise<T | undefined>): Promise<T> {
 
 describe('serve runs the rotator', () => {
   let dir: string;
-  afterEach(async () => rm(dir, { recursive: true, force: true }));
+  afterEach(async () => rm(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   async function seedOldNamespace(kek: string) {
     dir = await mkdtemp(join(tmpdir(), 'tk-serve-rotator-'));

@@ -116,7 +116,7 @@ describe('TLS and mutual TLS on real sockets', () => {
   beforeAll(() => {
     pki = makePki(mkdtempSync(join(tmpdir(), 'tk-tls-')));
   });
-  afterAll(() => rmSync(pki.dir, { recursive: true, force: true }));
+  afterAll(() => rmSync(pki.dir, { recursive: true, force: true, maxRetries: 5 }));
 
   it('serves HTTPS with the configured certificate, TLS 1.2 minimum', async () => {
     const server = await serve({ cert: join(pki.dir, 'server.pem'), key: join(pki.dir, 'server.key') });

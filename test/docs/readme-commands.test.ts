@@ -74,6 +74,32 @@ function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEn
   });
 }
 
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM a process group, wait for every member to exit, SIGKILL what is left after 10 s. */
+async function stopGroup(pgid: number): Promise<void> {
+  try {
+    process.kill(-pgid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 10_000;
+  while (groupAlive(pgid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (groupAlive(pgid)) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {}
+    while (groupAlive(pgid)) await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('documented commands', () => {
   it('every shell block says how it is checked', () => {
     const unmarked = blocks.filter((b) => !b.directive || !/^(run|ci|skip \(.+\))/.test(b.directive));
@@ -142,14 +168,12 @@ describe('documented commands', () => {
       expect(log).toContain('!!! DEV MODE');
     }, 90_000);
 
-    afterAll(() => {
-      if (server?.pid) {
-        try {
-          process.kill(-server.pid, 'SIGTERM');
-        } catch {}
-      }
-      rmSync(workspace, { recursive: true, force: true });
-    });
+    afterAll(async () => {
+      // The server writes into the workspace until its whole process group (npm, tsx, node) has
+      // exited; removing the directory earlier races with those writes (ENOTEMPTY).
+      if (server?.pid) await stopGroup(server.pid);
+      rmSync(workspace, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    }, 30_000);
 
     it('every `doctest: run` block exits 0, in order, in one shell', async () => {
       const script = blocks

@@ -10,6 +10,6 @@ keystoreContract('file', async () => {
   return {
     store,
     reopen: async () => FileKeystore.open({ dir }),
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+    cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 5 }),
   };
 });

@@ -108,7 +108,7 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
     running = true;
   } catch (error) {
     await server.stop().catch(() => {});
-    await rm(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
     throw error instanceof Error ? error : new Error(`PostgreSQL did not start on port ${port}`);
   }
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
@@ -140,7 +140,7 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
       if (stopped) return;
       stopped = true;
       await halt().catch(() => {});
-      await rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true, maxRetries: 5 });
     },
     halt,
     resume,
