@@ -27,12 +27,12 @@ export function adminRouter(deps: {
   audit: Logger;
 }): Router {
   const { keyring, auth, audit } = deps;
-  const record = (req: Request, res: Response, action: string, details: object) => {
+  const record = (_req: Request, res: Response, action: string, details: object) => {
     const identity = contextOf(res).identity;
     audit.info(
       {
         audit: {
-          requestId: String(req.id),
+          requestId: contextOf(res).requestId ?? '',
           action,
           identity: identity && { kind: identity.kind, subject: identity.subject },
           ...details,

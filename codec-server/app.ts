@@ -1,8 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import pino from 'pino';
-import { pinoHttp } from 'pino-http';
 import { type Clock, systemClock } from '../src/clock.ts';
 import { EncryptionCodec, keyVersionOf } from '../src/codec/encryption-codec.ts';
 import { NamespaceMismatchError, NamespaceNotFoundError } from '../src/errors.ts';
@@ -20,8 +18,9 @@ import { Metrics } from './metrics.ts';
 import { opsRouter } from './ops-routes.ts';
 import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
 import { contextOf } from './request-context.ts';
+import { requestLog } from './request-log.ts';
 
-/** A pino logger (the app uses `child` and pino-http); tests pass `pino({ level: 'silent' })`. */
+/** A pino logger (the app uses `child` for the audit channel); tests pass `pino({ level: 'silent' })`. */
 export type PinoLogger = pino.Logger;
 
 export interface AppDeps {
@@ -70,36 +69,7 @@ export function createApp(deps: AppDeps): Express {
 
   // CORS first: every answer, errors included, must carry the headers.
   app.use(corsMiddleware(config.cors));
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (req, res) => {
-        const incoming = req.headers['x-request-id'];
-        const id =
-          typeof incoming === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      // Only these fields: headers (Authorization!) and query strings are never logged.
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string; remoteAddress?: string }) => ({
-          id: req.id,
-          method: req.method,
-          path: req.url.split('?')[0],
-          remoteAddress: req.remoteAddress,
-        }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-        // pino-http's own "failed with status code" error: its stack says nothing useful.
-        err: (err: { message?: string }) => ({ message: err.message }),
-      },
-      customLogLevel: (_req, res, err) =>
-        (err || res.statusCode >= 500) && res.statusCode !== 501
-          ? 'error'
-          : res.statusCode >= 400
-            ? 'warn'
-            : 'info',
-    }),
-  );
+  app.use(requestLog(logger));
   app.use((_req: Request, res: Response, next: NextFunction) => {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
@@ -124,8 +94,6 @@ export function createApp(deps: AppDeps): Express {
       next();
     });
   }
-  app.use(opsRouter({ keyring, config, metrics }));
-  if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config, audit }));
 
   const jsonBody = express.json({ limit: config.bodyLimit, strict: true, type: () => true });
 
@@ -143,7 +111,7 @@ export function createApp(deps: AppDeps): Express {
     const operation: CodecOperation = op;
     const ctx = contextOf(res);
     ctx.route = operation;
-    const requestId = String(req.id);
+    const requestId = ctx.requestId ?? '';
     let inputCount = 0;
     let keyVersions: number[] = [];
     try {
@@ -171,9 +139,7 @@ export function createApp(deps: AppDeps): Express {
       const output = operation === 'encode' ? await codec.encode(input) : await codec.decode(input);
       if (output.length !== input.length) throw new Error('codec returned a different number of payloads');
       if (operation === 'encode') keyVersions = versionsOf(output);
-      for (const p of operation === 'encode' ? output : input) {
-        metrics.payloads.inc({ namespace, operation, key_version: String(keyVersionOf(p) ?? 'none') });
-      }
+      countPayloads(namespace, operation, operation === 'encode' ? output : input);
       res.status(200).json(payloadsToBody(output));
       writeAudit(audit, {
         requestId,
@@ -202,10 +168,13 @@ export function createApp(deps: AppDeps): Express {
     }
   };
 
+  // Codec routes first: they carry the traffic, and every router passed costs a path match.
   const codecPaths = express.Router();
   codecPaths.post('/:op', codecRoute);
   codecPaths.post('/:namespace/:op', codecRoute);
   app.use(config.pathPrefix || '/', codecPaths);
+  app.use(opsRouter({ keyring, config, metrics }));
+  if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config, audit }));
 
   app.use((_req: Request, _res: Response) => {
     throw new HttpError(
@@ -215,11 +184,13 @@ export function createApp(deps: AppDeps): Express {
     );
   });
 
-  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const answer = toHttpError(error);
     metrics.errors.inc({ code: answer.body.code });
     // Our messages are safe to log (src/errors.ts); nothing else from the error is.
-    if (answer.status >= 500) req.log?.error({ err: errorSummary(error) }, 'request failed');
+    if (answer.status >= 500) {
+      logger.error({ reqId: contextOf(res).requestId, err: errorSummary(error) }, 'request failed');
+    }
     if (res.headersSent) return;
     res.status(answer.status).set(answer.headers).json(answer.body);
   });
@@ -248,6 +219,12 @@ export function createApp(deps: AppDeps): Express {
     return validateNamespace(namespace);
   }
 
+  function countPayloads(namespace: string, operation: CodecOperation, payloads: readonly Payload[]): void {
+    for (const [key_version, n] of payloadsByVersion(payloads)) {
+      metrics.payloads.inc({ namespace, operation, key_version }, n);
+    }
+  }
+
   async function requireKeys(namespace: string): Promise<void> {
     // Dev mode creates namespaces on first use; elsewhere an unknown namespace is a clear 404.
     if (config.dev || knownNamespaces.has(namespace)) return;
@@ -255,6 +232,16 @@ export function createApp(deps: AppDeps): Express {
     if (versions.length === 0) throw new NamespaceNotFoundError(namespace);
     knownNamespaces.add(namespace);
   }
+}
+
+/** Payload counts by key version ("none": passed through), one metrics update per version. */
+function payloadsByVersion(payloads: readonly Payload[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const p of payloads) {
+    const v = String(keyVersionOf(p) ?? 'none');
+    counts.set(v, (counts.get(v) ?? 0) + 1);
+  }
+  return counts;
 }
 
 function versionsOf(payloads: readonly Payload[]): number[] {

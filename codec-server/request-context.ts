@@ -5,6 +5,8 @@ import type { Identity } from './auth/identity.ts';
 export interface RequestContext {
   /** Metrics label of the matched route. */
   route: string;
+  /** Set by the request log before any route runs. */
+  requestId?: string;
   identity?: Identity;
   namespace?: string;
 }
