@@ -11,7 +11,7 @@ import proto from '@temporalio/proto';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { encryptionContextOf } from '../../src/codec/payload-format.ts';
 import { esdkKeyName, PROVIDER_ID } from '../../src/esdk/engine.ts';
-import { fastEngine } from '../../src/esdk/fast-engine.ts';
+import { createFastEngine, fastEngine } from '../../src/esdk/fast-engine.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
 import { benchKeyring, payloads } from '../lib/fixtures.ts';
 import { type BenchCase, type CaseResult, measureInterleaved } from '../lib/measure.ts';
@@ -22,13 +22,17 @@ import { formatTable, humanSize, type Suite } from '../lib/suite.ts';
  * run: raw AES-256-GCM on the payload data (one random IV per payload, the floor any encryption
  * pays) and the bare AWS Encryption SDK (`@aws-crypto/client-node`, raw AES keyring, suite 0x0478,
  * default 4 KiB frames). Cases: `raw`, `engine-fast` (fastEngine alone on the payload data, to
- * separate engine from codec cost), `codec-fast` (the default codec), `codec-sdk` (the codec on
- * `sdkEngine`), `sdk-bare`.
+ * separate engine from codec cost), `codec-fast` (the default codec), `codec-nocache` (the codec on
+ * a fast engine without data key caching: a fresh data key and an unwrap per message, as the SDK
+ * does without a caching materials manager), `codec-sdk` (the codec on `sdkEngine`), `sdk-bare`.
+ *
+ * Decode inputs are written by the same codec, as a worker writes them: with data key caching,
+ * payloads encrypted close together share a data key, so decode unwraps once per data key.
  */
 
 const SIZES = [128, 1024, 16 * 1024, 256 * 1024, 1024 * 1024];
 const BATCHES = [1, 100];
-const IMPLS = ['raw', 'engine-fast', 'codec-fast', 'codec-sdk', 'sdk-bare'] as const;
+const IMPLS = ['raw', 'engine-fast', 'codec-fast', 'codec-nocache', 'codec-sdk', 'sdk-bare'] as const;
 type Impl = (typeof IMPLS)[number];
 const ProtoPayload = proto.temporal.api.common.v1.Payload;
 
@@ -42,6 +46,11 @@ export const codecSuite: Suite = {
       const rawKey = Buffer.from(key.material);
       const codecs = {
         'codec-fast': new EncryptionCodec({ namespace: 'default', keys: keyring, engine: fastEngine }),
+        'codec-nocache': new EncryptionCodec({
+          namespace: 'default',
+          keys: keyring,
+          engine: createFastEngine({ dataKeyCache: false }),
+        }),
         'codec-sdk': new EncryptionCodec({ namespace: 'default', keys: keyring, engine: sdkEngine }),
       };
       const client = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
@@ -68,6 +77,7 @@ export const codecSuite: Suite = {
           };
           const engineSealed = await Promise.all(datas.map((d) => fastEngine.encrypt(d, wrapping, context)));
           const encodedFast = await codecs['codec-fast'].encode(input);
+          const encodedNocache = await codecs['codec-nocache'].encode(input);
           const encodedSdk = await codecs['codec-sdk'].encode(input);
           const sdkSealed = await Promise.all(
             datas.map(
@@ -80,6 +90,7 @@ export const codecSuite: Suite = {
             raw: async () => datas.map((d) => rawEncrypt(rawKey, d)),
             'engine-fast': () => Promise.all(datas.map((d) => fastEngine.encrypt(d, wrapping, context))),
             'codec-fast': () => codecs['codec-fast'].encode(input),
+            'codec-nocache': () => codecs['codec-nocache'].encode(input),
             'codec-sdk': () => codecs['codec-sdk'].encode(input),
             'sdk-bare': () =>
               Promise.all(
@@ -90,6 +101,7 @@ export const codecSuite: Suite = {
             raw: async () => rawSealed.map((s) => rawDecrypt(rawKey, s)),
             'engine-fast': () => Promise.all(engineSealed.map((s) => fastEngine.decrypt(s, wrapping))),
             'codec-fast': () => codecs['codec-fast'].decode(encodedFast),
+            'codec-nocache': () => codecs['codec-nocache'].decode(encodedNocache),
             'codec-sdk': () => codecs['codec-sdk'].decode(encodedSdk),
             'sdk-bare': () => Promise.all(sdkSealed.map((s) => client.decrypt(esdkKeyring, s))),
           };
@@ -167,6 +179,7 @@ function renderTable(results: CaseResult[], overhead: Overhead): string {
       'fast÷raw',
       'fast÷raw p50',
       'engine÷raw p50',
+      'nocache÷raw p50',
       'codec-sdk/cpu-s',
       'sdk-bare/cpu-s',
       'fast÷sdk-bare',
@@ -191,6 +204,7 @@ function renderTable(results: CaseResult[], overhead: Overhead): string {
           (fast.itemsPerCpuSecond / raw.itemsPerCpuSecond).toFixed(2),
           (raw.p50Ms / fast.p50Ms).toFixed(2),
           (raw.p50Ms / get('engine-fast').p50Ms).toFixed(2),
+          (raw.p50Ms / get('codec-nocache').p50Ms).toFixed(2),
           fmtRate(get('codec-sdk').itemsPerCpuSecond),
           fmtRate(bare.itemsPerCpuSecond),
           `${(fast.itemsPerCpuSecond / bare.itemsPerCpuSecond).toFixed(1)}x`,
@@ -207,6 +221,7 @@ function renderTable(results: CaseResult[], overhead: Overhead): string {
     'default codec (EncryptionCodec on fastEngine). Latency: wall time per call (a whole batch), all samples.',
     '"÷raw p50" ratios compare median call latencies (raw p50 / other p50): the steadiest figure when the',
     'machine is oversubscribed. engine = fastEngine alone on the same data (no protobuf, no metadata).',
+    'nocache = the codec on a fast engine without data key caching (a data key and an unwrap per message).',
     `Size overhead at 1 KiB (payload of ${overhead.payloadBytes} B serialized): encoded payload +${overhead.codecFast} B ` +
       `with codec-fast (+${overhead.codecSdk} B with codec-sdk); the ESDK message alone adds ` +
       `${overhead.esdkMessageFast} B (fast) / ${overhead.esdkMessageSdk} B (sdk).`,

@@ -57,6 +57,9 @@ export class EncryptionCodec implements PayloadCodec {
   readonly namespace: string;
   readonly #keys: KeyProvider;
   readonly #engine: EsdkEngine;
+  // One WrappingKey object per key material, so the engine's per-key caches (UTF-8 names, data
+  // keys) recognise it from call to call.
+  readonly #wrapping = new WeakMap<Uint8Array, WrappingKey>();
 
   constructor(options: EncryptionCodecOptions) {
     if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
@@ -86,7 +89,7 @@ export class EncryptionCodec implements PayloadCodec {
     if (payloads.length === 0) return [];
     const key = await this.#keys.encryptionKey(this.namespace, payloads.length);
     this.#assertKey(key, key.version);
-    const wrapping = wrappingKeyOf(key);
+    const wrapping = this.#wrappingKeyOf(key);
     const context = encryptionContextOf(this.namespace, key.version);
     const metadata = {
       [METADATA_ENCODING]: utf8.encode(ENCODING_ENCRYPTED),
@@ -128,7 +131,7 @@ export class EncryptionCodec implements PayloadCodec {
     if (!(data instanceof Uint8Array) || data.length === 0) {
       throw new MalformedPayloadError('an encrypted payload has no data');
     }
-    const { plaintext, context } = await this.#engine.decrypt(data, wrappingKeyOf(key));
+    const { plaintext, context } = await this.#engine.decrypt(data, this.#wrappingKeyOf(key));
     const expected = encryptionContextOf(this.namespace, key.version);
     const boundTo = context[CONTEXT_NAMESPACE];
     if (boundTo !== undefined && boundTo !== expected[CONTEXT_NAMESPACE]) {
@@ -178,20 +181,21 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
+  #wrappingKeyOf(key: ResolvedKey): WrappingKey {
+    const known = this.#wrapping.get(key.material);
+    const keyName = esdkKeyName(key.namespace, key.version);
+    if (known?.keyName === keyName) return known;
+    const wrapping = { providerId: PROVIDER_ID, keyName, material: key.material };
+    this.#wrapping.set(key.material, wrapping);
+    return wrapping;
+  }
+
   #assertKey(key: ResolvedKey, version: number): void {
     // Guards against a KeyProvider that answers for another namespace or version than asked.
     if (key.namespace !== this.namespace || key.version !== version || key.material?.length !== 32) {
       throw new InvalidOptionError('keys', `returned a key other than ${keyIdFor(this.namespace, version)}`);
     }
   }
-}
-
-function wrappingKeyOf(key: ResolvedKey): WrappingKey {
-  return {
-    providerId: PROVIDER_ID,
-    keyName: esdkKeyName(key.namespace, key.version),
-    material: key.material,
-  };
 }
 
 /** A metadata value as UTF-8 text; `undefined` when absent or not valid UTF-8. */

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 import { DecryptionFailedError, InvalidOptionError, KeyringError } from '../errors.ts';
-import { type RandomSource, systemRandom } from '../random.ts';
+import { blockRandom, type RandomSource } from '../random.ts';
+import { DataKeyCache, type DataKeyCacheOptions, type EncryptionMaterials } from './data-key-cache.ts';
 import type { EncryptionContext, EsdkEngine, WrappingKey } from './engine.ts';
 import { deriveKeys } from './key-derivation.ts';
 import {
@@ -41,14 +42,21 @@ export const FAST_FRAME_LENGTH = 4 * 1024 * 1024;
 const ALGORITHM = 'aes-256-gcm';
 const WRAPPING_KEY_LENGTH = 32;
 const ZERO_IV = Buffer.alloc(IV_LENGTH);
-/** One random draw per message: data key · message id · IV of the data key wrap. */
-const RANDOM_LENGTH = DATA_KEY_LENGTH + MESSAGE_ID_LENGTH + IV_LENGTH;
+/** A fresh data key: the key and the IV of its wrap, in one draw. */
+const DATA_KEY_DRAW = DATA_KEY_LENGTH + IV_LENGTH;
 
 export interface FastEngineOptions {
-  /** Randomness for data keys, message ids and wrap IVs. Default: the OS CSPRNG. */
+  /** Randomness for data keys, message ids and wrap IVs. Default: the OS CSPRNG, drawn in blocks. */
   random?: RandomSource;
   /** Plaintext bytes per frame, 1 .. 2^32 - 1. Default {@link FAST_FRAME_LENGTH}. */
   frameLength?: number;
+  /**
+   * Data key caching ({@link DataKeyCache}): on by default with its defaults (one data key for up
+   * to 10 000 messages or 60 s per wrapping key and context; unwrapped data keys kept 60 s).
+   * `false`: a fresh data key for every message and an unwrap for every decryption, as the SDK
+   * does without a caching materials manager.
+   */
+  dataKeyCache?: DataKeyCacheOptions | false;
 }
 
 /**
@@ -63,18 +71,21 @@ export interface FastEngineOptions {
  * the SDK in one way: bytes after the final frame are refused (the SDK ignores them).
  */
 export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
-  const random = options.random ?? systemRandom;
+  const random = options.random ?? blockRandom();
   if (typeof random?.bytes !== 'function') throw new InvalidOptionError('random', 'must be a RandomSource');
   const frameLength = options.frameLength ?? FAST_FRAME_LENGTH;
   if (!Number.isInteger(frameLength) || frameLength < 1 || frameLength > MAX_FRAME_LENGTH) {
     throw new InvalidOptionError('frameLength', `must be an integer from 1 to ${MAX_FRAME_LENGTH}`);
   }
+  const cacheOptions = options.dataKeyCache;
+  const cache =
+    cacheOptions === false ? undefined : new DataKeyCache(cacheOptions === undefined ? {} : cacheOptions);
 
   return {
     name: 'fast',
 
     async encrypt(plaintext: Uint8Array, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
-      return encryptMessage(plaintext, key, context, random, frameLength);
+      return encryptMessage(plaintext, key, context, random, frameLength, cache);
     },
 
     async decrypt(
@@ -82,7 +93,7 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
       key: WrappingKey,
     ): Promise<{ plaintext: Uint8Array; context: EncryptionContext }> {
       try {
-        return decryptMessage(message, key);
+        return decryptMessage(message, key, cache);
       } catch (error) {
         // Parse errors are already KeyringErrors; anything else (an OpenSSL tag failure) is opaque.
         if (error instanceof KeyringError) throw error;
@@ -95,8 +106,29 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
 /** The default fast engine: OS randomness, {@link FAST_FRAME_LENGTH} frames. */
 export const fastEngine: EsdkEngine = createFastEngine();
 
-/** UTF-8 provider id and key name, checked once per call. */
-function keyIdentity(key: WrappingKey): { providerId: Buffer; keyName: Buffer; material: Uint8Array } {
+interface KeyIdentity {
+  providerId: Buffer;
+  keyName: Buffer;
+  material: Uint8Array;
+  /** What the identity was computed from, to notice a WrappingKey object changed since. */
+  source: { providerId: string; keyName: string; material: Uint8Array };
+}
+
+// Callers (the codec) pass the same WrappingKey object for a key version again and again; its
+// UTF-8 names are computed once.
+const identities = new WeakMap<WrappingKey, KeyIdentity>();
+
+/** UTF-8 provider id and key name, checked once per WrappingKey object. */
+function keyIdentity(key: WrappingKey): KeyIdentity {
+  const known = key && typeof key === 'object' ? identities.get(key) : undefined;
+  if (
+    known &&
+    known.source.material === key.material &&
+    known.source.keyName === key.keyName &&
+    known.source.providerId === key.providerId
+  ) {
+    return known;
+  }
   if (!(key?.material instanceof Uint8Array) || key.material.length !== WRAPPING_KEY_LENGTH) {
     throw new InvalidOptionError('key.material', `must be ${WRAPPING_KEY_LENGTH} bytes`);
   }
@@ -111,7 +143,40 @@ function keyIdentity(key: WrappingKey): { providerId: Buffer; keyName: Buffer; m
   if (providerId.length > 0xffff || keyName.length + RAW_AES_INFO_SUFFIX_LENGTH > 0xffff) {
     throw new InvalidOptionError('key', 'provider id or key name is too long');
   }
-  return { providerId, keyName, material: key.material };
+  const identity: KeyIdentity = {
+    providerId,
+    keyName,
+    material: key.material,
+    source: { providerId: key.providerId, keyName: key.keyName, material: key.material },
+  };
+  identities.set(key, identity);
+  return identity;
+}
+
+/**
+ * A fresh data key wrapped exactly as the raw AES keyring does: AES-256-GCM under the wrapping
+ * key, AAD = the serialized context; provider info = key name · tag bits · IV length · IV.
+ */
+function newDataKey(identity: KeyIdentity, contextBytes: Buffer, random: RandomSource): EncryptionMaterials {
+  const draw = random.bytes(DATA_KEY_DRAW);
+  if (draw.length !== DATA_KEY_DRAW)
+    throw new InvalidOptionError('random', 'returned the wrong number of bytes');
+  const dataKey = Buffer.from(draw.subarray(0, DATA_KEY_LENGTH));
+  const wrapIv = draw.subarray(DATA_KEY_LENGTH);
+  const { keyName } = identity;
+  const providerInfo = Buffer.allocUnsafe(keyName.length + RAW_AES_INFO_SUFFIX_LENGTH);
+  keyName.copy(providerInfo, 0);
+  providerInfo.writeUInt32BE(TAG_LENGTH * 8, keyName.length);
+  providerInfo.writeUInt32BE(IV_LENGTH, keyName.length + 4);
+  providerInfo.set(wrapIv, keyName.length + 8);
+  const wrap = createCipheriv(ALGORITHM, identity.material, wrapIv);
+  wrap.setAAD(contextBytes);
+  const encryptedDataKey = Buffer.allocUnsafe(RAW_AES_EDK_LENGTH);
+  wrap.update(dataKey).copy(encryptedDataKey, 0);
+  wrap.final();
+  wrap.getAuthTag().copy(encryptedDataKey, DATA_KEY_LENGTH);
+  draw.fill(0);
+  return { dataKey, providerInfo, encryptedDataKey };
 }
 
 function encryptMessage(
@@ -120,40 +185,33 @@ function encryptMessage(
   context: EncryptionContext,
   random: RandomSource,
   frameLength: number,
+  cache: DataKeyCache | undefined,
 ): Uint8Array {
   if (!(plaintext instanceof Uint8Array)) throw new InvalidOptionError('plaintext', 'must be a Uint8Array');
-  const { providerId, keyName, material } = keyIdentity(key);
+  const identity = keyIdentity(key);
   const contextBytes = serializeEncryptionContext(context);
+  const fresh = () => newDataKey(identity, contextBytes, random);
+  const materials = cache
+    ? cache.forEncryption(
+        identity.material,
+        `${key.providerId}\0${key.keyName}\0${contextBytes.toString('latin1')}`,
+        fresh,
+      )
+    : { ...fresh(), last: true };
 
-  const draw = random.bytes(RANDOM_LENGTH);
-  if (draw.length !== RANDOM_LENGTH)
+  const messageId = random.bytes(MESSAGE_ID_LENGTH);
+  if (messageId.length !== MESSAGE_ID_LENGTH) {
     throw new InvalidOptionError('random', 'returned the wrong number of bytes');
-  const dataKey = draw.subarray(0, DATA_KEY_LENGTH);
-  const messageId = draw.subarray(DATA_KEY_LENGTH, DATA_KEY_LENGTH + MESSAGE_ID_LENGTH);
-  const wrapIv = draw.subarray(DATA_KEY_LENGTH + MESSAGE_ID_LENGTH);
-
-  // Raw AES keyring: provider info = key name · tag bits · IV length · IV; AAD = the context.
-  const providerInfo = Buffer.allocUnsafe(keyName.length + RAW_AES_INFO_SUFFIX_LENGTH);
-  keyName.copy(providerInfo, 0);
-  providerInfo.writeUInt32BE(TAG_LENGTH * 8, keyName.length);
-  providerInfo.writeUInt32BE(IV_LENGTH, keyName.length + 4);
-  providerInfo.set(wrapIv, keyName.length + 8);
-  const wrap = createCipheriv(ALGORITHM, material, wrapIv);
-  wrap.setAAD(contextBytes);
-  const encryptedDataKey = Buffer.allocUnsafe(RAW_AES_EDK_LENGTH);
-  wrap.update(dataKey).copy(encryptedDataKey, 0);
-  wrap.final();
-  wrap.getAuthTag().copy(encryptedDataKey, DATA_KEY_LENGTH);
-
-  const derived = deriveKeys(dataKey, messageId);
-  draw.fill(0, 0, DATA_KEY_LENGTH);
+  }
+  const derived = deriveKeys(materials.dataKey, messageId);
+  if (materials.last) materials.dataKey.fill(0);
 
   const fields = {
     messageId,
     context: contextBytes,
-    providerId,
-    providerInfo,
-    encryptedDataKey,
+    providerId: identity.providerId,
+    providerInfo: materials.providerInfo,
+    encryptedDataKey: materials.encryptedDataKey,
     contentType: CONTENT_TYPE_FRAMED,
     frameLength,
     commitment: derived.commitment,
@@ -234,21 +292,32 @@ function sealFrame(
 function decryptMessage(
   message: Uint8Array,
   key: WrappingKey,
+  cache: DataKeyCache | undefined,
 ): { plaintext: Uint8Array; context: EncryptionContext } {
   const bytes = Buffer.isBuffer(message)
     ? message
     : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
   const header = parseHeader(bytes);
-  let identity: ReturnType<typeof keyIdentity>;
+  let identity: KeyIdentity;
   try {
     identity = keyIdentity(key);
   } catch (cause) {
     throw new DecryptionFailedError({ cause });
   }
   const context = parseEncryptionContext(header.context as Buffer);
-  const dataKey = unwrapDataKey(header, identity);
+  assertOurDataKey(header, identity);
+  // The EDK as the cache knows it: provider info (wrap IV included), EDK and context, all of which
+  // the unwrap authenticates.
+  const edkId = cache
+    ? `${(header.providerInfo as Buffer).toString('latin1')}\0${(header.encryptedDataKey as Buffer).toString('latin1')}\0${(header.context as Buffer).toString('latin1')}`
+    : '';
+  let dataKey = cache?.forDecryption(identity.material, edkId);
+  if (!dataKey) {
+    dataKey = unwrapDataKey(header, identity);
+    if (cache) cache.keepDecrypted(identity.material, edkId, dataKey);
+  }
   const derived = deriveKeys(dataKey, header.messageId);
-  dataKey.fill(0);
+  if (!cache) dataKey.fill(0);
   if (!timingSafeEqual(derived.commitment, header.commitment)) throw new DecryptionFailedError();
   try {
     const headerAuth = createDecipheriv(ALGORITHM, derived.key, ZERO_IV);
@@ -266,10 +335,10 @@ function decryptMessage(
 }
 
 /**
- * Unwraps the data key if, and only if, the EDK is exactly ours: same provider id bytes, provider
- * info = our key name followed by exactly 128 · 12 · IV (no prefix match), 48-byte ciphertext.
+ * Refuses an EDK that is not exactly ours: same provider id bytes, provider info = our key name
+ * followed by exactly 128 · 12 · IV (no prefix match), 48-byte ciphertext.
  */
-function unwrapDataKey(header: ParsedHeader, identity: ReturnType<typeof keyIdentity>): Buffer {
+function assertOurDataKey(header: ParsedHeader, identity: KeyIdentity): void {
   const info = header.providerInfo as Buffer;
   const nameLength = identity.keyName.length;
   if (
@@ -282,6 +351,12 @@ function unwrapDataKey(header: ParsedHeader, identity: ReturnType<typeof keyIden
   ) {
     throw new DecryptionFailedError();
   }
+}
+
+/** Unwraps the data key of an EDK {@link assertOurDataKey} accepted. */
+function unwrapDataKey(header: ParsedHeader, identity: KeyIdentity): Buffer {
+  const info = header.providerInfo as Buffer;
+  const nameLength = identity.keyName.length;
   const edk = header.encryptedDataKey as Buffer;
   const unwrap = createDecipheriv(ALGORITHM, identity.material, info.subarray(nameLength + 8));
   unwrap.setAAD(header.context);

@@ -57,20 +57,21 @@ describe('fastEngine', () => {
     expect(Buffer.from(header.context).equals(serializeEncryptionContext({ a: '1', b: '2' }))).toBe(true);
   });
 
-  it('draws randomness once per message and is deterministic given it', async () => {
+  it('without a cache: draws a data key and a message id per message, and is deterministic given them', async () => {
     const draws: number[] = [];
     const fixed = randomBytes(76);
     const engine = createFastEngine({
+      dataKeyCache: false,
       random: {
         bytes: (n) => {
           draws.push(n);
-          return Buffer.from(fixed);
+          return Buffer.from(fixed.subarray(0, n));
         },
       },
     });
     const a = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
     const b = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
-    expect(draws).toEqual([76, 76]);
+    expect(draws).toEqual([44, 32, 44, 32]);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
   });
 
