@@ -6,6 +6,9 @@
  *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
  * - `baseline`: the least a decoding server can do: bare Express + cors + express.json, and raw
  *   node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data.
+ * - `codec-bare`: the baseline's Express + cors + express.json with the codec (payload JSON
+ *   mapping and `EncryptionCodec` on the default engine) instead of raw AES-GCM, and nothing else:
+ *   what the message format costs, apart from what auth, logs and metrics cost.
  * Both listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
  * `/decode` request body of n encrypted 1 KiB payloads. They answer the message `cpu` with
  * `process.cpuUsage()`, and exit when the parent goes away (or after 30 minutes).
@@ -17,7 +20,7 @@ import express from 'express';
 import pino from 'pino';
 import { parseServerConfig } from '../../codec-server/config.ts';
 import { startServer } from '../../codec-server/main.ts';
-import { payloadsToBody } from '../../codec-server/payload-json.ts';
+import { parsePayloadsBody, payloadsToBody } from '../../codec-server/payload-json.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { LocalKek } from '../../src/kek.ts';
 import { Keyring } from '../../src/keyring.ts';
@@ -104,5 +107,28 @@ async function baselineServer(): Promise<{ url: string; bodies: Record<number, s
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
 }
 
-const ready = mode === 'codec' ? await codecServer() : await baselineServer();
+async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, string> }> {
+  const keystore = new MemoryKeystore();
+  const keyring = await Keyring.open({
+    keystore,
+    kek: new LocalKek(randomBytes(32)),
+    meter: new UsageMeter({ keystore }),
+  });
+  await keyring.createNamespace('default');
+  const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
+  const app = express();
+  app.use(cors({ origin: [BENCH_ORIGIN] }));
+  app.use(express.json({ limit: '8mb' }));
+  app.post('/decode', async (req, res) => {
+    res.json(payloadsToBody(await codec.decode(parsePayloadsBody(req.body))));
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const bodies: Record<number, string> = {};
+  for (const n of BATCHES) bodies[n] = JSON.stringify(payloadsToBody(await codec.encode(payloads(SIZE, n))));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+}
+
+const servers = { codec: codecServer, 'codec-bare': bareCodecServer, baseline: baselineServer } as const;
+const ready = await servers[mode as keyof typeof servers]();
 process.send!({ ready });

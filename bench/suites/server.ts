@@ -9,8 +9,10 @@ import { formatTable, type Suite } from '../lib/suite.ts';
  * The codec server's `/decode` over HTTP on loopback under autocannon, with 1 and with 20 payloads
  * of 1 KiB per request, against a baseline server measured in the same run (bare Express + cors +
  * raw node:crypto AES-256-GCM, no auth, no logs, no metrics). The codec server runs as deployed:
- * static token auth, CORS, metrics, access and audit logs. Both servers are child processes
- * (server-child.ts) so that their CPU time per request is their own (`process.cpuUsage`).
+ * static token auth, CORS, metrics, access and audit logs. A third server, `codec-bare`, is the
+ * baseline with the codec in place of raw AES-GCM: codec-bare / baseline is what the ESDK message
+ * format costs, codec / codec-bare what auth, logs and metrics cost. All servers are child
+ * processes (server-child.ts) so that their CPU time per request is their own (`process.cpuUsage`).
  *
  * Cases run interleaved, in a rotating order, for several rounds; each figure is the median over
  * rounds. Load generator and servers share the machine, alike for both servers.
@@ -19,7 +21,7 @@ import { formatTable, type Suite } from '../lib/suite.ts';
 const CHILD = fileURLToPath(new URL('./server-child.ts', import.meta.url));
 const ORIGIN = 'http://localhost:8233';
 const BATCHES = [1, 20] as const;
-const SERVERS = ['codec', 'baseline'] as const;
+const SERVERS = ['codec', 'codec-bare', 'baseline'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 // autocannon ships no types: the little of it used here.
@@ -77,7 +79,7 @@ interface Sample {
 export const serverSuite: Suite = {
   name: 'server',
   description:
-    'codec server POST /decode (1 and 20 x 1 KiB) vs bare Express + cors + raw AES-GCM, over loopback',
+    'codec server POST /decode (1 and 20 x 1 KiB) vs bare Express + cors + raw AES-GCM (and + the codec), over loopback',
   async run({ quick, log }) {
     const token = randomBytes(24).toString('base64url');
     const sha = createHash('sha256').update(token).digest('hex');
@@ -149,10 +151,15 @@ export const serverSuite: Suite = {
       });
       const find = (name: ServerName, batch: number) =>
         data.find((d) => d.server === name && d.batch === batch)!;
+      const ratio = (a: ServerName, b: ServerName, batch: number) => ({
+        payloadsPerSecond: find(a, batch).payloadsPerSecond / find(b, batch).payloadsPerSecond,
+        cpuPerRequest: find(a, batch).cpuUsPerRequest / find(b, batch).cpuUsPerRequest,
+      });
       const ratios = BATCHES.map((batch) => ({
         batch,
-        payloadsPerSecond: find('codec', batch).payloadsPerSecond / find('baseline', batch).payloadsPerSecond,
-        cpuPerRequest: find('codec', batch).cpuUsPerRequest / find('baseline', batch).cpuUsPerRequest,
+        ...ratio('codec', 'baseline', batch),
+        format: ratio('codec-bare', 'baseline', batch),
+        features: ratio('codec', 'codec-bare', batch),
       }));
       const rows: (string | number)[][] = [
         ['case', 'req/s', 'payloads/s', 'p50 ms', 'p99 ms', 'CPU us/req', 'failures'],
@@ -167,11 +174,17 @@ export const serverSuite: Suite = {
         ]),
       ];
       const ratioRows: (string | number)[][] = [
-        ['codec / baseline', 'payloads/s', 'CPU per request'],
+        [
+          'payloads/s (CPU per request)',
+          'codec / baseline',
+          'codec-bare / baseline (format)',
+          'codec / codec-bare (auth, logs, metrics)',
+        ],
         ...ratios.map((r) => [
           `1KiB/x${r.batch}`,
-          r.payloadsPerSecond.toFixed(2),
-          r.cpuPerRequest.toFixed(2),
+          `${r.payloadsPerSecond.toFixed(2)} (${r.cpuPerRequest.toFixed(2)})`,
+          `${r.format.payloadsPerSecond.toFixed(2)} (${r.format.cpuPerRequest.toFixed(2)})`,
+          `${r.features.payloadsPerSecond.toFixed(2)} (${r.features.cpuPerRequest.toFixed(2)})`,
         ]),
       ];
       const table = `${formatTable(rows)}\n\n${formatTable(ratioRows)}\n(${rounds} rounds x ${seconds} s per case, ${connections} connections; median over rounds)`;
