@@ -3,6 +3,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import pino from 'pino';
 import { type Clock, systemClock } from '../src/clock.ts';
 import { EncryptionCodec, keyVersionOf } from '../src/codec/encryption-codec.ts';
+import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import { NamespaceMismatchError, NamespaceNotFoundError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { errorSummary, type Keyring } from '../src/keyring.ts';
@@ -33,9 +34,11 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Default: from `config.auth` (`createAuthenticator`). */
   auth?: Authenticator;
-  /** ESDK engine of the codec. Default: the codec's default (`sdkEngine`). */
+  /** ESDK engine of the codec. Default: the codec's default (`fastEngine`). */
   engine?: EsdkEngine;
-  /** Builds the codec of a namespace. Default: `new EncryptionCodec({ namespace, keys: keyring, engine })`. */
+  /** The payload format `/encode` writes (`/decode` reads both). Default: the codec's default, 1. */
+  payloadFormat?: PayloadFormat;
+  /** Builds the codec of a namespace. Default: `new EncryptionCodec({ namespace, keys: keyring, engine, format })`. */
   codecFor?: (namespace: string) => PayloadCodec;
 }
 
@@ -59,7 +62,8 @@ export function createApp(deps: AppDeps): Express {
   const codecs = new Map<string, PayloadCodec>();
   const codecFor =
     deps.codecFor ??
-    ((namespace: string) => new EncryptionCodec({ namespace, keys: keyring, engine: deps.engine }));
+    ((namespace: string) =>
+      new EncryptionCodec({ namespace, keys: keyring, engine: deps.engine, format: deps.payloadFormat }));
   const knownNamespaces = new Set<string>();
 
   const app = express();

@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { Clock } from '../src/clock.ts';
+import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import type { Keyring } from '../src/keyring.ts';
 import { type AppDeps, createApp, type PinoLogger } from './app.ts';
@@ -20,6 +21,8 @@ export interface StartServerOptions {
   logger?: PinoLogger;
   clock?: Clock;
   engine?: EsdkEngine;
+  /** See `AppDeps.payloadFormat`. */
+  payloadFormat?: PayloadFormat;
   metrics?: Metrics;
   auth?: Authenticator;
   /** See `AppDeps.codecFor`. */
@@ -52,6 +55,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     metrics: options.metrics ?? new Metrics({ defaultMetrics: true }),
     auth: options.auth,
     engine: options.engine,
+    payloadFormat: options.payloadFormat,
     codecFor: options.codecFor,
   });
   const server = config.tls ? https.createServer(await tlsOptions(config.tls), app) : http.createServer(app);

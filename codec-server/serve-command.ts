@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import pino from 'pino';
+import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import { resolveSettings, type SettingsFlags } from '../src/config/resolve-settings.ts';
 import { InvalidOptionError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
@@ -23,6 +24,7 @@ export const SERVE_ENV = {
   tlsClientCa: 'TEMPORAL_KEYRING_TLS_CLIENT_CA',
   dev: 'TEMPORAL_KEYRING_DEV',
   engine: 'TEMPORAL_KEYRING_ENGINE',
+  payloadFormat: 'TEMPORAL_KEYRING_PAYLOAD_FORMAT',
   logLevel: 'TEMPORAL_KEYRING_LOG_LEVEL',
   rotator: 'TEMPORAL_KEYRING_ROTATOR',
 } as const;
@@ -39,6 +41,7 @@ export interface ServeFlags {
   tlsKey?: string;
   tlsClientCa?: string;
   engine?: string;
+  payloadFormat?: string;
   logLevel?: string;
   /** commander's `--no-rotator` sets this to false. */
   rotator?: boolean;
@@ -84,6 +87,12 @@ export function registerServeCommand(program: Command): Command {
         '--engine <engine>',
         `ESDK engine: fast (node:crypto) or sdk (the AWS Encryption SDK itself; same bytes) (env ${SERVE_ENV.engine}; default fast)`,
       ).choices(['sdk', 'fast']),
+    )
+    .addOption(
+      new Option(
+        '--payload-format <format>',
+        `payload format /encode writes: 1, or 2 (compact, ~100 B smaller; readers before 0.2.0 cannot read it); /decode reads both (env ${SERVE_ENV.payloadFormat}; default 1)`,
+      ).choices(['1', '2']),
     )
     .addOption(
       new Option('--log-level <level>', `log level (env ${SERVE_ENV.logLevel}; default info)`).choices([
@@ -175,6 +184,7 @@ export async function runServe(
 
   const engineName = flags.engine ?? env[SERVE_ENV.engine] ?? 'fast';
   const engine = await loadEngine(engineName);
+  const payloadFormat = parsePayloadFormat(flags.payloadFormat ?? env[SERVE_ENV.payloadFormat] ?? '1');
   const opened = await openKeyring({
     keystore: settings.keystore.kind === 'file' ? settings.keystore.dir : settings.keystore.connectionString,
     kek,
@@ -206,6 +216,7 @@ export async function runServe(
       closeKeyring,
       logger,
       engine,
+      payloadFormat,
       metrics,
     });
     rotator?.start();
@@ -220,6 +231,11 @@ async function loadEngine(name: string): Promise<EsdkEngine> {
   if (name === 'sdk') return (await import('../src/esdk/sdk-engine.ts')).sdkEngine;
   if (name === 'fast') return (await import('../src/esdk/fast-engine.ts')).fastEngine;
   throw new InvalidOptionError('--engine', 'must be sdk or fast');
+}
+
+function parsePayloadFormat(text: string): PayloadFormat {
+  if (text === '1' || text === '2') return Number(text) as PayloadFormat;
+  throw new InvalidOptionError('--payload-format', `must be 1 or 2 (env ${SERVE_ENV.payloadFormat})`);
 }
 
 /** The server section as flags > env > config file give it, before validation. */

@@ -15,13 +15,18 @@ export {
   keyVersionOf,
 } from './codec/encryption-codec.ts';
 export {
+  COMPACT_CONTEXT_KEY_VERSION,
+  COMPACT_CONTEXT_NAMESPACE,
+  COMPACT_PROVIDER_ID,
   CONTEXT_KEY_VERSION,
   CONTEXT_NAMESPACE,
   ENCODING_ENCRYPTED,
   encryptionContextOf,
+  formatContextOf,
   METADATA_ENCODING,
   METADATA_KEY_ID,
   METADATA_KEY_VERSION,
+  type PayloadFormat,
   parseKeyVersion,
 } from './codec/payload-format.ts';
 export {
@@ -71,6 +76,7 @@ export {
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
+export { DATA_KEY_CACHE_DEFAULTS, type DataKeyCacheOptions } from './esdk/data-key-cache.ts';
 // ESDK engines
 export {
   type EncryptionContext,
@@ -79,6 +85,12 @@ export {
   PROVIDER_ID,
   type WrappingKey,
 } from './esdk/engine.ts';
+export {
+  createFastEngine,
+  FAST_FRAME_LENGTH,
+  type FastEngineOptions,
+  fastEngine,
+} from './esdk/fast-engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
 export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek.ts';
 // Key-encryption keys
@@ -130,7 +142,7 @@ export {
   openKeyring,
 } from './open-keyring.ts';
 export { type OpenKeystoreOptions, openKeystore } from './open-keystore.ts';
-export { type RandomSource, systemRandom } from './random.ts';
+export { blockRandom, type RandomSource, systemRandom } from './random.ts';
 // Usage metering and rotation
 export {
   AES_GCM_RANDOM_IV_LIMIT,

@@ -14,7 +14,7 @@ import { registerTokenCommands } from './commands/token-create.ts';
 import { EXIT, reportError } from './exit-codes.ts';
 
 /** The package version, for `--version`. */
-const VERSION = '0.1.0';
+const VERSION = '0.2.0';
 
 /**
  * The `temporal-keyring` command tree. Global options are read by every command through

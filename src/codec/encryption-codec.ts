@@ -7,19 +7,21 @@ import {
   NamespaceMismatchError,
 } from '../errors.ts';
 import type { EsdkEngine, WrappingKey } from '../esdk/engine.ts';
-import { esdkKeyName, PROVIDER_ID } from '../esdk/engine.ts';
 import { fastEngine } from '../esdk/fast-engine.ts';
+import { parseEncryptionContext, parseHeader } from '../esdk/message-format.ts';
 import type { KeyProvider, ResolvedKey } from '../keyring.ts';
 import { isValidNamespace, validateNamespace } from '../namespace.ts';
 import {
-  CONTEXT_KEY_VERSION,
-  CONTEXT_NAMESPACE,
   ENCODING_ENCRYPTED,
-  encryptionContextOf,
+  FORMATS,
+  type FormatNames,
+  formatContextOf,
   keyIdFor,
   METADATA_ENCODING,
   METADATA_KEY_ID,
   METADATA_KEY_VERSION,
+  PAYLOAD_FORMATS,
+  type PayloadFormat,
   parseKeyVersion,
 } from './payload-format.ts';
 
@@ -36,6 +38,12 @@ export interface EncryptionCodecOptions {
    * AWS Encryption SDK, verified by test/esdk/differential.test.ts); `sdkEngine` is the SDK itself.
    */
   engine?: EsdkEngine;
+  /**
+   * The format `encode` writes (docs/payload-format.md); `decode` reads both. Default `1`. Format 2
+   * (compact) is ~100 bytes smaller per payload, and readers before 0.2.0 cannot read it: switch
+   * once every worker, client and codec server reading the namespace runs 0.2.0 or later.
+   */
+  format?: PayloadFormat;
 }
 
 const utf8 = new TextEncoder();
@@ -57,9 +65,13 @@ export class EncryptionCodec implements PayloadCodec {
   readonly namespace: string;
   readonly #keys: KeyProvider;
   readonly #engine: EsdkEngine;
-  // One WrappingKey object per key material, so the engine's per-key caches (UTF-8 names, data
-  // keys) recognise it from call to call.
-  readonly #wrapping = new WeakMap<Uint8Array, WrappingKey>();
+  readonly #format: FormatNames;
+  // One WrappingKey object per key material and format, so the engine's per-key caches (UTF-8
+  // names, data keys) recognise it from call to call.
+  readonly #wrapping: Record<PayloadFormat, WeakMap<Uint8Array, WrappingKey>> = {
+    1: new WeakMap(),
+    2: new WeakMap(),
+  };
 
   constructor(options: EncryptionCodecOptions) {
     if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
@@ -75,9 +87,18 @@ export class EncryptionCodec implements PayloadCodec {
     ) {
       throw new InvalidOptionError('engine', 'must be an EsdkEngine (sdkEngine or fastEngine)');
     }
+    if (options.format !== undefined && !PAYLOAD_FORMATS.includes(options.format)) {
+      throw new InvalidOptionError('format', 'must be 1 or 2');
+    }
+    this.#format = FORMATS[options.format ?? 1];
     this.#keys = keys;
     // The one place the default engine is chosen.
     this.#engine = engine ?? fastEngine;
+  }
+
+  /** The payload format `encode` writes. */
+  get format(): PayloadFormat {
+    return this.#format.format;
   }
 
   /** Name of the engine in use (`sdk` or `fast`), for logs. */
@@ -89,13 +110,13 @@ export class EncryptionCodec implements PayloadCodec {
     if (payloads.length === 0) return [];
     const key = await this.#keys.encryptionKey(this.namespace, payloads.length);
     this.#assertKey(key, key.version);
-    const wrapping = this.#wrappingKeyOf(key);
-    const context = encryptionContextOf(this.namespace, key.version);
-    const metadata = {
-      [METADATA_ENCODING]: utf8.encode(ENCODING_ENCRYPTED),
-      [METADATA_KEY_ID]: utf8.encode(keyIdFor(this.namespace, key.version)),
-      [METADATA_KEY_VERSION]: utf8.encode(String(key.version)),
-    };
+    const format = this.#format;
+    const wrapping = this.#wrappingKeyOf(key, format);
+    const context = formatContextOf(format.format, this.namespace, key.version);
+    const metadata: Record<string, Uint8Array> = { [METADATA_ENCODING]: utf8.encode(ENCODING_ENCRYPTED) };
+    if (format.keyIdInMetadata)
+      metadata[METADATA_KEY_ID] = utf8.encode(keyIdFor(this.namespace, key.version));
+    metadata[METADATA_KEY_VERSION] = utf8.encode(String(key.version));
     return Promise.all(
       payloads.map(async (payload) => {
         const plaintext = ProtoPayload.encode(payload).finish();
@@ -108,33 +129,43 @@ export class EncryptionCodec implements PayloadCodec {
 
   async decode(payloads: Payload[], _context?: SerializationContext): Promise<Payload[]> {
     // Parse everything first, so a malformed payload fails the batch before any key is fetched.
-    const versions = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
+    const named = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
     const keys = new Map<number, Promise<ResolvedKey>>();
-    for (const v of versions) {
-      if (v !== undefined && !keys.has(v)) keys.set(v, this.#keys.decryptionKey(this.namespace, v));
+    for (const n of named) {
+      if (n !== undefined && !keys.has(n.version)) {
+        keys.set(n.version, this.#keys.decryptionKey(this.namespace, n.version));
+      }
     }
     // Settle every lookup (no unhandled rejections), then fail on the first error in order.
     await Promise.allSettled(keys.values());
     return Promise.all(
       payloads.map(async (payload, i) => {
-        const version = versions[i];
-        if (version === undefined) return payload;
-        const key = await keys.get(version)!;
-        this.#assertKey(key, version);
-        return this.#decryptOne(payload, key);
+        const n = named[i];
+        if (n === undefined) return payload;
+        const key = await keys.get(n.version)!;
+        this.#assertKey(key, n.version);
+        return this.#decryptOne(payload, key, n.format);
       }),
     );
   }
 
-  async #decryptOne(payload: Payload, key: ResolvedKey): Promise<Payload> {
+  async #decryptOne(payload: Payload, key: ResolvedKey, format: FormatNames): Promise<Payload> {
     const data = payload.data;
     if (!(data instanceof Uint8Array) || data.length === 0) {
       throw new MalformedPayloadError('an encrypted payload has no data');
     }
-    const { plaintext, context } = await this.#engine.decrypt(data, this.#wrappingKeyOf(key));
-    const expected = encryptionContextOf(this.namespace, key.version);
-    const boundTo = context[CONTEXT_NAMESPACE];
-    if (boundTo !== undefined && boundTo !== expected[CONTEXT_NAMESPACE]) {
+    let decrypted: Awaited<ReturnType<EsdkEngine['decrypt']>>;
+    try {
+      decrypted = await this.#engine.decrypt(data, this.#wrappingKeyOf(key, format));
+    } catch (error) {
+      // Format 2 names its namespace only in the message's (plaintext, authenticated) context:
+      // a payload of another namespace fails to decrypt, and the header says why.
+      if (format.format === 2 && error instanceof DecryptionFailedError) this.#explainFormat2Failure(data);
+      throw error;
+    }
+    const { plaintext, context } = decrypted;
+    const boundTo = context[format.contextNamespace];
+    if (boundTo !== undefined && boundTo !== this.namespace) {
       throw new NamespaceMismatchError(
         `the payload is bound to another namespace than "${this.namespace}" (its encryption context differs)`,
       );
@@ -143,7 +174,7 @@ export class EncryptionCodec implements PayloadCodec {
     if (
       Object.keys(context).length !== 2 ||
       boundTo === undefined ||
-      context[CONTEXT_KEY_VERSION] !== expected[CONTEXT_KEY_VERSION]
+      context[format.contextKeyVersion] !== String(key.version)
     ) {
       throw new DecryptionFailedError();
     }
@@ -154,15 +185,47 @@ export class EncryptionCodec implements PayloadCodec {
     }
   }
 
-  /** The version an encrypted payload names, checked strictly against its key id and our namespace. */
-  #versionOf(payload: Payload): number {
+  /**
+   * Why a format 2 payload failed to decrypt, when its message header (plaintext, and not secret)
+   * tells: it binds another namespace (NamespaceMismatchError), or it is a format 1 message whose
+   * `encryption-key-id` was removed (MalformedPayloadError). Otherwise the opaque failure stands.
+   */
+  #explainFormat2Failure(data: Uint8Array): void {
+    let context: Record<string, string>;
+    try {
+      const header = parseHeader(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      context = parseEncryptionContext(header.context as Buffer);
+    } catch {
+      return;
+    }
+    if (Object.hasOwn(context, FORMATS[1].contextNamespace)) {
+      throw new MalformedPayloadError(
+        `an encrypted payload of format 1 has no "${METADATA_KEY_ID}" metadata`,
+      );
+    }
+    const claimed = Object.hasOwn(context, FORMATS[2].contextNamespace)
+      ? context[FORMATS[2].contextNamespace]
+      : undefined;
+    if (claimed !== undefined && claimed !== this.namespace && isValidNamespace(claimed)) {
+      throw new NamespaceMismatchError(
+        `the payload was encrypted for namespace "${claimed}", not "${this.namespace}"`,
+      );
+    }
+  }
+
+  /**
+   * The version and format an encrypted payload names: format 1 carries the key id too, checked
+   * strictly against the version and our namespace; format 2 carries the version alone.
+   */
+  #versionOf(payload: Payload): { version: number; format: FormatNames } {
     const versionText = metadataString(payload, METADATA_KEY_VERSION);
     const version = versionText === undefined ? undefined : parseKeyVersion(versionText);
     if (version === undefined) {
       throw new MalformedPayloadError(`an encrypted payload has no valid "${METADATA_KEY_VERSION}" metadata`);
     }
+    if (payload.metadata?.[METADATA_KEY_ID] === undefined) return { version, format: FORMATS[2] };
     const keyId = metadataString(payload, METADATA_KEY_ID);
-    if (keyId === keyIdFor(this.namespace, version)) return version;
+    if (keyId === keyIdFor(this.namespace, version)) return { version, format: FORMATS[1] };
     const slash = keyId?.lastIndexOf('/') ?? -1;
     const claimed = keyId?.slice(0, slash);
     if (
@@ -181,12 +244,13 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  #wrappingKeyOf(key: ResolvedKey): WrappingKey {
-    const known = this.#wrapping.get(key.material);
-    const keyName = esdkKeyName(key.namespace, key.version);
+  #wrappingKeyOf(key: ResolvedKey, format: FormatNames): WrappingKey {
+    const cache = this.#wrapping[format.format];
+    const known = cache.get(key.material);
+    const keyName = format.keyName(key.namespace, key.version);
     if (known?.keyName === keyName) return known;
-    const wrapping = { providerId: PROVIDER_ID, keyName, material: key.material };
-    this.#wrapping.set(key.material, wrapping);
+    const wrapping = { providerId: format.providerId, keyName, material: key.material };
+    cache.set(key.material, wrapping);
     return wrapping;
   }
 

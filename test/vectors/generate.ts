@@ -7,6 +7,7 @@
  * Run by hand, never from a test:
  *
  *   node --import tsx test/vectors/generate.ts            # writes test/vectors/v1.json if absent
+ *   node --import tsx test/vectors/generate.ts --format 2 # writes test/vectors/v2.json if absent
  *   node --import tsx test/vectors/generate.ts --out /tmp/v1.json
  *
  * It refuses to overwrite an existing file: vectors are a record of the past, not a snapshot to
@@ -90,15 +91,26 @@ class VectorKeys implements KeyProvider {
 }
 
 async function main(): Promise<void> {
+  const formatIndex = process.argv.indexOf('--format');
+  const format = formatIndex > 0 ? Number(process.argv[formatIndex + 1]) : 1;
+  if (format !== 1 && format !== 2) {
+    console.error('--format must be 1 or 2');
+    process.exit(2);
+  }
   const outIndex = process.argv.indexOf('--out');
-  const out = outIndex > 0 ? process.argv[outIndex + 1]! : join(dirname(fileURLToPath(import.meta.url)), 'v1.json');
+  const out =
+    outIndex > 0 ? process.argv[outIndex + 1]! : join(dirname(fileURLToPath(import.meta.url)), `v${format}.json`);
   if (existsSync(out)) {
     console.error(`${out} exists; vectors are never regenerated. Write a new file with --out.`);
     process.exit(1);
   }
   const vectors = [];
   for (const input of inputs) {
-    const codec = new EncryptionCodec({ namespace: input.namespace, keys: new VectorKeys(input.namespace, input.version) });
+    const codec = new EncryptionCodec({
+      namespace: input.namespace,
+      keys: new VectorKeys(input.namespace, input.version),
+      format,
+    });
     const [encoded] = await codec.encode([input.payload]);
     vectors.push({
       name: input.name,
@@ -112,7 +124,7 @@ async function main(): Promise<void> {
   const document = {
     description:
       'Known-answer vectors for temporal-keyring encrypted payloads. Test data only: the keys are public. Generated once by test/vectors/generate.ts; never regenerate, add a new file instead.',
-    format: 1,
+    format,
     engine: codecEngineName(),
     generatedAt: new Date().toISOString(),
     vectors,
