@@ -4,6 +4,7 @@ import { KEY_STATES } from '../src/key-version.ts';
 import type { Keyring } from '../src/keyring.ts';
 import type { Logger } from '../src/logger.ts';
 import { validateNamespace } from '../src/namespace.ts';
+import { assertPropagated } from '../src/rotation-policy.ts';
 import type { Authenticator } from './auth/identity.ts';
 import type { ServerConfig } from './config.ts';
 import { HttpError, malformed } from './http-error.ts';
@@ -12,8 +13,9 @@ import { contextOf, isLoopback } from './request-context.ts';
 /**
  * Key administration over HTTP, mounted at `/admin`:
  * - `GET  /admin/namespaces/{ns}/keys`: versions with state and usage;
- * - `POST /admin/namespaces/{ns}/keys/rotate` `{"mode": "immediate" | "prepublish"}` (body optional);
- *   every POST needs `Content-Type: application/json`.
+ * - `POST /admin/namespaces/{ns}/keys/rotate` `{"mode": "immediate" | "prepublish", "force": false}`
+ *   (body optional). Activating a prepublished version before its propagation delay has passed is
+ *   refused (409) unless `force`; every POST needs `Content-Type: application/json`.
  * - `POST /admin/namespaces/{ns}/keys/{version}/state` `{"state": "inactive" | ...}`.
  *
  * Needs the `admin` permission on the namespace (JWT `<ns>:admin`, or a token with `admin`). In
@@ -25,6 +27,8 @@ export function adminRouter(deps: {
   config: ServerConfig;
   /** The audit logger: every key change is recorded there. */
   audit: Logger;
+  /** A namespace's propagation delay (ms), from its rotation policy. */
+  propagationDelay: (namespace: string) => number;
 }): Router {
   const { keyring, auth, audit } = deps;
   const record = (_req: Request, res: Response, action: string, details: object) => {
@@ -89,14 +93,22 @@ export function adminRouter(deps: {
     res.json({ namespace, versions: withUsage });
   });
 
-  const rotateBody = z.strictObject({ mode: z.enum(['immediate', 'prepublish']).default('immediate') });
+  const rotateBody = z.strictObject({
+    mode: z.enum(['immediate', 'prepublish']).default('immediate'),
+    force: z.boolean().default(false),
+  });
   router.post('/namespaces/:namespace/keys/rotate', async (req: Request, res: Response) => {
     const namespace = await authorize(req, res);
-    const { mode } = await body(req, res, rotateBody);
+    const { mode, force } = await body(req, res, rotateBody);
+    if (mode === 'immediate' && !force) {
+      const pending = (await keyring.versions(namespace)).find((v) => v.state === 'prepublished');
+      assertPropagated(pending, deps.propagationDelay(namespace), keyring.clock.now(), 'send "force": true');
+    }
     const result = await keyring.rotate(namespace, { mode });
     record(req, res, 'rotate', {
       namespace,
       mode,
+      force,
       performed: result.performed,
       version: result.current.version,
     });

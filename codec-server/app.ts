@@ -8,6 +8,7 @@ import { NamespaceMismatchError, NamespaceNotFoundError } from '../src/errors.ts
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { errorSummary, type Keyring } from '../src/keyring.ts';
 import { validateNamespace } from '../src/namespace.ts';
+import { DEFAULT_ROTATION_POLICY, type RotationPolicy } from '../src/rotation-policy.ts';
 import { adminRouter } from './admin-routes.ts';
 import { auditLogger, writeAudit } from './audit.ts';
 import { type Authenticator, createAuthenticator } from './auth/authenticator.ts';
@@ -38,6 +39,11 @@ export interface AppDeps {
   engine?: EsdkEngine;
   /** The payload format `/encode` writes (`/decode` reads both). Default: the codec's default, 1. */
   payloadFormat?: PayloadFormat;
+  /**
+   * Rotation policy of a namespace: the admin API refuses to activate a prepublished version
+   * before its `propagationDelay`. Default: {@link DEFAULT_ROTATION_POLICY} for every namespace.
+   */
+  rotationPolicy?: (namespace: string) => RotationPolicy;
   /** Builds the codec of a namespace. Default: `new EncryptionCodec({ namespace, keys: keyring, engine, format })`. */
   codecFor?: (namespace: string) => PayloadCodec;
 }
@@ -178,7 +184,11 @@ export function createApp(deps: AppDeps): Express {
   codecPaths.post('/:namespace/:op', codecRoute);
   app.use(config.pathPrefix || '/', codecPaths);
   app.use(opsRouter({ keyring, config, metrics }));
-  if (config.admin.enabled) app.use('/admin', adminRouter({ keyring, auth, config, audit }));
+  if (config.admin.enabled) {
+    const policy = deps.rotationPolicy ?? (() => DEFAULT_ROTATION_POLICY);
+    const propagationDelay = (namespace: string) => policy(namespace).propagationDelay;
+    app.use('/admin', adminRouter({ keyring, auth, config, audit, propagationDelay }));
+  }
 
   app.use((_req: Request, _res: Response) => {
     throw new HttpError(

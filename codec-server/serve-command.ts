@@ -218,6 +218,7 @@ export async function runServe(
       engine,
       payloadFormat,
       metrics,
+      rotationPolicy: (ns) => settings.rotationPolicy(ns),
     });
     rotator?.start();
     return running;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InvalidOptionError } from './errors.ts';
+import { InvalidOptionError, InvalidStateTransitionError } from './errors.ts';
 
 /**
  * When a namespace's key is rotated: the per-namespace policy the {@link Rotator} applies to the
@@ -188,4 +188,25 @@ export function resolvePolicy(
     );
   }
   return policy;
+}
+
+/**
+ * Phase two of a two-phase rotation (activating the prepublished version) before its propagation
+ * delay has passed would let a process encrypt with a version that others have not loaded yet:
+ * the one check both the CLI (`keys rotate`) and the admin API (`POST .../keys/rotate`) make
+ * before activating one. Throws `InvalidStateTransitionError` naming when it may be activated;
+ * `override` says how to activate it anyway (`--force`, `"force": true`).
+ */
+export function assertPropagated(
+  pending: { keyId: string; createdAt: number } | undefined,
+  propagationDelay: number,
+  now: number,
+  override: string,
+): void {
+  if (!pending) return;
+  const age = now - pending.createdAt;
+  if (age >= propagationDelay) return;
+  throw new InvalidStateTransitionError(
+    `${pending.keyId} was prepublished ${formatDuration(age)} ago; the propagation delay is ${formatDuration(propagationDelay)}, so activate it after ${new Date(pending.createdAt + propagationDelay).toISOString()} (or ${override})`,
+  );
 }

@@ -112,7 +112,11 @@ export const codecSuite: Suite = {
         }
       }
 
-      const overhead = await measureOverhead(codecs['codec-fast'], codecs['codec-sdk']);
+      const overhead = await measureOverhead(
+        codecs['codec-fast'],
+        codecs['codec-sdk'],
+        new EncryptionCodec({ namespace: 'default', keys: keyring, format: 2 }),
+      );
       log(`${cases.length} cases, interleaved`);
       const results = await measureInterleaved(cases, {
         rounds: quick ? 2 : 5,
@@ -149,21 +153,29 @@ interface Overhead {
   /** Encoded payload (protobuf) size minus the original's: what encryption adds per payload. */
   codecFast: number;
   codecSdk: number;
+  /** The same with payload format 2 (compact). */
+  codecCompact: number;
   /** ESDK message length minus its plaintext (the serialized original payload). */
   esdkMessageFast: number;
   esdkMessageSdk: number;
 }
 
 /** Exact size overhead per payload at 1 KiB of data. */
-async function measureOverhead(fast: EncryptionCodec, sdk: EncryptionCodec): Promise<Overhead> {
+async function measureOverhead(
+  fast: EncryptionCodec,
+  sdk: EncryptionCodec,
+  compact: EncryptionCodec,
+): Promise<Overhead> {
   const [p] = payloads(1024, 1) as [Payload];
   const original = ProtoPayload.encode(p).finish().length;
   const [f] = (await fast.encode([p])) as [Payload];
   const [s] = (await sdk.encode([p])) as [Payload];
+  const [c] = (await compact.encode([p])) as [Payload];
   return {
     payloadBytes: original,
     codecFast: ProtoPayload.encode(f).finish().length - original,
     codecSdk: ProtoPayload.encode(s).finish().length - original,
+    codecCompact: ProtoPayload.encode(c).finish().length - original,
     esdkMessageFast: (f.data as Uint8Array).length - original,
     esdkMessageSdk: (s.data as Uint8Array).length - original,
   };
@@ -224,7 +236,7 @@ function renderTable(results: CaseResult[], overhead: Overhead): string {
     'nocache = the codec on a fast engine without data key caching (a data key and an unwrap per message).',
     `Size overhead at 1 KiB (payload of ${overhead.payloadBytes} B serialized): encoded payload +${overhead.codecFast} B ` +
       `with codec-fast (+${overhead.codecSdk} B with codec-sdk); the ESDK message alone adds ` +
-      `${overhead.esdkMessageFast} B (fast) / ${overhead.esdkMessageSdk} B (sdk).`,
+      `${overhead.esdkMessageFast} B (fast) / ${overhead.esdkMessageSdk} B (sdk). Payload format 2 (compact): +${overhead.codecCompact} B.`,
   ];
   return `${formatTable(rows)}\n\n${notes.join('\n')}`;
 }

@@ -357,6 +357,29 @@ describe('codec routes (tokens, path prefix)', () => {
     expect(body.versions[0]!.usage).toEqual({ reserved: 0, used: 0 });
   });
 
+  it('refuses to activate a prepublished version over the admin API before its propagation delay', async () => {
+    const admin = { Authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    const rotate = (body: object) =>
+      fetch(`${s.url}/admin/namespaces/default/keys/rotate`, {
+        method: 'POST',
+        headers: admin,
+        body: JSON.stringify(body),
+      });
+    const next = (await s.keyring.versions('default')).length + 1;
+    const prepublished = await rotate({ mode: 'prepublish' });
+    expect(await prepublished.json()).toMatchObject({ current: { version: next, state: 'prepublished' } });
+    const early = await rotate({});
+    expect(early.status).toBe(409);
+    const refusal = (await early.json()) as { code: string; message: string };
+    expect(refusal.code).toBe('ERR_INVALID_STATE_TRANSITION');
+    expect(refusal.message).toMatch(/propagation delay is 2 ?min.*"force": true/);
+    s.clock.advance(2 * 60_000);
+    expect(await (await rotate({})).json()).toMatchObject({ current: { version: next, state: 'active' } });
+    await rotate({ mode: 'prepublish' });
+    const forced = await rotate({ force: true });
+    expect(await forced.json()).toMatchObject({ current: { version: next + 1, state: 'active' } });
+  });
+
   it('answers 503 when the keystore is unavailable, on /readyz and on a codec request', async () => {
     keystore.down = true;
     try {

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { InvalidStateTransitionError } from '../../errors.ts';
-import { formatDuration } from '../../rotation-policy.ts';
+import { assertPropagated } from '../../rotation-policy.ts';
 import { withKeyring } from '../context.ts';
 import { out, printJson, versionJson } from '../output.ts';
 import { namespaceArg } from './parse.ts';
@@ -27,15 +26,9 @@ export function registerKeysRotateCommand(keys: Command): void {
         const mode = options.prepublish ? 'prepublish' : 'immediate';
         const result = await withKeyring(command, async ({ keyring }, settings) => {
           if (mode === 'immediate' && !options.force) {
-            // Phase two before every process has seen the new version would defeat phase one.
             const pending = (await keyring.versions(namespace)).find((v) => v.state === 'prepublished');
             const delay = settings.rotationPolicy(namespace).propagationDelay;
-            const age = keyring.clock.now() - (pending?.createdAt ?? 0);
-            if (pending && age < delay) {
-              throw new InvalidStateTransitionError(
-                `${pending.keyId} was prepublished ${formatDuration(age)} ago; the propagation delay is ${formatDuration(delay)}, so activate it after ${new Date(pending.createdAt + delay).toISOString()} (or pass --force)`,
-              );
-            }
+            assertPropagated(pending, delay, keyring.clock.now(), 'pass --force');
           }
           return keyring.rotate(namespace, { mode });
         });
