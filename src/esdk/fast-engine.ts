@@ -63,8 +63,9 @@ export interface FastEngineOptions {
  * Builds an {@link EsdkEngine} on `node:crypto` alone: the same message bytes as
  * `@aws-crypto/client-node` with a `RawAesKeyringNode` (message format 2, suite 0x0478, one raw
  * AES encrypted data key), without streams, materials managers or per-message promise chains.
- * Per message it draws randomness once and uses three HMACs and three AES-GCM contexts (data key
- * wrap, header tag, body). Verified byte-compatible with the SDK in both directions by
+ * Per message it draws a message id, and uses three HMACs and two AES-GCM contexts (header tag,
+ * body); a data key is drawn and wrapped (a third context) only when the {@link DataKeyCache} has
+ * none to reuse. Verified byte-compatible with the SDK in both directions by
  * test/esdk/differential.test.ts.
  *
  * Decrypt reads framed messages of any frame length and non-framed messages, and is stricter than
