@@ -24,6 +24,7 @@ import {
   type PayloadFormat,
   parseKeyVersion,
 } from './payload-format.ts';
+import { serializePayload } from './serialize-payload.ts';
 
 // The proto package is CommonJS: its namespaces are reachable through the default export only.
 const ProtoPayload = proto.temporal.api.common.v1.Payload;
@@ -119,8 +120,7 @@ export class EncryptionCodec implements PayloadCodec {
     metadata[METADATA_KEY_VERSION] = utf8.encode(String(key.version));
     return Promise.all(
       payloads.map(async (payload) => {
-        const plaintext = ProtoPayload.encode(payload).finish();
-        const data = await this.#engine.encrypt(plaintext, wrapping, context);
+        const data = await this.#engine.encrypt(serializePayload(payload), wrapping, context);
         // Each payload gets its own metadata object: callers may mutate what they receive.
         return { metadata: { ...metadata }, data };
       }),

@@ -9,8 +9,13 @@
 export interface EsdkEngine {
   /** Short name for logs and benchmarks: `sdk` or `fast`. */
   readonly name: string;
-  /** Encrypts `plaintext` into one ESDK message under `key`, binding `context` into it. */
-  encrypt(plaintext: Uint8Array, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array>;
+  /**
+   * Encrypts `plaintext` into one ESDK message under `key`, binding `context` into it. The
+   * plaintext may come in parts, encrypted as their concatenation: the codec passes a large
+   * payload's serialized header and its data apart, so that the data is not first copied into one
+   * buffer.
+   */
+  encrypt(plaintext: Plaintext, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array>;
   /**
    * Decrypts one ESDK message with `key`. Refuses any suite other than 0x0478, more than one
    * encrypted data key, and a data key not wrapped by exactly `key`. Every failure is a
@@ -21,6 +26,14 @@ export interface EsdkEngine {
     message: Uint8Array,
     key: WrappingKey,
   ): Promise<{ plaintext: Uint8Array; context: EncryptionContext }>;
+}
+
+/** Bytes to encrypt: one buffer, or parts in order. */
+export type Plaintext = Uint8Array | readonly Uint8Array[];
+
+/** One buffer holding `plaintext` (the buffer itself when it is one already). */
+export function joinPlaintext(plaintext: Plaintext): Uint8Array {
+  return plaintext instanceof Uint8Array ? plaintext : Buffer.concat(plaintext);
 }
 
 /** A raw AES wrapping key as the ESDK's raw AES keyring names it. */

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 import { DecryptionFailedError, InvalidOptionError, KeyringError } from '../errors.ts';
 import { blockRandom, type RandomSource } from '../random.ts';
 import { DataKeyCache, type DataKeyCacheOptions, type EncryptionMaterials } from './data-key-cache.ts';
-import type { EncryptionContext, EsdkEngine, WrappingKey } from './engine.ts';
+import type { EncryptionContext, EsdkEngine, Plaintext, WrappingKey } from './engine.ts';
 import { deriveKeys } from './key-derivation.ts';
 import {
   bodyAad,
@@ -85,7 +85,7 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
   return {
     name: 'fast',
 
-    async encrypt(plaintext: Uint8Array, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
+    async encrypt(plaintext: Plaintext, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
       return encryptMessage(plaintext, key, context, random, frameLength, cache);
     },
 
@@ -181,14 +181,27 @@ function newDataKey(identity: KeyIdentity, contextBytes: Buffer, random: RandomS
 }
 
 function encryptMessage(
-  plaintext: Uint8Array,
+  input: Plaintext,
   key: WrappingKey,
   context: EncryptionContext,
   random: RandomSource,
   frameLength: number,
   cache: DataKeyCache | undefined,
 ): Uint8Array {
-  if (!(plaintext instanceof Uint8Array)) throw new InvalidOptionError('plaintext', 'must be a Uint8Array');
+  // Parts that fit one frame are encrypted where they lie; more than a frame's worth is joined first.
+  let plaintext: Uint8Array | undefined;
+  let parts: readonly Uint8Array[] = [];
+  let total = 0;
+  if (input instanceof Uint8Array) {
+    plaintext = input;
+    total = input.length;
+  } else if (Array.isArray(input) && input.every((part) => part instanceof Uint8Array)) {
+    for (const part of input) total += part.length;
+    if (total > frameLength) plaintext = Buffer.concat(input);
+    else parts = input;
+  } else {
+    throw new InvalidOptionError('plaintext', 'must be a Uint8Array or an array of them');
+  }
   const identity = keyIdentity(key);
   const contextBytes = serializeEncryptionContext(context);
   const fresh = () => newDataKey(identity, contextBytes, random);
@@ -218,7 +231,7 @@ function encryptMessage(
     commitment: derived.commitment,
   };
   const headerLength = headerBodyLength(fields);
-  const out = Buffer.allocUnsafe(headerLength + TAG_LENGTH + framedBodyLength(plaintext.length, frameLength));
+  const out = Buffer.allocUnsafe(headerLength + TAG_LENGTH + framedBodyLength(total, frameLength));
   writeHeaderBody(fields, out);
   const headerAuth = createCipheriv(ALGORITHM, derived.key, ZERO_IV);
   headerAuth.setAAD(out.subarray(0, headerLength));
@@ -229,24 +242,16 @@ function encryptMessage(
   let offset = 0;
   let sequenceNumber = 1;
   // Regular frames while more than one frame's worth remains; the rest (maybe 0 bytes) is final.
-  while (plaintext.length - offset > frameLength) {
+  while (total - offset > frameLength) {
     out.writeUInt32BE(sequenceNumber, pos);
     writeFrameIv(out, pos + 4, sequenceNumber);
-    pos = sealFrame(
-      out,
-      pos + 4,
-      derived.key,
-      messageId,
-      FRAME_AAD,
-      sequenceNumber,
-      plaintext,
-      offset,
-      frameLength,
-    );
+    pos = sealFrame(out, pos + 4, derived.key, messageId, FRAME_AAD, sequenceNumber, frameLength, [
+      plaintext!.subarray(offset, offset + frameLength),
+    ]);
     offset += frameLength;
     sequenceNumber++;
   }
-  const last = plaintext.length - offset;
+  const last = total - offset;
   out.writeUInt32BE(SEQUENCE_NUMBER_END, pos);
   out.writeUInt32BE(sequenceNumber, pos + 4);
   writeFrameIv(out, pos + 8, sequenceNumber);
@@ -260,16 +265,15 @@ function encryptMessage(
     messageId,
     FINAL_FRAME_AAD,
     sequenceNumber,
-    plaintext,
-    offset,
     last,
+    plaintext ? [plaintext.subarray(offset)] : parts,
     4,
   );
   derived.key.fill(0);
   return out;
 }
 
-/** Encrypts one frame whose IV is at `ivPos`; returns the position after its tag. */
+/** Encrypts one frame of `length` bytes (`content`, in parts) whose IV is at `ivPos`; returns the position after its tag. */
 function sealFrame(
   out: Buffer,
   ivPos: number,
@@ -277,15 +281,14 @@ function sealFrame(
   messageId: Uint8Array,
   aadContent: Buffer,
   sequenceNumber: number,
-  plaintext: Uint8Array,
-  offset: number,
   length: number,
+  content: readonly Uint8Array[],
   gap = 0,
 ): number {
   const cipher = createCipheriv(ALGORITHM, key, out.subarray(ivPos, ivPos + IV_LENGTH));
   cipher.setAAD(bodyAad(messageId, aadContent, sequenceNumber, length));
   let pos = ivPos + IV_LENGTH + gap;
-  if (length > 0) pos += cipher.update(plaintext.subarray(offset, offset + length)).copy(out, pos);
+  for (const part of content) if (part.length > 0) pos += cipher.update(part).copy(out, pos);
   cipher.final();
   return pos + cipher.getAuthTag().copy(out, pos);
 }

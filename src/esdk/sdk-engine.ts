@@ -6,7 +6,13 @@ import {
   RawAesWrappingSuiteIdentifier,
 } from '@aws-crypto/client-node';
 import { DecryptionFailedError, MalformedPayloadError } from '../errors.ts';
-import type { EncryptionContext, EsdkEngine, WrappingKey } from './engine.ts';
+import {
+  type EncryptionContext,
+  type EsdkEngine,
+  joinPlaintext,
+  type Plaintext,
+  type WrappingKey,
+} from './engine.ts';
 
 /** ESDK message format version this library writes and reads. */
 export const ESDK_MESSAGE_VERSION = 0x02;
@@ -57,7 +63,8 @@ function keyringFor(key: WrappingKey): RawAesKeyringNode {
 export const sdkEngine: EsdkEngine = {
   name: 'sdk',
 
-  async encrypt(plaintext: Uint8Array, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
+  async encrypt(parts: Plaintext, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
+    const plaintext = joinPlaintext(parts);
     const { result } = await client.encrypt(keyringFor(key), plaintext, {
       suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY,
       encryptionContext: context,

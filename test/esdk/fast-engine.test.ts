@@ -6,6 +6,7 @@ import { esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engin
 import { createFastEngine, FAST_FRAME_LENGTH, fastEngine } from '../../src/esdk/fast-engine.ts';
 import { hmacSha512 } from '../../src/esdk/key-derivation.ts';
 import { parseHeader, serializeEncryptionContext } from '../../src/esdk/message-format.ts';
+import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
 
 const key: WrappingKey = {
   providerId: PROVIDER_ID,
@@ -73,6 +74,24 @@ describe('fastEngine', () => {
     const b = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
     expect(draws).toEqual([44, 32, 44, 32]);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+  });
+
+  it('encrypts plaintext given in parts as their concatenation, within a frame or across frames', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 5 }),
+        fc.constantFrom(8, FAST_FRAME_LENGTH),
+        async (parts, frameLength) => {
+          const engine = createFastEngine({ frameLength });
+          const message = await engine.encrypt(parts, key, { a: 'b' });
+          const joined = Buffer.concat(parts);
+          expect(Buffer.from((await sdkEngine.decrypt(message, key)).plaintext).equals(joined)).toBe(true);
+          expect(Buffer.from((await engine.decrypt(message, key)).plaintext).equals(joined)).toBe(true);
+        },
+      ),
+      { numRuns: 100 },
+    );
+    await expect(fastEngine.encrypt([Buffer.alloc(1), 'x' as never], key, {})).rejects.toThrow(/plaintext/);
   });
 
   it('validates options and inputs up front, naming the field', async () => {
