@@ -43,9 +43,13 @@ const BLOCK = 128; // SHA-512 block size
 const DIGEST = 64;
 
 // Scratch blocks reused across calls (the function is synchronous, so calls never interleave):
-// the KDF runs three HMACs per message and allocation showed up as GC time. Zeroed after use.
-const innerScratch = Buffer.alloc(BLOCK + DIGEST);
-const outerScratch = Buffer.alloc(BLOCK + DIGEST);
+// the KDF runs three HMACs per message and allocation showed up as GC time. Between calls they
+// hold only the pads (0x36 / 0x5c, the padded key's zero bytes XORed in); each call writes its key
+// over the first bytes and puts the pads back, and zeroes the message and digest areas after use.
+const innerScratch = Buffer.alloc(BLOCK + DIGEST, 0x36);
+const outerScratch = Buffer.alloc(BLOCK + DIGEST, 0x5c);
+innerScratch.fill(0, BLOCK);
+outerScratch.fill(0, BLOCK);
 
 /**
  * HMAC-SHA512 (RFC 2104) for keys of at most one block, which is all HKDF needs here (32-byte
@@ -53,17 +57,19 @@ const outerScratch = Buffer.alloc(BLOCK + DIGEST);
  */
 export function hmacSha512(key: Uint8Array, message: Uint8Array): Buffer {
   if (key.length > BLOCK) throw new RangeError('hmacSha512: key longer than one block');
-  const inner = message.length <= DIGEST ? innerScratch : Buffer.allocUnsafe(BLOCK + message.length);
+  const pooled = message.length <= DIGEST;
+  const inner = pooled ? innerScratch : Buffer.alloc(BLOCK + message.length, 0x36);
   const outer = outerScratch;
-  for (let i = 0; i < BLOCK; i++) {
-    const k = i < key.length ? key[i]! : 0;
-    inner[i] = k ^ 0x36;
-    outer[i] = k ^ 0x5c;
+  for (let i = 0; i < key.length; i++) {
+    inner[i] = key[i]! ^ 0x36;
+    outer[i] = key[i]! ^ 0x5c;
   }
   inner.set(message, BLOCK);
   outer.set(hash('sha512', inner.subarray(0, BLOCK + message.length), 'buffer'), BLOCK);
-  inner.fill(0);
+  inner.fill(0x36, 0, key.length);
+  inner.fill(0, BLOCK);
   const mac = hash('sha512', outer, 'buffer');
-  outer.fill(0);
+  outer.fill(0x5c, 0, key.length);
+  outer.fill(0, BLOCK);
   return mac;
 }
