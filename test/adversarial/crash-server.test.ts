@@ -116,8 +116,10 @@ describe.each(backends)('a codec server SIGKILLed under load (%s keystore)', (_n
           const ns = NAMESPACES[(id + i) % NAMESPACES.length]!;
           try {
             if ((id + i) % 17 === 0) {
+              // force: activate a prepublished version at once; one server process, nothing to propagate to.
               const r = await post(`${url}/admin/namespaces/${ns}/keys/rotate`, {
                 mode: i % 2 ? 'prepublish' : 'immediate',
+                force: true,
               });
               expect(r.status).toBe(200);
               rotations++;

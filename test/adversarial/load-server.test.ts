@@ -139,7 +139,8 @@ describe('codec server under sustained load', () => {
         const ns = NAMESPACES[n % NAMESPACES.length]!;
         const mode = n % 2 === 0 ? 'immediate' : 'prepublish';
         rotating = rotating.then(async () => {
-          const { status, json } = await post(`/admin/namespaces/${ns}/keys/rotate`, { mode });
+          // force: activate a prepublished version at once; one server process, nothing to propagate to.
+          const { status, json } = await post(`/admin/namespaces/${ns}/keys/rotate`, { mode, force: true });
           if (status !== 200) fail(`rotate ${ns} ${mode}: ${status} ${JSON.stringify(json)}`);
           else rotations++;
         });
