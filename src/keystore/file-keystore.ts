@@ -161,8 +161,7 @@ export class FileKeystore implements Keystore {
         if (await store.#readMarker()) return;
         // Our own leftovers, and the lost+found of a volume mounted at the directory, do not count.
         const entries = (await fsp.readdir(dir)).filter(
-          (e) =>
-            e !== LOCK && e !== 'lost+found' && !e.startsWith(TEMP_PREFIX) && !e.startsWith(`${LOCK}.stale-`),
+          (e) => e !== LOCK && e !== 'lost+found' && !e.startsWith(TEMP_PREFIX) && !e.startsWith(`${LOCK}.`),
         );
         if (entries.length > 0) {
           throw new InvalidOptionError('dir', `${dir} is not empty and holds no temporal-keyring keystore`);

@@ -14,9 +14,10 @@ import { FILE_MODE, isNotFound } from './atomic-file.ts';
  * lock path, which fails if it exists) and names its holder: pid, host, random token. A waiter
  * takes over a lock whose holder is gone: at once when the holder is a dead pid on this host (a
  * SIGKILLed process), or after `staleMs` without the holder refreshing the file's mtime (a holder
- * on another host sharing the directory). Takeover renames the stale file away and checks that it
- * took the very file it judged stale, so two waiters never both win. Within one process, holders
- * of the same lock path queue in memory first, so they never spin on each other.
+ * on another host sharing the directory). Takeovers are serialized by a second lock file
+ * (`<lock>.break`): under it a waiter re-reads the lock and removes it only if it is still the
+ * very file it judged stale, so a waiter never removes a lock another has just taken. Within one
+ * process, holders of the same lock path queue in memory first, so they never spin on each other.
  */
 export interface FileLockOptions {
   /** Longest wait for the lock before {@link LockTimeoutError}. */
@@ -89,29 +90,11 @@ export class FileLock {
       token: randomBytes(12).toString('hex'),
       at: Date.now(),
     };
-    const dir = dirname(this.path);
     let delay = 2;
     let holder: Owner | undefined;
     for (;;) {
-      const temp = join(dir, `.tmp-${basename(this.path)}-${owner.token}`);
-      try {
-        await fsp.writeFile(temp, JSON.stringify(owner), { mode: FILE_MODE, flag: 'wx' });
-        await fsp.link(temp, this.path);
-        return this.#held(owner);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') {
-          throw new KeystoreUnavailableError(
-            `cannot take the keystore lock ${this.path} (${code ?? 'error'})`,
-            {
-              cause: error,
-            },
-          );
-        }
-      } finally {
-        await fsp.unlink(temp).catch(() => {});
-      }
-      holder = await this.#takeOverIfStale();
+      if (await createExclusive(this.path, owner)) return this.#held(owner);
+      holder = await this.#takeOverIfStale(owner);
       if (!holder) continue; // it was stale (or vanished): try again at once
       if (Date.now() >= deadline) {
         throw new LockTimeoutError(
@@ -126,38 +109,69 @@ export class FileLock {
   }
 
   /** Returns the live holder, or `undefined` after removing a stale lock (or finding none). */
-  async #takeOverIfStale(): Promise<Owner | undefined> {
-    let text: string;
+  async #takeOverIfStale(owner: Owner): Promise<Owner | undefined> {
+    const seen = await this.#inspect(this.path);
+    if (!seen) return undefined;
+    if (!seen.stale) return seen.owner;
+    // Breaking is serialized by a second lock file. Without it, two waiters that both judged the
+    // same file stale could interleave so that the second removes the lock the first has just
+    // taken, and two processes would write at once (a lost update, seen under load in CI).
+    const breaker = `${this.path}.break`;
+    if (!(await createExclusive(breaker, owner))) {
+      await this.#clearStaleBreaker(breaker);
+      return seen.owner; // someone else is breaking it: wait, then look again
+    }
+    try {
+      // Under the breaker nobody else removes the lock file, and nobody can create one while it
+      // exists: if it is still the very file judged stale, removing it removes only that.
+      const again = await this.#inspect(this.path);
+      if (again?.stale && again.owner.token === seen.owner.token && again.raw === seen.raw) {
+        await fsp.unlink(this.path).catch((error) => {
+          if (!isNotFound(error)) throw error;
+        });
+      }
+    } finally {
+      await fsp.unlink(breaker).catch(() => {});
+    }
+    return undefined;
+  }
+
+  /**
+   * A breaker whose holder died mid-break (it holds the breaker for a few file operations) is
+   * removed, after checking that the file moved aside is the one judged stale.
+   */
+  async #clearStaleBreaker(breaker: string): Promise<void> {
+    const seen = await this.#inspect(breaker);
+    if (!seen?.stale) return;
+    const aside = `${breaker}.stale-${randomBytes(6).toString('hex')}`;
+    try {
+      await fsp.rename(breaker, aside);
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    const taken = await fsp.readFile(aside, 'utf8').catch(() => '');
+    if (taken !== seen.raw) await fsp.link(aside, breaker).catch(() => {});
+    await fsp.unlink(aside).catch(() => {});
+  }
+
+  /** Who holds a lock file, and whether it is stale; `undefined` when there is none. */
+  async #inspect(path: string): Promise<{ owner: Owner; raw: string; stale: boolean } | undefined> {
+    let raw: string;
     let mtimeMs: number;
     try {
-      text = await fsp.readFile(this.path, 'utf8');
-      mtimeMs = (await fsp.stat(this.path)).mtimeMs;
+      raw = await fsp.readFile(path, 'utf8');
+      mtimeMs = (await fsp.stat(path)).mtimeMs;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
     }
-    const parsed = ownerSchema.safeParse(safeJson(text));
-    // The lock file is always written complete before it appears; garbage means someone else's file.
-    const seen: Owner = parsed.success ? parsed.data : { pid: -1, host: '?', token: '?', at: 0 };
-    const dead = parsed.success && seen.host === hostname() && !isAlive(seen.pid);
+    const parsed = ownerSchema.safeParse(safeJson(raw));
+    // A lock file is always written complete before it appears; garbage means someone else's file.
+    const owner: Owner = parsed.success ? parsed.data : { pid: -1, host: '?', token: '?', at: 0 };
+    const dead = parsed.success && owner.host === hostname() && !isAlive(owner.pid);
     const expired = Date.now() - mtimeMs > this.#options.staleMs;
-    if (!dead && !expired) return seen;
-    const aside = `${this.path}.stale-${randomBytes(6).toString('hex')}`;
-    try {
-      await fsp.rename(this.path, aside);
-    } catch (error) {
-      if (isNotFound(error)) return undefined; // another waiter took it over first
-      throw error;
-    }
-    const taken = safeJson(await fsp.readFile(aside, 'utf8').catch(() => ''));
-    if (parsed.success && (taken as Owner | undefined)?.token !== seen.token) {
-      // Between our read and our rename a new holder took the lock: put its file back.
-      await fsp.link(aside, this.path).catch(() => {});
-      await fsp.unlink(aside).catch(() => {});
-      return seen;
-    }
-    await fsp.unlink(aside).catch(() => {});
-    return undefined;
+    return { owner, raw, stale: dead || expired };
   }
 
   #held(owner: Owner): () => Promise<void> {
@@ -174,6 +188,26 @@ export class FileLock {
       const current = safeJson(await fsp.readFile(this.path, 'utf8').catch(() => ''));
       if ((current as Owner | undefined)?.token === owner.token) await fsp.unlink(this.path).catch(() => {});
     };
+  }
+}
+
+/** Creates `path` holding `owner`, complete and atomically; false if it exists. */
+async function createExclusive(path: string, owner: Owner): Promise<boolean> {
+  const temp = join(dirname(path), `.tmp-${basename(path)}-${owner.token}`);
+  try {
+    await fsp.writeFile(temp, JSON.stringify(owner), { mode: FILE_MODE, flag: 'wx' });
+    await fsp.link(temp, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new KeystoreUnavailableError(
+      `cannot take the keystore lock ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      {
+        cause: error,
+      },
+    );
+  } finally {
+    await fsp.unlink(temp).catch(() => {});
   }
 }
 
