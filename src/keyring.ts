@@ -35,7 +35,9 @@ export interface ResolvedKey {
 
 /**
  * What the codec needs from a keyring: the key to encrypt with now, and the key a payload names.
- * {@link Keyring} implements it; so can anything that holds keys another way.
+ * {@link Keyring} implements it; so can anything that holds keys another way. Return the same
+ * `material` object for a version every time, as the Keyring does: the fast engine's data key
+ * cache is keyed by it, so fresh copies work but never hit the cache.
  */
 export interface KeyProvider {
   /** The namespace's active key, after accounting for `count` encryptions with it. */
