@@ -111,8 +111,8 @@ interface KeyIdentity {
   providerId: Buffer;
   keyName: Buffer;
   material: Uint8Array;
-  /** What the identity was computed from, to notice a WrappingKey object changed since. */
-  source: { providerId: string; keyName: string; material: Uint8Array };
+  /** The names it was computed from, to notice a WrappingKey object changed since. */
+  names: { providerId: string; keyName: string };
 }
 
 // Callers (the codec) pass the same WrappingKey object for a key version again and again; its
@@ -124,9 +124,9 @@ function keyIdentity(key: WrappingKey): KeyIdentity {
   const known = key && typeof key === 'object' ? identities.get(key) : undefined;
   if (
     known &&
-    known.source.material === key.material &&
-    known.source.keyName === key.keyName &&
-    known.source.providerId === key.providerId
+    known.material === key.material &&
+    known.names.keyName === key.keyName &&
+    known.names.providerId === key.providerId
   ) {
     return known;
   }
@@ -148,7 +148,7 @@ function keyIdentity(key: WrappingKey): KeyIdentity {
     providerId,
     keyName,
     material: key.material,
-    source: { providerId: key.providerId, keyName: key.keyName, material: key.material },
+    names: { providerId: key.providerId, keyName: key.keyName },
   };
   identities.set(key, identity);
   return identity;
