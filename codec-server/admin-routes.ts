@@ -1,12 +1,12 @@
 import express, { type Request, type Response, Router } from 'express';
 import { z } from 'zod';
-import { KEY_STATES } from '../src/key-version.ts';
-import type { Keyring } from '../src/keyring.ts';
-import type { Logger } from '../src/logger.ts';
-import { validateNamespace } from '../src/namespace.ts';
-import { assertPropagated } from '../src/rotation-policy.ts';
+import type { ServerConfig } from '../src/config/server-config.ts';
+import type { Keyring } from '../src/keyring/keyring.ts';
+import { KEY_STATES } from '../src/model/key-version.ts';
+import { validateNamespace } from '../src/model/namespace.ts';
+import { assertPropagated } from '../src/rotation/rotation-policy.ts';
+import type { Logger } from '../src/runtime/logger.ts';
 import type { Authenticator } from './auth/identity.ts';
-import type { ServerConfig } from './config.ts';
 import { HttpError, malformed } from './http-error.ts';
 import { contextOf, isLoopback } from './request-context.ts';
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../src/logger.ts';
+import type { Logger } from '../src/runtime/logger.ts';
 import type { Identity } from './auth/identity.ts';
 
 /**

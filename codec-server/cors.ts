@@ -1,6 +1,6 @@
 import cors from 'cors';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { ServerConfig } from './config.ts';
+import type { ServerConfig } from '../src/config/server-config.ts';
 
 /** Request headers the Web UI and CLI send that a preflight must allow. */
 export const CORS_ALLOWED_HEADERS = ['content-type', 'x-namespace', 'authorization', 'authorization-extras'];

@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { generateKekBase64 } from '../src/kek-source.ts';
+import { generateKekBase64 } from '../src/kek/kek-source.ts';
 
 /**
  * Dev mode's KEK: generated once and kept in a file beside the data directory (never inside it, so

@@ -2,13 +2,13 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import type { Clock } from '../src/clock.ts';
 import type { PayloadFormat } from '../src/codec/payload-format.ts';
+import type { ServerConfig } from '../src/config/server-config.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
-import type { Keyring } from '../src/keyring.ts';
+import type { Keyring } from '../src/keyring/keyring.ts';
+import type { Clock } from '../src/runtime/clock.ts';
 import { type AppDeps, createApp, type PinoLogger } from './app.ts';
 import type { Authenticator } from './auth/identity.ts';
-import type { ServerConfig } from './config.ts';
 import { Metrics } from './metrics.ts';
 import { tlsOptions } from './tls.ts';
 

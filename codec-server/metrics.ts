@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { RotatorMetrics } from '../src/rotator.ts';
+import type { RotatorMetrics } from '../src/rotation/rotator.ts';
 
 /**
  * The codec server's Prometheus metrics, on a registry of their own (one per app, so tests and

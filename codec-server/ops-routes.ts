@@ -1,10 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
 import { type Request, type Response, Router } from 'express';
+import type { ServerConfig } from '../src/config/server-config.ts';
 import { isKeyringError, KekMismatchError, KeystoreUnavailableError } from '../src/errors.ts';
-import type { Keyring } from '../src/keyring.ts';
+import type { Keyring } from '../src/keyring/keyring.ts';
 import { sha256 } from './auth/static-tokens.ts';
 import { credentialOf, unauthenticated } from './auth/unauthenticated.ts';
-import type { ServerConfig } from './config.ts';
 import type { Metrics } from './metrics.ts';
 import { contextOf } from './request-context.ts';
 

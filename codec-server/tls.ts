@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ServerOptions } from 'node:https';
+import type { ServerConfig } from '../src/config/server-config.ts';
 import { InvalidOptionError } from '../src/errors.ts';
-import type { ServerConfig } from './config.ts';
 
 /**
  * HTTPS options from the `tls` section: certificate and key, and with `clientCa` mutual TLS

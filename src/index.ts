@@ -4,8 +4,6 @@
  * The public API, listed explicitly: nothing is public unless it is named here.
  */
 
-// Injected dependencies
-export { type Clock, ManualClock, systemClock } from './clock.ts';
 // The codec and its wire format
 export {
   EncryptionCodec,
@@ -35,12 +33,6 @@ export {
   type KeyringConfig,
   type NamespaceConfig,
 } from './config/config-schema.ts';
-export {
-  DEFAULT_DATA_DIR,
-  describeKeystoreLocation,
-  type KeystoreLocation,
-  parseKeystoreLocation,
-} from './config/keystore-location.ts';
 export { type LoadedConfig, loadConfigFile, parseConfig } from './config/load-config.ts';
 export {
   ENV,
@@ -49,7 +41,6 @@ export {
   resolveSettings,
   type SettingsFlags,
 } from './config/resolve-settings.ts';
-export type { EncryptionMeter } from './encryption-meter.ts';
 // Errors (stable `code`s)
 export {
   DecryptionFailedError,
@@ -92,7 +83,7 @@ export {
   fastEngine,
 } from './esdk/fast-engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
-export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek.ts';
+export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 // Key-encryption keys
 export {
   generateKekBase64,
@@ -100,7 +91,35 @@ export {
   kekFromPassphrase,
   type LoadKekOptions,
   loadKek,
-} from './kek-source.ts';
+} from './kek/kek-source.ts';
+export type { EncryptionMeter } from './keyring/encryption-meter.ts';
+// The keyring
+export {
+  DATA_KEY_LENGTH,
+  type KeyProvider,
+  Keyring,
+  type KeyringOptions,
+  type ResolvedKey,
+  type RotationMode,
+  type RotationResult,
+} from './keyring/keyring.ts';
+// Keystores
+export type {
+  KekInfo,
+  Keystore,
+  KeystoreEvent,
+  UsageRecord,
+  UsageSample,
+  WrappedKey,
+} from './keystore/keystore.ts';
+export {
+  DEFAULT_DATA_DIR,
+  describeKeystoreLocation,
+  type KeystoreLocation,
+  parseKeystoreLocation,
+} from './keystore/keystore-location.ts';
+export { MemoryKeystore } from './keystore/memory-keystore.ts';
+export { type OpenKeystoreOptions, openKeystore } from './keystore/open-keystore.ts';
 // Key versions and their states
 export {
   applyChange,
@@ -111,29 +130,8 @@ export {
   keyIdOf,
   type NamespaceChange,
   type StateTransition,
-} from './key-version.ts';
-// The keyring
-export {
-  DATA_KEY_LENGTH,
-  type KeyProvider,
-  Keyring,
-  type KeyringOptions,
-  type ResolvedKey,
-  type RotationMode,
-  type RotationResult,
-} from './keyring.ts';
-export { MemoryKeystore } from './keystore/memory-keystore.ts';
-// Keystores
-export type {
-  KekInfo,
-  Keystore,
-  KeystoreEvent,
-  UsageRecord,
-  UsageSample,
-  WrappedKey,
-} from './keystore.ts';
-export { type Logger, silentLogger } from './logger.ts';
-export { isValidNamespace, MAX_NAMESPACE_LENGTH, validateNamespace } from './namespace.ts';
+} from './model/key-version.ts';
+export { isValidNamespace, MAX_NAMESPACE_LENGTH, validateNamespace } from './model/namespace.ts';
 // The high-level factory
 export {
   type KekInput,
@@ -141,8 +139,6 @@ export {
   type OpenKeyringOptions,
   openKeyring,
 } from './open-keyring.ts';
-export { type OpenKeystoreOptions, openKeystore } from './open-keystore.ts';
-export { blockRandom, type RandomSource, systemRandom } from './random.ts';
 // Usage metering and rotation
 export {
   AES_GCM_RANDOM_IV_LIMIT,
@@ -156,8 +152,12 @@ export {
   type RotationPolicyInput,
   resolvePolicy,
   rotationPolicySchema,
-} from './rotation-policy.ts';
-export { projectRotation, type RotationProjection, type RotationReasonKind } from './rotation-projection.ts';
+} from './rotation/rotation-policy.ts';
+export {
+  projectRotation,
+  type RotationProjection,
+  type RotationReasonKind,
+} from './rotation/rotation-projection.ts';
 export {
   ROTATOR_LEASE,
   Rotator,
@@ -165,8 +165,33 @@ export {
   type RotatorMetrics,
   type RotatorOptions,
   type RotatorRun,
-} from './rotator.ts';
-export { type ChartSeries, chartSeries, renderUsageChart, type UsageChartInput } from './usage-chart.ts';
-export { defaultHolderId, type MeterEntry, UsageMeter, type UsageMeterOptions } from './usage-meter.ts';
-export { RATE_WINDOWS, type RateWindow, type UsageRates, usageRates, type WindowRate } from './usage-rate.ts';
-export { type NamespaceStatus, namespaceStatus, statusChart, type VersionStatus } from './usage-status.ts';
+} from './rotation/rotator.ts';
+export {
+  type ChartSeries,
+  chartSeries,
+  renderUsageChart,
+  type UsageChartInput,
+} from './rotation/usage-chart.ts';
+export {
+  defaultHolderId,
+  type MeterEntry,
+  UsageMeter,
+  type UsageMeterOptions,
+} from './rotation/usage-meter.ts';
+export {
+  RATE_WINDOWS,
+  type RateWindow,
+  type UsageRates,
+  usageRates,
+  type WindowRate,
+} from './rotation/usage-rate.ts';
+export {
+  type NamespaceStatus,
+  namespaceStatus,
+  statusChart,
+  type VersionStatus,
+} from './rotation/usage-status.ts';
+// Injected dependencies
+export { type Clock, ManualClock, systemClock } from './runtime/clock.ts';
+export { type Logger, silentLogger } from './runtime/logger.ts';
+export { blockRandom, type RandomSource, systemRandom } from './runtime/random.ts';

@@ -1,20 +1,20 @@
 import type { ConnectionOptions } from 'node:tls';
-import { type Clock, systemClock } from './clock.ts';
+import { InvalidOptionError } from './errors.ts';
+import type { KeyEncryptionKey } from './kek/kek.ts';
+import { type KekSource, kekFromPassphrase, loadKek } from './kek/kek-source.ts';
+import type { EncryptionMeter } from './keyring/encryption-meter.ts';
+import { Keyring } from './keyring/keyring.ts';
+import type { Keystore } from './keystore/keystore.ts';
 import {
   DEFAULT_DATA_DIR,
   type KeystoreLocation,
   parseKeystoreLocation,
-} from './config/keystore-location.ts';
-import type { EncryptionMeter } from './encryption-meter.ts';
-import { InvalidOptionError } from './errors.ts';
-import type { KeyEncryptionKey } from './kek.ts';
-import { type KekSource, kekFromPassphrase, loadKek } from './kek-source.ts';
-import { Keyring } from './keyring.ts';
-import type { Keystore } from './keystore.ts';
-import { type Logger, silentLogger } from './logger.ts';
-import { openKeystore } from './open-keystore.ts';
-import { type RandomSource, systemRandom } from './random.ts';
-import { UsageMeter } from './usage-meter.ts';
+} from './keystore/keystore-location.ts';
+import { openKeystore } from './keystore/open-keystore.ts';
+import { UsageMeter } from './rotation/usage-meter.ts';
+import { type Clock, systemClock } from './runtime/clock.ts';
+import { type Logger, silentLogger } from './runtime/logger.ts';
+import { type RandomSource, systemRandom } from './runtime/random.ts';
 
 /**
  * A KEK as `openKeyring` takes it: a ready {@link KeyEncryptionKey}, or a source to load one from.

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../src/clock.ts';
 import { EncryptionCodec } from '../src/codec/encryption-codec.ts';
-import { LocalKek } from '../src/kek.ts';
-import { generateKekBase64 } from '../src/kek-source.ts';
+import { LocalKek } from '../src/kek/kek.ts';
+import { generateKekBase64 } from '../src/kek/kek-source.ts';
 import { MemoryKeystore } from '../src/keystore/memory-keystore.ts';
 import { type OpenedKeyring, openKeyring } from '../src/open-keyring.ts';
+import { ManualClock } from '../src/runtime/clock.ts';
 
 const opened: OpenedKeyring[] = [];
 afterEach(async () => {

@@ -18,14 +18,14 @@ import type { AddressInfo } from 'node:net';
 import cors from 'cors';
 import express from 'express';
 import pino from 'pino';
-import { parseServerConfig } from '../../codec-server/config.ts';
 import { startServer } from '../../codec-server/main.ts';
 import { parsePayloadsBody, payloadsToBody } from '../../codec-server/payload-json.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { parseServerConfig } from '../../src/config/server-config.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
-import { UsageMeter } from '../../src/usage-meter.ts';
+import { UsageMeter } from '../../src/rotation/usage-meter.ts';
 import { payloads } from '../lib/fixtures.ts';
 
 setTimeout(() => process.exit(0), 30 * 60_000).unref();

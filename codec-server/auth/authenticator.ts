@@ -1,6 +1,6 @@
 import type { JWTVerifyGetKey } from 'jose';
-import type { Clock } from '../../src/clock.ts';
-import type { ServerConfig } from '../config.ts';
+import type { ServerConfig } from '../../src/config/server-config.ts';
+import type { Clock } from '../../src/runtime/clock.ts';
 import type { Authenticator, Identity } from './identity.ts';
 import { JwtVerifier } from './jwt.ts';
 import { StaticTokens } from './static-tokens.ts';

@@ -1,4 +1,4 @@
-import type { Operation } from '../config.ts';
+import type { Operation } from '../../src/config/server-config.ts';
 
 /**
  * Who made a request and what they may do. Produced by an {@link Authenticator} at the start of a

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
-import type { Clock } from '../../src/clock.ts';
-import type { JwtConfig, Operation } from '../config.ts';
+import type { JwtConfig, Operation } from '../../src/config/server-config.ts';
+import type { Clock } from '../../src/runtime/clock.ts';
 import { HttpError } from '../http-error.ts';
 import type { Identity } from './identity.ts';
 import { parsePermissions, roleAllows } from './permissions.ts';

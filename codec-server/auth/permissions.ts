@@ -1,4 +1,4 @@
-import type { Operation } from '../config.ts';
+import type { Operation } from '../../src/config/server-config.ts';
 
 /**
  * Temporal's permission claim format (the server's default claim mapper, Temporal Cloud):

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Operation, TokenConfig } from '../config.ts';
+import type { Operation, TokenConfig } from '../../src/config/server-config.ts';
 import type { Identity } from './identity.ts';
 
 /**

@@ -9,8 +9,8 @@ import {
 import type { EsdkEngine, WrappingKey } from '../esdk/engine.ts';
 import { fastEngine } from '../esdk/fast-engine.ts';
 import { parseEncryptionContext, parseHeader } from '../esdk/message-format.ts';
-import type { KeyProvider, ResolvedKey } from '../keyring.ts';
-import { isValidNamespace, validateNamespace } from '../namespace.ts';
+import type { KeyProvider, ResolvedKey } from '../keyring/keyring.ts';
+import { isValidNamespace, validateNamespace } from '../model/namespace.ts';
 import {
   ENCODING_ENCRYPTED,
   FORMATS,

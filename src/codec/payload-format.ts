@@ -19,7 +19,7 @@
  */
 
 import { esdkKeyName, PROVIDER_ID } from '../esdk/engine.ts';
-import { keyIdOf } from '../key-version.ts';
+import { keyIdOf } from '../model/key-version.ts';
 
 /** `metadata.encoding` of an encrypted payload. Anything else passes through decode untouched. */
 export const ENCODING_ENCRYPTED = 'binary/encrypted';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { isValidNamespace } from '../namespace.ts';
-import { rotationPolicySchema } from '../rotation-policy.ts';
+import { isValidNamespace } from '../model/namespace.ts';
+import { rotationPolicySchema } from '../rotation/rotation-policy.ts';
 
 /**
  * The config file (JSON) of the CLI, the codec server and the rotator: where keys are stored, where
@@ -69,7 +69,7 @@ export const configSchema = z.strictObject({
     .describe('per-namespace overrides of defaults')
     .optional(),
   /**
-   * The codec server's options (codec-server/config.ts). Kept raw: `serve` merges its flags into it
+   * The codec server's options (src/config/server-config.ts). Kept raw: `serve` merges its flags into it
    * and parses it then (loading checks every field, but not the auth requirement `--dev` lifts).
    */
   server: z

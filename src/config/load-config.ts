@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
-import { parseServerConfig } from '../../codec-server/config.ts';
 import { InvalidOptionError } from '../errors.ts';
-import { resolvePolicy } from '../rotation-policy.ts';
+import { resolvePolicy } from '../rotation/rotation-policy.ts';
 import { configSchema, type KeyringConfig } from './config-schema.ts';
+import { parseServerConfig } from './server-config.ts';
 
 /** A parsed config file and where it was read from (relative paths in it resolve against `dir`). */
 export interface LoadedConfig {

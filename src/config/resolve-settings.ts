@@ -1,8 +1,12 @@
 import { isAbsolute, resolve } from 'node:path';
 import { InvalidOptionError } from '../errors.ts';
-import { type RotationPolicy, resolvePolicy } from '../rotation-policy.ts';
+import {
+  DEFAULT_DATA_DIR,
+  type KeystoreLocation,
+  parseKeystoreLocation,
+} from '../keystore/keystore-location.ts';
+import { type RotationPolicy, resolvePolicy } from '../rotation/rotation-policy.ts';
 import type { KeyringConfig, NamespaceConfig } from './config-schema.ts';
-import { DEFAULT_DATA_DIR, type KeystoreLocation, parseKeystoreLocation } from './keystore-location.ts';
 import { type LoadedConfig, loadConfigFile } from './load-config.ts';
 
 /** Environment variables read by {@link resolveSettings}. */

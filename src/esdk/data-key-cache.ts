@@ -1,5 +1,5 @@
-import { type Clock, systemClock } from '../clock.ts';
 import { InvalidOptionError } from '../errors.ts';
+import { type Clock, systemClock } from '../runtime/clock.ts';
 
 /**
  * Data key caching for the fast engine, the counterpart of the AWS Encryption SDK's caching

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 import { DecryptionFailedError, InvalidOptionError, KeyringError } from '../errors.ts';
-import { blockRandom, type RandomSource } from '../random.ts';
+import { blockRandom, type RandomSource } from '../runtime/random.ts';
 import { DataKeyCache, type DataKeyCacheOptions, type EncryptionMaterials } from './data-key-cache.ts';
 import type { EncryptionContext, EsdkEngine, Plaintext, WrappingKey } from './engine.ts';
 import { deriveKeys } from './key-derivation.ts';

@@ -2,7 +2,6 @@ import { promises as fsp } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
-import { type Clock, systemClock } from '../clock.ts';
 import {
   InvalidOptionError,
   KekMismatchError,
@@ -11,10 +10,10 @@ import {
   KeystoreCorruptError,
   KeystoreUnavailableError,
 } from '../errors.ts';
-import { applyChange, type KeyVersion, keyIdOf, type NamespaceChange } from '../key-version.ts';
-import { type KekInfo, type Keystore, trimSamples, type UsageRecord, type WrappedKey } from '../keystore.ts';
-import { type Logger, silentLogger } from '../logger.ts';
-import { isValidNamespace, validateNamespace } from '../namespace.ts';
+import { applyChange, type KeyVersion, keyIdOf, type NamespaceChange } from '../model/key-version.ts';
+import { isValidNamespace, validateNamespace } from '../model/namespace.ts';
+import { type Clock, systemClock } from '../runtime/clock.ts';
+import { type Logger, silentLogger } from '../runtime/logger.ts';
 import {
   ensureDir,
   type FaultHook,
@@ -25,6 +24,7 @@ import {
   writeFileAtomic,
 } from './atomic-file.ts';
 import { FileLock } from './file-lock.ts';
+import { type KekInfo, type Keystore, trimSamples, type UsageRecord, type WrappedKey } from './keystore.ts';
 
 export interface FileKeystoreOptions {
   /** The data directory. Created (0700) if missing; must be empty or hold a keystore. */

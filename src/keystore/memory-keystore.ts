@@ -1,8 +1,8 @@
 import { InvalidOptionError, KeystoreConflictError } from '../errors.ts';
-import { applyChange, type KeyVersion, type NamespaceChange } from '../key-version.ts';
-import type { KekInfo, Keystore, KeystoreEvent, UsageRecord, WrappedKey } from '../keystore.ts';
-import { trimSamples } from '../keystore.ts';
-import { validateNamespace } from '../namespace.ts';
+import { applyChange, type KeyVersion, type NamespaceChange } from '../model/key-version.ts';
+import { validateNamespace } from '../model/namespace.ts';
+import type { KekInfo, Keystore, KeystoreEvent, UsageRecord, WrappedKey } from './keystore.ts';
+import { trimSamples } from './keystore.ts';
 
 /**
  * A keystore in process memory: the reference implementation of the {@link Keystore} contract, for

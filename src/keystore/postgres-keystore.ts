@@ -1,6 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
-import { type Clock, systemClock } from '../clock.ts';
 import {
   InvalidOptionError,
   KekMismatchError,
@@ -14,7 +13,10 @@ import {
   type KeyState,
   type KeyVersion,
   type NamespaceChange,
-} from '../key-version.ts';
+} from '../model/key-version.ts';
+import { validateNamespace } from '../model/namespace.ts';
+import { type Clock, systemClock } from '../runtime/clock.ts';
+import { type Logger, silentLogger } from '../runtime/logger.ts';
 import {
   type KekInfo,
   type Keystore,
@@ -23,9 +25,7 @@ import {
   USAGE_SAMPLE_RETENTION_MS,
   type UsageRecord,
   type WrappedKey,
-} from '../keystore.ts';
-import { type Logger, silentLogger } from '../logger.ts';
-import { validateNamespace } from '../namespace.ts';
+} from './keystore.ts';
 import { isUnavailable, redactConnectionString, toKeystoreError } from './postgres-errors.ts';
 import { CHANGES_CHANNEL, ChangeListener } from './postgres-listener.ts';
 import { migrate } from './postgres-migrations.ts';

@@ -1,8 +1,8 @@
 import pg from 'pg';
-import type { Clock } from '../clock.ts';
-import type { KeystoreEvent } from '../keystore.ts';
-import type { Logger } from '../logger.ts';
-import { isValidNamespace } from '../namespace.ts';
+import { isValidNamespace } from '../model/namespace.ts';
+import type { Clock } from '../runtime/clock.ts';
+import type { Logger } from '../runtime/logger.ts';
+import type { KeystoreEvent } from './keystore.ts';
 import { isUnavailable } from './postgres-errors.ts';
 
 /** The NOTIFY channel commits and KEK record writes are announced on. */

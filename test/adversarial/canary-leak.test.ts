@@ -9,10 +9,10 @@ import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import { LocalKek } from '../../src/kek.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
-import { DEFAULT_ROTATION_POLICY } from '../../src/rotation-policy.ts';
-import { Rotator } from '../../src/rotator.ts';
+import { DEFAULT_ROTATION_POLICY } from '../../src/rotation/rotation-policy.ts';
+import { Rotator } from '../../src/rotation/rotator.ts';
 import { canaryForms, canaryPlaintext, findCanary } from './support/canary.ts';
 import { type Answer, b64, jsonPayload, postJson, send, startServer } from './support/harness.ts';
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { runCrashRounds, seedStore } from './fixtures/crash-harness.ts';
 

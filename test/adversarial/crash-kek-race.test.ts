@@ -10,12 +10,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalKek } from '../../src/kek.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import type { Keystore } from '../../src/keystore/keystore.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
-import type { Keystore } from '../../src/keystore.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
 let server: TestPostgres;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { runCrashRounds, seedStore } from './fixtures/crash-harness.ts';

@@ -15,10 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePayloadsBody } from '../../codec-server/payload-json.ts';
 import { keyVersionOf } from '../../src/codec/encryption-codec.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import type { Keystore } from '../../src/keystore/keystore.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
-import type { Keystore } from '../../src/keystore.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/server-child.ts', import.meta.url));

@@ -12,15 +12,15 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { isKeyringError, type KeyringErrorCode } from '../../src/errors.ts';
 import { type EsdkEngine, esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
 import { fastEngine } from '../../src/esdk/fast-engine.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 import { fcParams } from './support/harness.ts';
 
 /**

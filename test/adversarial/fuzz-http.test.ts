@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { MAX_PAYLOADS_PER_REQUEST } from '../../codec-server/payload-json.ts';
-import { KEY_STATES } from '../../src/key-version.ts';
+import { KEY_STATES } from '../../src/model/key-version.ts';
 import {
   type AdversarialServer,
   type Answer,

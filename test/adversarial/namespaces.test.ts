@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { isKeyringError } from '../../src/errors.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
-import { MAX_NAMESPACE_LENGTH, validateNamespace } from '../../src/namespace.ts';
+import { MAX_NAMESPACE_LENGTH, validateNamespace } from '../../src/model/namespace.ts';
 import {
   type AdversarialServer,
   expectClientError,
@@ -244,8 +244,8 @@ describe('keyring, codec and keystore APIs', () => {
     const parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-api-'));
     const dir = join(parent, 'data');
     const keystore = await FileKeystore.open({ dir });
-    const { Keyring } = await import('../../src/keyring.ts');
-    const { LocalKek } = await import('../../src/kek.ts');
+    const { Keyring } = await import('../../src/keyring/keyring.ts');
+    const { LocalKek } = await import('../../src/kek/kek.ts');
     const keyring = await Keyring.open({ keystore, kek: LocalKek.fromBase64(generateKekBase64()) });
     await keyring.createNamespace('default');
     const before = await tree(parent);

@@ -2,10 +2,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
-import { parseServerConfig } from '../../codec-server/config.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
-import type { Keystore } from '../../src/keystore.ts';
+import { parseServerConfig } from '../../src/config/server-config.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import type { Keystore } from '../../src/keystore/keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { cli, tempDir } from './run-cli.ts';
 

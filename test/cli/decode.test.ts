@@ -4,7 +4,7 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { cli, tempDir } from './run-cli.ts';
 

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { cli, tempDir } from './run-cli.ts';
 
 describe('temporal-keyring keygen', { timeout: 180_000 }, () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { cli } from './run-cli.ts';

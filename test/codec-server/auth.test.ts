@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
-import { ManualClock } from '../../src/clock.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 import { post, startTestServer, type TestServer, uiJsonPayload } from './support.ts';
 
 const ISSUER = 'https://idp.test.invalid/';

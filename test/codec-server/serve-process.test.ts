@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { post, uiJsonPayload } from './support.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'src/cli/main.ts');
+const CLI = join(ROOT, 'cli/main.ts');
 
 interface Proc {
   child: ChildProcess;

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runServe } from '../../codec-server/serve-command.ts';
-import { ManualClock } from '../../src/clock.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 
 /** Polls `check` until it returns a value, for at most 20 s (a deadline, not a timed assertion). */
 async function eventually<T>(check: () => Promise<T | undefined>): Promise<T> {

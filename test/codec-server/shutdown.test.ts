@@ -1,9 +1,9 @@
 import type { PayloadCodec } from '@temporalio/common';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { parseServerConfig } from '../../codec-server/config.ts';
 import { startServer } from '../../codec-server/main.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { parseServerConfig } from '../../src/config/server-config.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { post, TEST_KEK, uiJsonPayload } from './support.ts';
 

@@ -2,13 +2,13 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { type AppDeps, createApp } from '../../codec-server/app.ts';
-import { parseServerConfig, type ServerConfigInput } from '../../codec-server/config.ts';
 import { Metrics } from '../../codec-server/metrics.ts';
-import { ManualClock } from '../../src/clock.ts';
-import { type KeyEncryptionKey, LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { parseServerConfig, type ServerConfigInput } from '../../src/config/server-config.ts';
+import { type KeyEncryptionKey, LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
+import type { Keystore } from '../../src/keystore/keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
-import type { Keystore } from '../../src/keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 
 /** A codec server in-process on a loopback port, over a MemoryKeystore, with captured logs. */
 export interface TestServer<K extends Keystore = MemoryKeystore> {

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseServerConfig } from '../../codec-server/config.ts';
 import { type RunningServer, startServer } from '../../codec-server/main.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { parseServerConfig } from '../../src/config/server-config.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { b64, TEST_KEK, uiJsonPayload } from './support.ts';
 

@@ -21,7 +21,7 @@ import {
   METADATA_KEY_VERSION,
 } from '../../src/codec/payload-format.ts';
 import { KeyringError } from '../../src/errors.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { contains, jsonPayload, keyringFixture, RecordingKeys, text, utf8 } from './fixtures.ts';
 
 /** Bytes of a given length from a seed (fast-check would take far too long to build 1 MiB arrays). */

@@ -1,10 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Payload } from '@temporalio/common';
-import { ManualClock } from '../../src/clock.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { type KeyProvider, Keyring, type KeyringOptions, type ResolvedKey } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import {
+  type KeyProvider,
+  Keyring,
+  type KeyringOptions,
+  type ResolvedKey,
+} from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 
 export const utf8 = (s: string) => new TextEncoder().encode(s);
 export const text = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString('utf8') : undefined);

@@ -2,12 +2,12 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { serverConfigSchema } from '../../codec-server/config.ts';
 import { configJsonSchema } from '../../src/config/config-schema.ts';
-import { parseKeystoreLocation } from '../../src/config/keystore-location.ts';
 import { loadConfigFile, parseConfig } from '../../src/config/load-config.ts';
 import { resolveSettings } from '../../src/config/resolve-settings.ts';
+import { serverConfigSchema } from '../../src/config/server-config.ts';
 import { InvalidOptionError } from '../../src/errors.ts';
+import { parseKeystoreLocation } from '../../src/keystore/keystore-location.ts';
 
 function fieldOf(fn: () => unknown): string {
   try {

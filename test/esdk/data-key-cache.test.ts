@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.ts';
 import { DecryptionFailedError, InvalidOptionError } from '../../src/errors.ts';
 import { DataKeyCache } from '../../src/esdk/data-key-cache.ts';
 import { esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
 import { createFastEngine } from '../../src/esdk/fast-engine.ts';
 import { parseHeader } from '../../src/esdk/message-format.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
-import { blockRandom } from '../../src/random.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
+import { blockRandom } from '../../src/runtime/random.ts';
 
 const keyOf = (version: number, material: Uint8Array = randomBytes(32)): WrappingKey => ({
   providerId: PROVIDER_ID,

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InvalidStateTransitionError, KeystoreConflictError } from '../../src/errors.ts';
-import type { KekInfo, Keystore, WrappedKey } from '../../src/keystore.ts';
+import type { KekInfo, Keystore, WrappedKey } from '../../src/keystore/keystore.ts';
 
 export interface KeystoreFixture {
   store: Keystore;

@@ -7,11 +7,11 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile 
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import type { WriteStep } from '../../src/keystore/atomic-file.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 
 let dir: string;
 beforeEach(async () => {

@@ -8,9 +8,9 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalKek } from '../../src/kek.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { spawnWorker } from './fixtures/spawn-worker.ts';
 

@@ -6,12 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ManualClock } from '../../src/clock.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
+import type { KeystoreEvent } from '../../src/keystore/keystore.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
-import type { KeystoreEvent } from '../../src/keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
 let server: TestPostgres;

@@ -19,7 +19,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePayloadsBody, payloadsToBody } from '../../codec-server/payload-json.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import type { KeyProvider } from '../../src/keyring.ts';
+import type { KeyProvider } from '../../src/keyring/keyring.ts';
 import { type OpenedKeyring, openKeyring } from '../../src/open-keyring.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 
@@ -196,7 +196,7 @@ describe('PostgreSQL keystore shared by several processes', () => {
 
       const servers = ['s0', 's1'].map(
         (name) =>
-          new Child(name, ['src/cli/main.ts', 'serve', '--dev', '--port', '0', '--log-level', 'info'], {
+          new Child(name, ['cli/main.ts', 'serve', '--dev', '--port', '0', '--log-level', 'info'], {
             TEMPORAL_KEYRING_KEYSTORE: url,
             TEMPORAL_KEYRING_KEK: kek,
           }),

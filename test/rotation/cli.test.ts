@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalKek } from '../../src/kek.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../cli/main.ts', import.meta.url));
 const run = promisify(execFile);
 
 let dir: string;

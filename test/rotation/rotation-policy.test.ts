@@ -6,7 +6,7 @@ import {
   parseDuration,
   parsePolicy,
   resolvePolicy,
-} from '../../src/rotation-policy.ts';
+} from '../../src/rotation/rotation-policy.ts';
 
 const DAY = 86_400_000;
 

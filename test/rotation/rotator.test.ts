@@ -1,15 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
+import type { Keystore } from '../../src/keystore/keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
-import type { Keystore } from '../../src/keystore.ts';
-import type { Logger } from '../../src/logger.ts';
-import { DEFAULT_ROTATION_POLICY, type RotationPolicy, resolvePolicy } from '../../src/rotation-policy.ts';
-import { ROTATOR_LEASE, Rotator, type RotatorMetrics } from '../../src/rotator.ts';
-import { UsageMeter } from '../../src/usage-meter.ts';
+import {
+  DEFAULT_ROTATION_POLICY,
+  type RotationPolicy,
+  resolvePolicy,
+} from '../../src/rotation/rotation-policy.ts';
+import { ROTATOR_LEASE, Rotator, type RotatorMetrics } from '../../src/rotation/rotator.ts';
+import { UsageMeter } from '../../src/rotation/usage-meter.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
+import type { Logger } from '../../src/runtime/logger.ts';
 
 const DAY = 86_400_000;
 

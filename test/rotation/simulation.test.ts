@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.ts';
-import { LocalKek } from '../../src/kek.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
-import { type RotationPolicy, resolvePolicy } from '../../src/rotation-policy.ts';
-import { Rotator, type RotatorAction } from '../../src/rotator.ts';
-import { UsageMeter } from '../../src/usage-meter.ts';
+import { type RotationPolicy, resolvePolicy } from '../../src/rotation/rotation-policy.ts';
+import { Rotator, type RotatorAction } from '../../src/rotation/rotator.ts';
+import { UsageMeter } from '../../src/rotation/usage-meter.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 
 /**
  * A year of traffic in seconds: the meter, the rotator and a keyring over a MemoryKeystore, driven

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { KeyVersion } from '../../src/key-version.ts';
-import { chartSeries, renderUsageChart } from '../../src/usage-chart.ts';
+import type { KeyVersion } from '../../src/model/key-version.ts';
+import { chartSeries, renderUsageChart } from '../../src/rotation/usage-chart.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
 const DAY = 86_400_000;

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalKek } from '../../src/kek.ts';
-import { generateKekBase64 } from '../../src/kek-source.ts';
-import { Keyring } from '../../src/keyring.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 
 const CHILD = fileURLToPath(new URL('../fixtures/encrypt-loop.ts', import.meta.url));

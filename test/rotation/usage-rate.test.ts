@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { UsageSample } from '../../src/keystore.ts';
-import { DEFAULT_ROTATION_POLICY } from '../../src/rotation-policy.ts';
-import { projectRotation } from '../../src/rotation-projection.ts';
-import { formatCount, formatRate, usageRates, windowRate } from '../../src/usage-rate.ts';
+import type { UsageSample } from '../../src/keystore/keystore.ts';
+import { DEFAULT_ROTATION_POLICY } from '../../src/rotation/rotation-policy.ts';
+import { projectRotation } from '../../src/rotation/rotation-projection.ts';
+import { formatCount, formatRate, usageRates, windowRate } from '../../src/rotation/usage-rate.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
 const MIN = 60_000;

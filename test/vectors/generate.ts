@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type { Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
-import type { KeyProvider, ResolvedKey } from '../../src/keyring.ts';
+import type { KeyProvider, ResolvedKey } from '../../src/keyring/keyring.ts';
 
 /** Key material of a vector: public test data, derived so that it is reproducible by anyone. */
 export function vectorKeyHex(namespace: string, version: number): string {

@@ -4,12 +4,12 @@ import type fc from 'fast-check';
 import type pino from 'pino';
 import { expect } from 'vitest';
 import type { AppDeps } from '../../../codec-server/app.ts';
-import type { ServerConfigInput } from '../../../codec-server/config.ts';
 import type { Metrics } from '../../../codec-server/metrics.ts';
-import type { ManualClock } from '../../../src/clock.ts';
-import { type KeyEncryptionKey, LocalKek } from '../../../src/kek.ts';
-import type { Keyring } from '../../../src/keyring.ts';
-import type { Keystore } from '../../../src/keystore.ts';
+import type { ServerConfigInput } from '../../../src/config/server-config.ts';
+import { type KeyEncryptionKey, LocalKek } from '../../../src/kek/kek.ts';
+import type { Keyring } from '../../../src/keyring/keyring.ts';
+import type { Keystore } from '../../../src/keystore/keystore.ts';
+import type { ManualClock } from '../../../src/runtime/clock.ts';
 import { startTestServer } from '../../codec-server/support.ts';
 
 /**

@@ -1,0 +1,111 @@
+import type { Command } from 'commander';
+import pino from 'pino';
+import { InvalidOptionError } from '../../src/errors.ts';
+import { parseDuration } from '../../src/rotation/rotation-policy.ts';
+import { Rotator, type RotatorRun } from '../../src/rotation/rotator.ts';
+import { openFromSettings, settingsOf } from '../context.ts';
+import { out, printJson } from '../output.ts';
+
+interface RotatorFlags {
+  once?: boolean;
+  interval?: string;
+  json?: boolean;
+  logLevel?: string;
+}
+
+/**
+ * `rotator [--once] [--interval 1m]`: rotates keys from measured usage (see rotator.ts). Runs until
+ * SIGTERM or SIGINT, logging JSON lines (pino) on stdout; with `--once`, checks once and prints
+ * what it did. Only one rotator acts per keystore at a time (a keystore lease), so running several
+ * for availability is safe.
+ */
+export function registerRotatorCommand(program: Command): void {
+  program
+    .command('rotator')
+    .description('rotate keys from measured usage and age, in two phases (one active rotator per keystore)')
+    .option('--once', 'check once, print what was done, and exit')
+    .option('--interval <duration>', 'time between checks, e.g. 30s, 1m, 5m (default 1m)')
+    .option('--json', 'with --once: print JSON')
+    .option('--log-level <level>', 'log level: debug, info, warn, error, silent (default info)')
+    .action(async (flags: RotatorFlags, command: Command) => {
+      const interval = flags.interval === undefined ? 60_000 : parseDuration(flags.interval, '--interval');
+      if (interval < 1000) throw new InvalidOptionError('--interval', 'must be at least 1s');
+      const settings = await settingsOf(command);
+      // With --once, stdout is for the result: logs go to stderr.
+      const logger = pino(
+        { level: flags.logLevel ?? 'info', base: { service: 'temporal-keyring', component: 'rotator' } },
+        pino.destination(flags.once ? 2 : 1),
+      );
+      const opened = await openFromSettings(settings);
+      const rotator = new Rotator({
+        keyring: opened.keyring,
+        keystore: opened.keystore,
+        policies: (ns) => settings.rotationPolicy(ns),
+        logger,
+        checkIntervalMs: interval,
+      });
+      if (flags.once) {
+        try {
+          const run = await rotator.runOnce();
+          await rotator.stop();
+          if (flags.json) printJson(runJson(run));
+          else out(runText(run));
+        } finally {
+          await opened.close();
+        }
+        return;
+      }
+      rotator.start();
+      // The rotator's timers do not keep the process alive; this does, until a signal.
+      const keepAlive = setInterval(() => {}, 1 << 30);
+      const stop = (signal: string) => {
+        process.once(signal, () => process.exit(1)); // a second signal: stop now
+        clearInterval(keepAlive);
+        rotator
+          .stop()
+          .then(() => opened.close())
+          .then(
+            () => {
+              logger.info({ signal }, 'rotator stopped');
+              process.exitCode = 0;
+            },
+            () => {
+              process.exitCode = 1;
+            },
+          );
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      // Announced only once the handlers are in place: supervisors may signal as soon as they read it.
+      logger.info({ intervalMs: interval, holder: rotator.holder }, 'rotator started');
+    });
+}
+
+function runJson(run: RotatorRun) {
+  return {
+    leader: run.leader,
+    actions: run.actions.map((a) => ({
+      namespace: a.namespace,
+      action: a.action,
+      version: a.version ?? null,
+      reason: a.reason ?? null,
+      nextRotationAt:
+        a.projection?.rotateAt === undefined ? null : new Date(a.projection.rotateAt).toISOString(),
+    })),
+  };
+}
+
+function runText(run: RotatorRun): string {
+  if (!run.leader) return 'another rotator holds the lease: nothing done';
+  if (run.actions.length === 0) return 'no namespaces';
+  return run.actions
+    .map((a) => {
+      const next =
+        a.projection?.rotateAt === undefined
+          ? ''
+          : `; next rotation ${new Date(a.projection.rotateAt).toISOString()} (${a.projection.reason?.text})`;
+      const what = a.version === undefined ? a.action : `${a.action} v${a.version}`;
+      return `${a.namespace}: ${what}${a.reason ? ` (${a.reason})` : ''}${next}`;
+    })
+    .join('\n');
+}
