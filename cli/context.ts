@@ -48,7 +48,7 @@ export function requireKek(settings: ResolvedSettings): KekInput {
   if (!kek) {
     throw new InvalidOptionError(
       'kek',
-      `no KEK given: set ${ENV.kek} (base64) or ${ENV.kekFile}, pass --kek-file or --kek-passphrase-env, or set "kek" in the config file (generate a KEK with: temporal-keyring keygen)`,
+      `no KEK given: set ${ENV.kekFile} (a file holding the base64 KEK) or ${ENV.kek} (the base64 KEK), pass --kek-file or --kek-passphrase-env, or set "kek" in the config file (generate a KEK with: temporal-keyring keygen)`,
     );
   }
   return kek;
@@ -103,7 +103,7 @@ export async function withKeyring<T>(
 ): Promise<T> {
   const settings = await settingsOf(command);
   if (!options.create) await requireExistingKeystore(settings);
-  const opened = await openFromSettings(settings, overrides);
+  const opened = await openFromSettings(settings, { createIfMissing: options.create, ...overrides });
   try {
     return await fn(opened, settings);
   } finally {

@@ -25,7 +25,7 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   const program = new Command('temporal-keyring')
     .description('Encryption keys for Temporal payloads: keys, KEKs, history decoding and the codec server')
     .option('--config <file>', `JSON config file (env ${ENV.config})`)
-    .option('--data-dir <dir>', `file keystore directory (env ${ENV.dataDir}; default ./.temporal-keyring)`)
+    .option('--data-dir <dir>', 'file keystore directory (like --keystore DIR; default ./.temporal-keyring)')
     .option('--keystore <url>', `keystore: a directory, file:DIR or postgres://... (env ${ENV.keystore})`)
     .option(
       '--kek-file <file>',

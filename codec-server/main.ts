@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import type { ServerConfig } from '../src/config/server-config.ts';
+import { InvalidOptionError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import type { Keyring } from '../src/keyring/keyring.ts';
 import type { Clock } from '../src/runtime/clock.ts';
@@ -65,7 +66,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   // Keep-alive idle sockets must not hold a shutdown open.
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, config)));
     server.listen(config.port, config.host, () => {
       server.off('error', reject);
       resolve();
@@ -102,4 +103,28 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     return closing;
   };
   return { url, server, close };
+}
+
+/** An address that cannot be listened on is the caller's choice to change, named with the fix. */
+function listenError(error: NodeJS.ErrnoException, config: ServerConfig): Error {
+  const where = `${config.host}:${config.port}`;
+  if (error.code === 'EADDRINUSE') {
+    return new InvalidOptionError(
+      'port',
+      `${where} is already in use (another codec server? \`npm start\` listens on 8888): stop it, or pick another port with --port or TEMPORAL_KEYRING_PORT (0 for any free port)`,
+    );
+  }
+  if (error.code === 'EACCES') {
+    return new InvalidOptionError(
+      'port',
+      `not allowed to listen on ${where} (ports below 1024 need privileges): pick another with --port or TEMPORAL_KEYRING_PORT`,
+    );
+  }
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
+    return new InvalidOptionError(
+      'host',
+      `${config.host} is not an address of this machine: pick another with --host or TEMPORAL_KEYRING_HOST`,
+    );
+  }
+  return error;
 }

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import pino from 'pino';
 import type { PayloadFormat } from '../src/codec/payload-format.ts';
@@ -160,7 +161,7 @@ export async function runServe(
     if (!config.dev || settings.keystore.kind !== 'file') {
       throw new InvalidOptionError(
         'kek',
-        'is required: set TEMPORAL_KEYRING_KEK (base64), TEMPORAL_KEYRING_KEK_FILE, --kek-file, or kek in the config file',
+        'is required: set TEMPORAL_KEYRING_KEK_FILE (a file holding the base64 KEK) or TEMPORAL_KEYRING_KEK (the base64 KEK), pass --kek-file, or set kek in the config file',
       );
     }
     const dev = await ensureDevKek(settings.keystore.dir);
@@ -185,8 +186,17 @@ export async function runServe(
   const engineName = flags.engine ?? env[SERVE_ENV.engine] ?? 'fast';
   const engine = await loadEngine(engineName);
   const payloadFormat = parsePayloadFormat(flags.payloadFormat ?? env[SERVE_ENV.payloadFormat] ?? '1');
+  // Only dev mode creates a missing data directory, and says so; elsewhere a mistyped path is an
+  // error from openKeyring rather than a new, empty keystore.
+  if (config.dev && settings.keystore.kind === 'file' && !(await isDirectory(settings.keystore.dir))) {
+    logger.warn(
+      { dataDir: settings.keystore.dir },
+      '!!! DEV MODE: no keystore in this directory yet: creating a new, empty one !!!',
+    );
+  }
   const opened = await openKeyring({
     keystore: settings.keystore.kind === 'file' ? settings.keystore.dir : settings.keystore.connectionString,
+    createIfMissing: config.dev,
     kek,
     previousKeks: settings.previousKeks(),
     logger,
@@ -297,4 +307,11 @@ function bool(text: string | undefined, field: string): boolean | undefined {
   if (/^(1|true|yes|on)$/i.test(text)) return true;
   if (/^(0|false|no|off)$/i.test(text)) return false;
   throw new InvalidOptionError(field, 'must be true or false');
+}
+
+function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }

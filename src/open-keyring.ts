@@ -1,15 +1,13 @@
+import { stat } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
-import { InvalidOptionError } from './errors.ts';
+import { ENV, resolveSettings } from './config/resolve-settings.ts';
+import { InvalidOptionError, KeystoreUnavailableError } from './errors.ts';
 import type { KeyEncryptionKey } from './kek/kek.ts';
 import { type KekSource, kekFromPassphrase, loadKek } from './kek/kek-source.ts';
 import type { EncryptionMeter } from './keyring/encryption-meter.ts';
 import { Keyring } from './keyring/keyring.ts';
 import type { Keystore } from './keystore/keystore.ts';
-import {
-  DEFAULT_DATA_DIR,
-  type KeystoreLocation,
-  parseKeystoreLocation,
-} from './keystore/keystore-location.ts';
+import { type KeystoreLocation, parseKeystoreLocation } from './keystore/keystore-location.ts';
 import { openKeystore } from './keystore/open-keystore.ts';
 import { UsageMeter } from './rotation/usage-meter.ts';
 import { type Clock, systemClock } from './runtime/clock.ts';
@@ -28,12 +26,21 @@ export type KekInput =
 export interface OpenKeyringOptions {
   /**
    * Where keys are stored: a directory path, a `file:` URL, a `postgres://` / `postgresql://` URL,
-   * or an open {@link Keystore} (which `close()` then leaves open). Default: the directory in
-   * `TEMPORAL_KEYRING_DATA_DIR`, else `./.temporal-keyring`.
+   * or an open {@link Keystore} (which `close()` then leaves open). Default: what the CLI reads
+   * (`TEMPORAL_KEYRING_KEYSTORE`, else the config file in `TEMPORAL_KEYRING_CONFIG`, else
+   * `./.temporal-keyring`).
    */
   keystore?: string | Keystore;
-  /** The KEK that wraps every key. Required. */
-  kek: KekInput;
+  /**
+   * The KEK that wraps every key. Default: what the CLI reads (`TEMPORAL_KEYRING_KEK_FILE` or
+   * `TEMPORAL_KEYRING_KEK`, else the config file's `kek`); an error when none is given anywhere.
+   */
+  kek?: KekInput;
+  /**
+   * Create a file keystore's directory when it does not exist. Default false: a mistyped path is an
+   * error (`ERR_KEYSTORE_UNAVAILABLE`), never a new, empty keystore whose keys nothing else has.
+   */
+  createIfMissing?: boolean;
   /** Further KEKs accepted for unwrapping (to finish an interrupted KEK rotation). */
   previousKeks?: KekInput[];
   clock?: Clock;
@@ -68,17 +75,17 @@ export interface OpenedKeyring {
  * wires a usage meter, and returns a ready {@link Keyring}.
  *
  * ```ts
- * const { keyring, close } = await openKeyring({
- *   keystore: process.env.TEMPORAL_KEYRING_DATA_DIR,
- *   kek: { type: 'base64', value: process.env.TEMPORAL_KEYRING_KEK! },
- * });
+ * // TEMPORAL_KEYRING_KEYSTORE and TEMPORAL_KEYRING_KEK_FILE, like the CLI; or pass them here.
+ * const { keyring, close } = await openKeyring();
  * const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
  * ```
  *
  * Pipeline position: application → `openKeyring` (this) → `Keyring` over a `Keystore`.
  */
-export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKeyring> {
-  const location = validateOptions(options);
+export async function openKeyring(options: OpenKeyringOptions = {}): Promise<OpenedKeyring> {
+  validateOptions(options);
+  const { location, kekInput } = await withDefaults(options);
+  if (location?.kind === 'file' && !options.createIfMissing) await requireDirectory(location.dir);
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const random = options.random ?? systemRandom;
@@ -94,7 +101,7 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
         });
   let meter: EncryptionMeter | undefined;
   try {
-    const kek = await resolveKek(options.kek, keystore, random, 'kek');
+    const kek = await resolveKek(kekInput, keystore, random, 'kek');
     const previousKeks = await Promise.all(
       (options.previousKeks ?? []).map((k, i) => resolveKek(k, keystore, random, `previousKeks.${i}`, false)),
     );
@@ -136,14 +143,48 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
   }
 }
 
-function validateOptions(options: OpenKeyringOptions): KeystoreLocation | undefined {
-  if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
-  if (!options.kek) {
+/**
+ * Fills what the caller left out from the same settings the CLI reads ({@link resolveSettings}:
+ * one environment-variable convention, one config file), so that a worker, the CLI and the codec
+ * server started in one shell open the same keystore with the same KEK.
+ */
+async function withDefaults(
+  options: OpenKeyringOptions,
+): Promise<{ location: KeystoreLocation | undefined; kekInput: KekInput }> {
+  const store = options.keystore;
+  const needsSettings = store === undefined || options.kek === undefined;
+  const settings = needsSettings ? await resolveSettings() : undefined;
+  const location =
+    store === undefined
+      ? settings!.keystore
+      : typeof store === 'string'
+        ? parseKeystoreLocation(store)
+        : undefined;
+  const kekInput = options.kek ?? settings!.kek();
+  if (!kekInput) {
     throw new InvalidOptionError(
       'kek',
-      'is required: a base64 KEK (TEMPORAL_KEYRING_KEK; generate one with: temporal-keyring keygen), a KEK file or a passphrase',
+      `is required: pass one, or set ${ENV.kekFile} (a file holding the base64 KEK) or ${ENV.kek} (the base64 KEK); generate one with: npx temporal-keyring keygen`,
     );
   }
+  return { location, kekInput };
+}
+
+/** A file keystore is opened only where one exists, unless creation was asked for. */
+async function requireDirectory(dir: string): Promise<void> {
+  const exists = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!exists) {
+    throw new KeystoreUnavailableError(
+      `no keystore in ${dir}: the directory does not exist. Check the path (${ENV.keystore}), or create the keystore with: npx temporal-keyring keys create --namespace <namespace> (openKeyring: createIfMissing: true)`,
+    );
+  }
+}
+
+function validateOptions(options: OpenKeyringOptions): void {
+  if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
   const meter = options.meter;
   if (meter !== undefined && meter !== 'default' && meter !== false && typeof meter?.spend !== 'function') {
     throw new InvalidOptionError('meter', "must be 'default', false or an EncryptionMeter");
@@ -155,14 +196,9 @@ function validateOptions(options: OpenKeyringOptions): KeystoreLocation | undefi
     throw new InvalidOptionError('lockTimeoutMs', 'must be a non-negative number of milliseconds');
   }
   const store = options.keystore;
-  if (store !== undefined && typeof store !== 'string') {
-    if (typeof store?.getVersions !== 'function') {
-      throw new InvalidOptionError('keystore', 'must be a location string or a Keystore');
-    }
-    return undefined;
+  if (store !== undefined && typeof store !== 'string' && typeof store?.getVersions !== 'function') {
+    throw new InvalidOptionError('keystore', 'must be a location string or a Keystore');
   }
-  const text = store ?? (process.env.TEMPORAL_KEYRING_DATA_DIR || DEFAULT_DATA_DIR);
-  return parseKeystoreLocation(text);
 }
 
 function isKeyEncryptionKey(kek: KekInput): kek is KeyEncryptionKey {

@@ -16,7 +16,7 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((o) => o.close()));
 });
 
-async function open(options: Parameters<typeof openKeyring>[0]): Promise<OpenedKeyring> {
+async function open(options?: Parameters<typeof openKeyring>[0]): Promise<OpenedKeyring> {
   const o = await openKeyring(options);
   opened.push(o);
   return o;
@@ -131,17 +131,68 @@ describe('openKeyring', () => {
     ).rejects.toMatchObject({ code: 'ERR_INVALID_KEK' });
   });
 
-  it('uses TEMPORAL_KEYRING_DATA_DIR when no keystore is given', async () => {
+  it('uses TEMPORAL_KEYRING_KEYSTORE when no keystore is given', async () => {
     const dir = await tempDir();
-    const previous = process.env.TEMPORAL_KEYRING_DATA_DIR;
-    process.env.TEMPORAL_KEYRING_DATA_DIR = dir;
+    const previous = process.env.TEMPORAL_KEYRING_KEYSTORE;
+    process.env.TEMPORAL_KEYRING_KEYSTORE = dir;
     try {
       const { keystore } = await open({ kek: { type: 'base64', value: generateKekBase64() } });
       expect(keystore.kind).toBe('file');
       expect(await readdir(dir)).not.toHaveLength(0);
     } finally {
-      if (previous === undefined) delete process.env.TEMPORAL_KEYRING_DATA_DIR;
-      else process.env.TEMPORAL_KEYRING_DATA_DIR = previous;
+      if (previous === undefined) delete process.env.TEMPORAL_KEYRING_KEYSTORE;
+      else process.env.TEMPORAL_KEYRING_KEYSTORE = previous;
+    }
+  });
+
+  it('reads the KEK from TEMPORAL_KEYRING_KEK_FILE too, like the CLI: openKeyring() alone', async () => {
+    const dir = await tempDir();
+    const kekFile = join(dir, 'kek.b64');
+    await writeFile(kekFile, generateKekBase64(), { mode: 0o600 });
+    const keys = join(dir, 'keys');
+    const saved = { ...process.env };
+    process.env.TEMPORAL_KEYRING_KEYSTORE = keys;
+    process.env.TEMPORAL_KEYRING_KEK_FILE = kekFile;
+    delete process.env.TEMPORAL_KEYRING_KEK;
+    delete process.env.TEMPORAL_KEYRING_CONFIG;
+    try {
+      // A missing directory is refused (a mistyped path never starts an empty keystore)...
+      await expect(openKeyring()).rejects.toMatchObject({
+        code: 'ERR_KEYSTORE_UNAVAILABLE',
+        message: expect.stringContaining(`no keystore in ${keys}: the directory does not exist`),
+      });
+      // ...unless creation is asked for.
+      const first = await open({ createIfMissing: true });
+      await first.keyring.createNamespace('default');
+      await first.close();
+      const again = await open();
+      expect((await again.keyring.encryptionKey('default', 1)).version).toBe(1);
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('refuses retired environment variable names, naming the one to use', async () => {
+    const saved = { ...process.env };
+    process.env.TEMPORAL_KEYRING_DATA_DIR = '/somewhere';
+    try {
+      await expect(openKeyring({ kek: { type: 'base64', value: generateKekBase64() } })).rejects.toThrow(
+        /^TEMPORAL_KEYRING_DATA_DIR: is not read by temporal-keyring: set TEMPORAL_KEYRING_KEYSTORE/,
+      );
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('says which variables give the KEK when none is given', async () => {
+    const saved = { ...process.env };
+    for (const k of Object.keys(process.env)) if (k.startsWith('TEMPORAL_KEYRING_')) delete process.env[k];
+    try {
+      await expect(openKeyring({ keystore: await tempDir() })).rejects.toThrow(
+        /^kek: is required: pass one, or set TEMPORAL_KEYRING_KEK_FILE .* or TEMPORAL_KEYRING_KEK/,
+      );
+    } finally {
+      process.env = saved;
     }
   });
 
@@ -150,7 +201,7 @@ describe('openKeyring', () => {
     const script = `
       import { createRequire } from 'node:module';
       const { openKeyring } = await import(${JSON.stringify(`${src}/open-keyring.ts`)});
-      const { generateKekBase64 } = await import(${JSON.stringify(`${src}/kek-source.ts`)});
+      const { generateKekBase64 } = await import(${JSON.stringify(`${src}/kek/kek-source.ts`)});
       const pgLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/node_modules/pg/'));
       const o = await openKeyring({ keystore: ${JSON.stringify(await tempDir())}, kek: { type: 'base64', value: generateKekBase64() } });
       await o.close();

@@ -1,7 +1,7 @@
 /**
  * Writes `history.json`: a workflow history as `temporal workflow show --output json` prints it,
  * whose payloads were encrypted by the codec with the keystore and KEK from the environment
- * (TEMPORAL_KEYRING_DATA_DIR, TEMPORAL_KEYRING_KEK_FILE). Stands in for a real export when no
+ * (TEMPORAL_KEYRING_KEYSTORE, TEMPORAL_KEYRING_KEK_FILE). Stands in for a real export when no
  * Temporal server is at hand:
  *
  *   npx tsx examples/history/make-history.ts > history.json
@@ -15,7 +15,7 @@ import proto from '@temporalio/proto';
 import { EncryptionCodec, openKeyring } from '../../src/index.ts';
 
 const { keyring, close } = await openKeyring({
-  keystore: process.env.TEMPORAL_KEYRING_DATA_DIR,
+  keystore: process.env.TEMPORAL_KEYRING_KEYSTORE,
   kek: { type: 'file', path: process.env.TEMPORAL_KEYRING_KEK_FILE! },
 });
 try {

@@ -9,14 +9,38 @@ import { type RotationPolicy, resolvePolicy } from '../rotation/rotation-policy.
 import type { KeyringConfig, NamespaceConfig } from './config-schema.ts';
 import { type LoadedConfig, loadConfigFile } from './load-config.ts';
 
-/** Environment variables read by {@link resolveSettings}. */
+/**
+ * The one environment-variable convention, read by {@link resolveSettings} and by `openKeyring`'s
+ * defaults alike: where the keys are (`TEMPORAL_KEYRING_KEYSTORE`: a directory, `file:DIR` or
+ * `postgres://...`) and the KEK that unwraps them (a file in `TEMPORAL_KEYRING_KEK_FILE`, or the
+ * base64 value itself in `TEMPORAL_KEYRING_KEK`).
+ */
 export const ENV = {
   config: 'TEMPORAL_KEYRING_CONFIG',
   keystore: 'TEMPORAL_KEYRING_KEYSTORE',
-  dataDir: 'TEMPORAL_KEYRING_DATA_DIR',
   kek: 'TEMPORAL_KEYRING_KEK',
   kekFile: 'TEMPORAL_KEYRING_KEK_FILE',
 } as const;
+
+/**
+ * Names that earlier versions and docs used for the same settings. Setting one is an error that
+ * names the variable to use instead: read silently, it would open a keystore other than the one the
+ * rest of the setup names; ignored silently, a new empty one.
+ */
+export const RETIRED_ENV: Readonly<Record<string, string>> = {
+  TEMPORAL_KEYRING_DATA_DIR: `${ENV.keystore} (a directory, file:DIR or postgres://...)`,
+  TEMPORAL_KEYRING_KEYSTORE_URL: ENV.keystore,
+  TEMPORAL_KEYRING_KEK_PATH: ENV.kekFile,
+};
+
+/** Throws when the environment sets a retired name (see {@link RETIRED_ENV}). */
+export function assertNoRetiredEnv(env: NodeJS.ProcessEnv = process.env): void {
+  for (const [name, use] of Object.entries(RETIRED_ENV)) {
+    if (nonEmpty(env[name]) !== undefined) {
+      throw new InvalidOptionError(name, `is not read by temporal-keyring: set ${use} instead`);
+    }
+  }
+}
 
 /** Global flags of the CLI (commander's camel-cased names). All optional. */
 export interface SettingsFlags {
@@ -75,6 +99,7 @@ export async function resolveSettings(
   env: NodeJS.ProcessEnv = process.env,
   cwd: string = process.cwd(),
 ): Promise<ResolvedSettings> {
+  assertNoRetiredEnv(env);
   const configFile = flags.config ?? nonEmpty(env[ENV.config]);
   const loaded: LoadedConfig | undefined = configFile
     ? await loadConfigFile(resolve(cwd, configFile))
@@ -89,6 +114,7 @@ export function settingsFrom(
   cwd: string,
   loaded: LoadedConfig | undefined,
 ): ResolvedSettings {
+  assertNoRetiredEnv(env);
   const config = loaded?.config ?? {};
   const configDir = loaded?.dir ?? cwd;
   const { keystore, keystoreOrigin } = resolveKeystore(flags, env, cwd, config, configDir);
@@ -137,10 +163,6 @@ function resolveKeystore(
       keystore: parseKeystoreLocation(fromEnv, cwd, ENV.keystore),
       keystoreOrigin: `env ${ENV.keystore}`,
     };
-  }
-  const dataDir = nonEmpty(env[ENV.dataDir]);
-  if (dataDir !== undefined) {
-    return { keystore: fileLocation(dataDir, cwd, ENV.dataDir), keystoreOrigin: `env ${ENV.dataDir}` };
   }
   if (config.keystore !== undefined) {
     return {

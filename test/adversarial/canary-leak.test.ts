@@ -374,7 +374,7 @@ describe('the CLI', () => {
     secrets.add('db password', dbPassword);
 
     const dir = join(await mkdtemp(join(tmpdir(), 'tk-adv-canary-')), 'data');
-    const env = { TEMPORAL_KEYRING_KEK: kek.toString('base64'), TEMPORAL_KEYRING_DATA_DIR: dir };
+    const env = { TEMPORAL_KEYRING_KEK: kek.toString('base64'), TEMPORAL_KEYRING_KEYSTORE: dir };
     const runs: Run[] = [];
     const cli = async (what: string, args: string[], e: Record<string, string> = env) => {
       const r = await run(what, args, e);
@@ -428,7 +428,7 @@ describe('the CLI', () => {
     expect(wrong.code).toBe(4);
     expect((await cli('bad kek', decodeArgs, { ...env, TEMPORAL_KEYRING_KEK: badKek })).code).not.toBe(0);
     const pw = await cli('passphrase', ['--kek-passphrase-env', 'PW', ...decodeArgs], {
-      TEMPORAL_KEYRING_DATA_DIR: dir,
+      TEMPORAL_KEYRING_KEYSTORE: dir,
       PW: passphrase,
     });
     expect(pw.code).not.toBe(0);

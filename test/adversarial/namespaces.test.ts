@@ -355,7 +355,7 @@ describe('the CLI', () => {
     const parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-cli-'));
     const env = {
       TEMPORAL_KEYRING_KEK: generateKekBase64(),
-      TEMPORAL_KEYRING_DATA_DIR: join(parent, 'data'),
+      TEMPORAL_KEYRING_KEYSTORE: join(parent, 'data'),
     };
     const results = await Promise.all([
       run(['keys', 'create', '--namespace', '../../escape'], env),

@@ -48,7 +48,7 @@ describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
     await setup.close();
 
     const resumed = await cli(['keys', 'rekey', '--new-kek-file', newKekFile, '--json'], {
-      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
+      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_KEYSTORE: dir },
     });
     expect(resumed.stderr).toContain('re-wrapping 3 key version(s) under KEK');
     expect(resumed.stderr).toContain('3/3');
@@ -60,7 +60,7 @@ describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
     });
 
     const withOld = await cli(['keys', 'rotate', '-n', 'default'], {
-      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
+      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_KEYSTORE: dir },
     });
     expect(withOld.code).toBe(4);
     expect(withOld.stderr).toContain('[ERR_KEK_MISMATCH]');
@@ -199,18 +199,18 @@ describe('configuration through the CLI', { timeout: 180_000 }, () => {
     });
     const fromEnv = await show([], {
       TEMPORAL_KEYRING_CONFIG: configFile,
-      TEMPORAL_KEYRING_DATA_DIR: 'env-keys',
+      TEMPORAL_KEYRING_KEYSTORE: 'env-keys',
       TEMPORAL_KEYRING_KEK: kek,
     });
     expect(fromEnv.keystore).toEqual({
       kind: 'file',
       location: join(root, 'env-keys'),
-      from: 'env TEMPORAL_KEYRING_DATA_DIR',
+      from: 'env TEMPORAL_KEYRING_KEYSTORE',
     });
     expect(fromEnv.kek).toEqual({ type: 'base64', from: 'env TEMPORAL_KEYRING_KEK' });
     const fromFlags = await show(['--keystore', 'postgres://app:secret@127.0.0.1:5432/keys'], {
       TEMPORAL_KEYRING_CONFIG: configFile,
-      TEMPORAL_KEYRING_DATA_DIR: 'env-keys',
+      TEMPORAL_KEYRING_KEYSTORE: 'env-keys',
     });
     expect(fromFlags.keystore).toEqual({
       kind: 'postgres',

@@ -55,7 +55,7 @@ describe('temporal-keyring decode', { timeout: 180_000 }, () => {
     };
     const file = join(await tempDir(), 'history.json');
     await writeFile(file, JSON.stringify(history));
-    const env = { TEMPORAL_KEYRING_KEK: kek, TEMPORAL_KEYRING_DATA_DIR: dir };
+    const env = { TEMPORAL_KEYRING_KEK: kek, TEMPORAL_KEYRING_KEYSTORE: dir };
 
     const fromFile = await cli(['decode', '--namespace', 'orders', '--input', file], { env });
     expect(fromFile.stderr).toBe('');

@@ -30,7 +30,7 @@ describe('temporal-keyring keygen', { timeout: 180_000 }, () => {
 describe('temporal-keyring keys', { timeout: 180_000 }, () => {
   it('creates, rotates in two phases, changes states and lists (table and stable JSON)', async () => {
     const dir = await tempDir();
-    const env = { TEMPORAL_KEYRING_KEK: generateKekBase64(), TEMPORAL_KEYRING_DATA_DIR: dir };
+    const env = { TEMPORAL_KEYRING_KEK: generateKekBase64(), TEMPORAL_KEYRING_KEYSTORE: dir };
 
     const created = await cli(['keys', 'create', '--namespace', 'payments', '--json'], { env });
     expect(created.code).toBe(0);
@@ -91,7 +91,7 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
     );
 
     // Listing needs no KEK.
-    const listed = await cli(['keys', 'list', '--json'], { env: { TEMPORAL_KEYRING_DATA_DIR: dir } });
+    const listed = await cli(['keys', 'list', '--json'], { env: { TEMPORAL_KEYRING_KEYSTORE: dir } });
     expect(listed.code).toBe(0);
     const json = JSON.parse(listed.stdout);
     expect(json.keys.map((k: { keyId: string; state: string }) => `${k.keyId}:${k.state}`)).toEqual([
@@ -122,16 +122,16 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
   it('maps every expected error to a clear message and its exit code, without a stack trace', async () => {
     const dir = await tempDir();
     const kek = generateKekBase64();
-    const env = { TEMPORAL_KEYRING_KEK: kek, TEMPORAL_KEYRING_DATA_DIR: dir };
+    const env = { TEMPORAL_KEYRING_KEK: kek, TEMPORAL_KEYRING_KEYSTORE: dir };
     expect((await cli(['keys', 'create', '-n', 'default'], { env })).code).toBe(0);
 
     const cases: { args: string[]; env: Record<string, string>; code: number; message: RegExp }[] = [
       {
         args: ['keys', 'rotate', '-n', 'default'],
-        env: { TEMPORAL_KEYRING_DATA_DIR: dir },
+        env: { TEMPORAL_KEYRING_KEYSTORE: dir },
         code: 2,
         message:
-          /kek: no KEK given: set TEMPORAL_KEYRING_KEK .*temporal-keyring keygen\) \[ERR_INVALID_OPTION\]/,
+          /kek: no KEK given: set TEMPORAL_KEYRING_KEK_FILE .*temporal-keyring keygen\) \[ERR_INVALID_OPTION\]/,
       },
       {
         args: ['keys', 'rotate', '-n', 'default'],

@@ -140,7 +140,7 @@ describe('resolveSettings precedence: flags > env > config file > defaults', () 
     const { path } = await withConfig({ keystore: './keys', kek: { env: 'CONFIG_KEK' } });
     const env = {
       TEMPORAL_KEYRING_CONFIG: path,
-      TEMPORAL_KEYRING_DATA_DIR: '/env/dir',
+      TEMPORAL_KEYRING_KEYSTORE: '/env/dir',
       TEMPORAL_KEYRING_KEK: 'ZW52',
       CONFIG_KEK: 'Y29uZmln',
       PASS: 'correct horse battery staple',

@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 function cli(args: string[], withKek = false) {
-  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_KEYRING_DATA_DIR: join(dir, 'store') };
+  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_KEYRING_KEYSTORE: join(dir, 'store') };
   delete env.TEMPORAL_KEYRING_KEK;
   delete env.TEMPORAL_KEYRING_CONFIG;
   if (withKek) env.TEMPORAL_KEYRING_KEK = kek;
