@@ -195,3 +195,6 @@ export {
 export { type Clock, ManualClock, systemClock } from './runtime/clock.ts';
 export { type Logger, silentLogger } from './runtime/logger.ts';
 export { blockRandom, type RandomSource, systemRandom } from './runtime/random.ts';
+// The Temporal SDK plugin (payload codec + encrypted failures, namespace from the SDK's context)
+export { type Configured, KeyringPlugin, type KeyringPluginOptions } from './temporal/keyring-plugin.ts';
+export { NamespaceCodec, type NamespaceCodecOptions } from './temporal/namespace-codec.ts';

@@ -7,20 +7,16 @@
  *   npx tsx examples/history/make-history.ts > history.json
  */
 
-import { encodeToPayloads } from '@temporalio/common/lib/internal-non-workflow/codec-helpers.js';
-import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/data-converter-helpers.js';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { defaultPayloadConverter } from '@temporalio/common';
 import proto from '@temporalio/proto';
 // In your project: import { ... } from 'temporal-keyring';
 import { EncryptionCodec, openKeyring } from '../../src/index.ts';
 
-const { keyring, close } = await openKeyring({
-  keystore: process.env.TEMPORAL_KEYRING_KEYSTORE,
-  kek: { type: 'file', path: process.env.TEMPORAL_KEYRING_KEK_FILE! },
-});
+// The keystore and KEK the CLI and `npm start` use: TEMPORAL_KEYRING_KEYSTORE, TEMPORAL_KEYRING_KEK_FILE.
+const { keyring, close } = await openKeyring();
 try {
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
-  const converter = loadDataConverter({ payloadCodecs: [codec] });
+  const encodeToPayloads = (value: unknown) => codec.encode([defaultPayloadConverter.toPayload(value)]);
   const history = proto.temporal.api.history.v1.History.fromObject({
     events: [
       {
@@ -30,7 +26,7 @@ try {
           workflowType: { name: 'payment' },
           taskQueue: { name: 'payments' },
           input: {
-            payloads: await encodeToPayloads(converter, { customer: 'Ada Lovelace', amountCents: 4200 }),
+            payloads: await encodeToPayloads({ customer: 'Ada Lovelace', amountCents: 4200 }),
           },
         },
       },
@@ -38,12 +34,18 @@ try {
         eventId: '2',
         eventType: 'EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED',
         workflowExecutionCompletedEventAttributes: {
-          result: { payloads: await encodeToPayloads(converter, 'charged 4200 cents') },
+          result: { payloads: await encodeToPayloads('charged 4200 cents') },
         },
       },
     ],
   });
-  process.stdout.write(`${historyToJSON(history)}\n`);
+  // Protobuf JSON, as `temporal workflow show --output json` prints it (bytes in base64).
+  const json = proto.temporal.api.history.v1.History.toObject(history, {
+    enums: String,
+    longs: String,
+    bytes: String,
+  });
+  process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
 } finally {
   await close();
 }

@@ -1,11 +1,11 @@
 /** Run by hand while the worker runs: `npx tsx examples/worker/client.ts`. */
 import { Client, Connection } from '@temporalio/client';
-import { createCodec, namespace } from './codec.ts';
+import { createPlugin, namespace } from './plugin.ts';
 import { payment } from './workflows.ts';
 
-const { codec, close } = await createCodec();
+const { plugin, close } = await createPlugin();
 const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233' });
-const client = new Client({ connection, namespace, dataConverter: { payloadCodecs: [codec] } });
+const client = new Client({ connection, namespace, plugins: [plugin] });
 try {
   const result = await client.workflow.execute(payment, {
     taskQueue: 'payments',

@@ -1,9 +1,9 @@
 /** Run by hand next to a Temporal server: `npx tsx examples/worker/worker.ts`. */
 import { NativeConnection, Worker } from '@temporalio/worker';
 import * as activities from './activities.ts';
-import { createCodec, namespace } from './codec.ts';
+import { createPlugin, namespace } from './plugin.ts';
 
-const { codec, close } = await createCodec();
+const { plugin, close } = await createPlugin();
 const connection = await NativeConnection.connect({
   address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
 });
@@ -13,7 +13,7 @@ const worker = await Worker.create({
   taskQueue: 'payments',
   workflowsPath: new URL('./workflows.ts', import.meta.url).pathname,
   activities,
-  dataConverter: { payloadCodecs: [codec] },
+  plugins: [plugin],
 });
 try {
   await worker.run();

@@ -107,7 +107,8 @@ export class EncryptionCodec implements PayloadCodec {
     return this.#engine.name;
   }
 
-  async encode(payloads: Payload[], _context?: SerializationContext): Promise<Payload[]> {
+  async encode(payloads: Payload[], serialization?: SerializationContext): Promise<Payload[]> {
+    this.#assertContext(serialization);
     if (payloads.length === 0) return [];
     const key = await this.#keys.encryptionKey(this.namespace, payloads.length);
     this.#assertKey(key, key.version);
@@ -127,7 +128,8 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  async decode(payloads: Payload[], _context?: SerializationContext): Promise<Payload[]> {
+  async decode(payloads: Payload[], serialization?: SerializationContext): Promise<Payload[]> {
+    this.#assertContext(serialization);
     // Parse everything first, so a malformed payload fails the batch before any key is fetched.
     const named = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
     const keys = new Map<number, Promise<ResolvedKey>>();
@@ -252,6 +254,20 @@ export class EncryptionCodec implements PayloadCodec {
     const wrapping = { providerId: format.providerId, keyName, material: key.material };
     cache.set(key.material, wrapping);
     return wrapping;
+  }
+
+  /**
+   * The SDK says which namespace owns the payloads (its `SerializationContext`); a codec fixed to
+   * another namespace would encrypt them under the wrong keys, or fail to decrypt them for an
+   * unclear reason. `KeyringPlugin` picks the codec by that namespace instead.
+   */
+  #assertContext(context: SerializationContext | undefined): void {
+    const owner = context?.namespace;
+    if (owner !== undefined && owner !== this.namespace) {
+      throw new NamespaceMismatchError(
+        `the Temporal SDK passes payloads of namespace "${owner}" to the codec of namespace "${this.namespace}" (use KeyringPlugin, or one EncryptionCodec per namespace)`,
+      );
+    }
   }
 
   #assertKey(key: ResolvedKey, version: number): void {

@@ -21,8 +21,9 @@ const LAYERS: Record<string, number> = {
   rotation: 5,
   codec: 5,
   config: 6,
-  'open-keyring.ts': 7,
-  'index.ts': 8,
+  temporal: 7,
+  'open-keyring.ts': 8,
+  'index.ts': 9,
 };
 
 function sources(dir: string): string[] {
