@@ -25,6 +25,7 @@ import {
 } from './atomic-file.ts';
 import { FileLock } from './file-lock.ts';
 import { type KekInfo, type Keystore, trimSamples, type UsageRecord, type WrappedKey } from './keystore.ts';
+import { KEYSTORE_ID_PATTERN } from './keystore-id.ts';
 
 export interface FileKeystoreOptions {
   /** The data directory. Created (0700) if missing; must be empty or hold a keystore. */
@@ -95,6 +96,7 @@ const kekInfoSchema = z.strictObject({
   checks: z.array(z.strictObject({ kekId: z.string().min(1), check: base64 })),
   rekey: z.strictObject({ fromKekId: z.string(), toKekId: z.string(), startedAt: millis }).optional(),
   passphraseSalt: base64.optional(),
+  keystoreId: z.string().regex(KEYSTORE_ID_PATTERN).optional(),
 });
 const count = z.number().int().nonnegative();
 const usageSchema = z.strictObject({

@@ -113,6 +113,11 @@ export interface KekInfo {
   rekey?: { fromKekId: string; toKekId: string; startedAt: number };
   /** Salt for passphrase-derived KEKs (base64), created with the record. */
   passphraseSalt?: string;
+  /**
+   * The keystore's short random non-secret id (16 hex chars: see keystore-id.ts), created with
+   * the record; `Keyring.open` adds it to records written before it existed.
+   */
+  keystoreId?: string;
 }
 
 /** Encryption counts of one key version, shared by every process using the keystore. */
