@@ -33,12 +33,29 @@ export class KeyringError extends Error {
   /** The code every instance of this class carries. */
   static code: KeyringErrorCode = 'ERR_INVALID_OPTION';
   readonly code: KeyringErrorCode;
+  /**
+   * A labelled, unverified hint about the likely cause (for example which keystore a payload's
+   * metadata names), also appended to the message. Never changes the code. See {@link withHint}.
+   */
+  hint?: string;
 
   constructor(code: KeyringErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
   }
+}
+
+/**
+ * Adds a labelled hint to an error (once: a shared error is not hinted twice) and returns it. The
+ * code stays as it was: a hint explains, it does not reclassify.
+ */
+export function withHint<E extends KeyringError>(error: E, hint: string): E {
+  if (error.hint === undefined) {
+    error.hint = hint;
+    error.message = `${error.message} (hint, from unverified payload metadata: ${hint})`;
+  }
+  return error;
 }
 
 /** An option, config key, flag or argument is invalid. The message names the field. */

@@ -24,6 +24,7 @@ export {
   METADATA_ENCODING,
   METADATA_KEY_ID,
   METADATA_KEY_VERSION,
+  METADATA_KEYSTORE_ID,
   type PayloadFormat,
   parseKeyVersion,
 } from './codec/payload-format.ts';
@@ -66,6 +67,7 @@ export {
   NoActiveKeyError,
   UsageLimitReachedError,
   UsageReservationError,
+  withHint,
 } from './errors.ts';
 export { DATA_KEY_CACHE_DEFAULTS, type DataKeyCacheOptions } from './esdk/data-key-cache.ts';
 // ESDK engines

@@ -1,13 +1,17 @@
 import { stat } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
 import { ENV, resolveSettings } from './config/resolve-settings.ts';
-import { InvalidOptionError, KeystoreUnavailableError } from './errors.ts';
+import { InvalidOptionError, KekMismatchError, KeystoreUnavailableError } from './errors.ts';
 import type { KeyEncryptionKey } from './kek/kek.ts';
 import { type KekSource, kekFromPassphrase, loadKek } from './kek/kek-source.ts';
 import type { EncryptionMeter } from './keyring/encryption-meter.ts';
 import { Keyring } from './keyring/keyring.ts';
 import type { Keystore } from './keystore/keystore.ts';
-import { type KeystoreLocation, parseKeystoreLocation } from './keystore/keystore-location.ts';
+import {
+  describeKeystoreLocation,
+  type KeystoreLocation,
+  parseKeystoreLocation,
+} from './keystore/keystore-location.ts';
 import { openKeystore } from './keystore/open-keystore.ts';
 import { UsageMeter } from './rotation/usage-meter.ts';
 import { type Clock, systemClock } from './runtime/clock.ts';
@@ -137,9 +141,11 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
       },
     };
   } catch (error) {
+    const explained =
+      error instanceof KekMismatchError ? await explainMismatch(error, keystore, location) : error;
     await meter?.close().catch(() => {});
     if (owned) await keystore.close().catch(() => {});
-    throw error;
+    throw explained;
   }
 }
 
@@ -238,4 +244,22 @@ async function resolveKek(
     );
   }
   return loadKek(kek as KekSource, { random });
+}
+
+/**
+ * A KEK mismatch names the keystore (its id, and its location when this call opened it) and the
+ * fix: which setting gives the KEK, and that the usual cause is a KEK and a keystore from two
+ * different setups (a second quickstart, another machine's dev KEK).
+ */
+async function explainMismatch(
+  error: KekMismatchError,
+  keystore: Keystore,
+  location: KeystoreLocation | undefined,
+): Promise<KekMismatchError> {
+  const info = await keystore.getKekInfo().catch(() => undefined);
+  const id = info?.keystoreId ? `keystore ${info.keystoreId}` : 'this keystore';
+  const where = location ? ` at ${describeKeystoreLocation(location)}` : '';
+  return new KekMismatchError(
+    `${error.message}. ${id}${where} opens only with its own KEK: give that one (${ENV.kekFile}, ${ENV.kek} or --kek-file), or point ${ENV.keystore} at the keystore this KEK belongs to`,
+  );
 }

@@ -3,8 +3,10 @@ import proto from '@temporalio/proto';
 import {
   DecryptionFailedError,
   InvalidOptionError,
+  isKeyringError,
   MalformedPayloadError,
   NamespaceMismatchError,
+  withHint,
 } from '../errors.ts';
 import type { EsdkEngine, WrappingKey } from '../esdk/engine.ts';
 import { fastEngine } from '../esdk/fast-engine.ts';
@@ -20,6 +22,7 @@ import {
   METADATA_ENCODING,
   METADATA_KEY_ID,
   METADATA_KEY_VERSION,
+  METADATA_KEYSTORE_ID,
   PAYLOAD_FORMATS,
   type PayloadFormat,
   parseKeyVersion,
@@ -119,6 +122,8 @@ export class EncryptionCodec implements PayloadCodec {
     if (format.keyIdInMetadata)
       metadata[METADATA_KEY_ID] = utf8.encode(keyIdFor(this.namespace, key.version));
     metadata[METADATA_KEY_VERSION] = utf8.encode(String(key.version));
+    const keystoreId = this.#keys.keystoreId;
+    if (format.keyIdInMetadata && keystoreId) metadata[METADATA_KEYSTORE_ID] = utf8.encode(keystoreId);
     return Promise.all(
       payloads.map(async (payload) => {
         const data = await this.#engine.encrypt(serializePayload(payload), wrapping, context);
@@ -144,9 +149,13 @@ export class EncryptionCodec implements PayloadCodec {
       payloads.map(async (payload, i) => {
         const n = named[i];
         if (n === undefined) return payload;
-        const key = await keys.get(n.version)!;
-        this.#assertKey(key, n.version);
-        return this.#decryptOne(payload, key, n.format);
+        try {
+          const key = await keys.get(n.version)!;
+          this.#assertKey(key, n.version);
+          return await this.#decryptOne(payload, key, n.format);
+        } catch (error) {
+          throw this.#explainOtherKeystore(error, payload);
+        }
       }),
     );
   }
@@ -254,6 +263,23 @@ export class EncryptionCodec implements PayloadCodec {
     const wrapping = { providerId: format.providerId, keyName, material: key.material };
     cache.set(key.material, wrapping);
     return wrapping;
+  }
+
+  /**
+   * A payload whose metadata names another keystore than ours fails for that reason, not because
+   * it was tampered with or because our version of the same number is destroyed: say so in a hint.
+   * The metadata is unauthenticated, so the error's code is kept (a decryption failure stays
+   * `ERR_DECRYPTION_FAILED`); ids are not secret and tell an attacker nothing they did not write.
+   */
+  #explainOtherKeystore(error: unknown, payload: Payload): unknown {
+    const ours = this.#keys.keystoreId;
+    const theirs = metadataString(payload, METADATA_KEYSTORE_ID);
+    if (!isKeyringError(error) || !ours || theirs === undefined || theirs === ours) return error;
+    if (!/^[0-9a-f]{16}$/.test(theirs)) return error;
+    return withHint(
+      error,
+      `this payload's key belongs to keystore ${theirs}; this process opened keystore ${ours}. Decode it with the keystore and KEK that encrypted it (TEMPORAL_KEYRING_KEYSTORE, TEMPORAL_KEYRING_KEK_FILE)`,
+    );
   }
 
   /**

@@ -33,6 +33,14 @@ export const METADATA_KEY_ID = 'encryption-key-id';
  */
 export const METADATA_KEY_VERSION = 'encryption-key-version';
 
+/**
+ * Metadata key holding the id of the keystore whose key encrypted the payload (16 hex characters,
+ * `Keyring.keystoreId`). Not secret and not authenticated: a hint read before decryption, so that
+ * a payload of another keystore is told apart from a tampered one in messages. It never decides
+ * whether a payload decrypts, and never changes an error's code.
+ */
+export const METADATA_KEYSTORE_ID = 'encryption-keystore-id';
+
 /** Encryption context key binding the namespace into the ciphertext (authenticated, not secret). */
 export const CONTEXT_NAMESPACE = 'temporal-keyring:namespace';
 /** Encryption context key binding the key version into the ciphertext. */

@@ -45,6 +45,11 @@ export interface KeyProvider {
   encryptionKey(namespace: string, count: number): Promise<ResolvedKey>;
   /** The key of a version, if its state allows decryption. Refreshes once if the version is unknown. */
   decryptionKey(namespace: string, version: number): Promise<ResolvedKey>;
+  /**
+   * The keystore's non-secret id, when the provider has one: the codec writes it into payload
+   * metadata as a hint, and names it when a payload of another keystore fails to decrypt.
+   */
+  readonly keystoreId?: string;
 }
 
 export interface KeyringOptions {

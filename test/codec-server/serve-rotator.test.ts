@@ -28,6 +28,7 @@ describe('serve runs the rotator', () => {
     const clock = new ManualClock(Date.now() - 40 * 86_400_000);
     const seeded = await openKeyring({
       keystore: join(dir, 'data'),
+      createIfMissing: true,
       kek: { type: 'base64', value: kek },
       clock,
     });

@@ -19,6 +19,7 @@ import {
   METADATA_ENCODING,
   METADATA_KEY_ID,
   METADATA_KEY_VERSION,
+  METADATA_KEYSTORE_ID,
 } from '../../src/codec/payload-format.ts';
 import { KeyringError } from '../../src/errors.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
@@ -63,6 +64,7 @@ function expectEncryptedFor(encoded: Payload, original: Payload, namespace: stri
     METADATA_ENCODING,
     METADATA_KEY_ID,
     METADATA_KEY_VERSION,
+    METADATA_KEYSTORE_ID,
   ]);
   expect(text(encoded.metadata?.[METADATA_ENCODING])).toBe(ENCODING_ENCRYPTED);
   expect(text(encoded.metadata?.[METADATA_KEY_ID])).toBe(`${namespace}/v${version}`);
