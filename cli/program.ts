@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Help, type Option } from 'commander';
 import { ENV } from '../src/config/resolve-settings.ts';
 import { registerConfigCommands } from './commands/config-show.ts';
 import { registerDecodeCommand } from './commands/decode.ts';
@@ -41,6 +41,15 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
     // No commander .version(): its --version would also capture `keys set-state --version N`.
     .addHelpText('beforeAll', `temporal-keyring ${VERSION} (temporal-keyring --version prints the version)\n`)
     .showHelpAfterError('(run with --help for usage)')
+    // Every command's --help lists the global options too (where the keystore and KEK come
+    // from) and marks the options a command cannot run without. Subcommands inherit this.
+    .configureHelp({
+      showGlobalOptions: true,
+      optionDescription(option: Option) {
+        const text = Help.prototype.optionDescription.call(this, option);
+        return option.mandatory ? `${text} (required)` : text;
+      },
+    })
     .exitOverride();
 
   registerKeygenCommand(program);
@@ -69,8 +78,33 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   registerRotatorCommand(program);
 
   // Subcommands inherit exitOverride so that every exit goes through run() below.
-  for (const command of allCommands(program)) command.exitOverride();
+  for (const command of allCommands(program)) {
+    command.exitOverride();
+    unknownOptionsFirst(command);
+  }
   return program;
+}
+
+/**
+ * Commander reports a missing required option before an unknown one, so `--namesapce x` says
+ * "required option '--namespace' not specified" and never "did you mean --namespace?". This runs
+ * commander's own unknown-option check (with its suggestion) first, at the one point where it
+ * has the unknown arguments at hand: just before the required-option check. Relies on commander
+ * 14's internals (`_outputHelpIfRequested`, `unknownOption`); test/cli/usage.test.ts pins it.
+ */
+function unknownOptionsFirst(command: Command): void {
+  const c = command as unknown as {
+    _actionHandler?: unknown;
+    _outputHelpIfRequested?: (args: string[]) => void;
+    unknownOption(flag: string): never;
+  };
+  const original = c._outputHelpIfRequested;
+  if (typeof original !== 'function') return;
+  c._outputHelpIfRequested = function (this: unknown, args: string[]) {
+    original.call(c, args);
+    const first = args[0];
+    if (c._actionHandler && first?.startsWith('-')) c.unknownOption(first);
+  };
 }
 
 function allCommands(command: Command): Command[] {

