@@ -1,5 +1,3 @@
-import type { KeyVersion } from '../src/model/key-version.ts';
-
 /** Output helpers: stdout is for results (tables, JSON), stderr for progress and errors. */
 
 export function out(text = ''): void {
@@ -31,22 +29,5 @@ export function shortTime(ms: number | undefined): string {
   return ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** ISO 8601 with milliseconds, or null: the stable JSON form of a timestamp. */
-export function isoOrNull(ms: number | undefined): string | null {
-  return ms === undefined ? null : new Date(ms).toISOString();
-}
-
-/** The stable JSON form of a key version: every field always present, in this order. */
-export function versionJson(v: KeyVersion) {
-  return {
-    namespace: v.namespace,
-    version: v.version,
-    keyId: v.keyId,
-    state: v.state,
-    createdAt: isoOrNull(v.createdAt),
-    activatedAt: isoOrNull(v.activatedAt),
-    deactivatedAt: isoOrNull(v.deactivatedAt),
-    deprecatedAt: isoOrNull(v.deprecatedAt),
-    destroyedAt: isoOrNull(v.destroyedAt),
-  };
-}
+/** The stable JSON forms, shared with the admin API (src/model/key-version-json.ts). */
+export { isoOrNull, keyVersionJson as versionJson } from '../src/model/key-version-json.ts';

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { ServerConfig } from '../src/config/server-config.ts';
 import type { Keyring } from '../src/keyring/keyring.ts';
 import { KEY_STATES } from '../src/model/key-version.ts';
+import { keyVersionJson } from '../src/model/key-version-json.ts';
 import { validateNamespace } from '../src/model/namespace.ts';
 import { assertPropagated } from '../src/rotation/rotation-policy.ts';
 import type { Logger } from '../src/runtime/logger.ts';
@@ -87,7 +88,7 @@ export function adminRouter(deps: {
     const withUsage = await Promise.all(
       versions.map(async (v) => {
         const usage = await keyring.keystore.getUsage(namespace, v.version);
-        return { ...v, usage: { reserved: usage.reserved, used: usage.used } };
+        return { ...keyVersionJson(v), usage: { reserved: usage.reserved, used: usage.used } };
       }),
     );
     res.json({ namespace, versions: withUsage });
@@ -112,7 +113,12 @@ export function adminRouter(deps: {
       performed: result.performed,
       version: result.current.version,
     });
-    res.json(result);
+    res.json({
+      namespace: result.namespace,
+      performed: result.performed,
+      previous: result.previous ? keyVersionJson(result.previous) : null,
+      current: keyVersionJson(result.current),
+    });
   });
 
   const stateBody = z.strictObject({ state: z.enum(KEY_STATES as [string, ...string[]]) });
@@ -125,7 +131,7 @@ export function adminRouter(deps: {
     const { state } = await body(req, res, stateBody);
     const updated = await keyring.setState(namespace, version, state as (typeof KEY_STATES)[number]);
     record(req, res, 'set-state', { namespace, version, state });
-    res.json(updated);
+    res.json(keyVersionJson(updated));
   });
 
   return router;
