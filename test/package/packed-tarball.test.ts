@@ -113,8 +113,8 @@ ${body}`,
 import server = require('temporal-keyring/server');
 const k: typeof tk.openKeyring = tk.openKeyring;
 const p: typeof server.startServer = server.startServer;
-// @ts-expect-error the KEK is required
-void tk.openKeyring({});
+// @ts-expect-error a keystore is a location string or a Keystore
+void tk.openKeyring({ keystore: 1 });
 export { k, p };
 `,
     );
