@@ -27,6 +27,7 @@ export {
   type PayloadFormat,
   parseKeyVersion,
 } from './codec/payload-format.ts';
+export { RemoteCodec, type RemoteCodecOptions } from './codec/remote-codec.ts';
 export {
   configSchema,
   type KekConfig,
@@ -64,6 +65,10 @@ export {
   NamespaceMismatchError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  NotExportableError,
+  RemoteCodecRejectedError,
+  RemoteCodecTimeoutError,
+  RemoteCodecUnavailableError,
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
