@@ -4,6 +4,7 @@ import { registerConfigCommands } from './commands/config-show.ts';
 import { registerDecodeCommand } from './commands/decode.ts';
 import { registerKeygenCommand } from './commands/keygen.ts';
 import { registerKeysCreateCommand } from './commands/keys-create.ts';
+import { registerKeysExportCommand } from './commands/keys-export.ts';
 import { registerKeysListCommand } from './commands/keys-list.ts';
 import { registerKeysRekeyCommand } from './commands/keys-rekey.ts';
 import { registerKeysRotateCommand } from './commands/keys-rotate.ts';
@@ -52,6 +53,7 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   registerKeysSetStateCommand(keys);
   registerKeysRekeyCommand(keys);
   registerKeysStatusCommand(keys);
+  registerKeysExportCommand(keys);
 
   registerDecodeCommand(program);
   registerTokenCommands(program);

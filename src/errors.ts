@@ -275,7 +275,7 @@ export class NotExportableError extends KeyringError {
   constructor(readonly namespace: string) {
     super(
       'ERR_NOT_EXPORTABLE',
-      `namespace "${namespace}" is not exportable (mark it once, irreversibly, with: temporal-keyring keys set-exportable --namespace ${namespace})`,
+      `namespace "${namespace}" is not exportable (set "exportable": true under namespaces.${namespace} in the config file, or POST /admin/namespaces/${namespace}/exportable; the mark is irreversible)`,
     );
   }
 }
