@@ -10,6 +10,7 @@ import { registerKeysRekeyCommand } from './commands/keys-rekey.ts';
 import { registerKeysRotateCommand } from './commands/keys-rotate.ts';
 import { registerKeysSetStateCommand } from './commands/keys-set-state.ts';
 import { registerKeysStatusCommand } from './commands/keys-status.ts';
+import { registerRewrapCommand } from './commands/rewrap.ts';
 import { registerRotatorCommand } from './commands/rotator.ts';
 import { registerTokenCommands } from './commands/token-create.ts';
 import { EXIT, reportError } from './exit-codes.ts';
@@ -56,6 +57,7 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   registerKeysExportCommand(keys);
 
   registerDecodeCommand(program);
+  registerRewrapCommand(program);
   registerTokenCommands(program);
   registerConfigCommands(program);
   // The codec server (Express, pino, the ESDK) loads only when `serve` runs: it would double the
