@@ -467,7 +467,11 @@ describe('Worker.runReplayHistory with the remote codec (no Temporal server)', (
       // Without the key, the input cannot be decoded: the replay fails.
       await server.keyring.rotate('default');
       await server.keyring.setState('default', 1, 'deprecated');
-      await expect(Worker.runReplayHistory(options, history, 'replayed')).rejects.toThrow();
+      const failure = await Worker.runReplayHistory(options, history, 'replayed').catch((e: unknown) => e);
+      // The server's typed error reached the worker, which failed the workflow task with it.
+      expect(String((failure as Error).message)).toContain(
+        'KeyVersionDeprecatedError: key version 1 of namespace',
+      );
     } finally {
       codec.close();
       await server.close();
