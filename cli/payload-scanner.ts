@@ -54,9 +54,23 @@ export class PayloadScanner {
   write(chunk: Buffer): void {
     this.#mark = 0;
     const n = chunk.length;
+    // Next backslash at or after i (n: none), found once per chunk and again only when passed:
+    // most bytes of a history are base64 inside strings, skipped with indexOf instead of one by one.
+    let backslash = -1;
     for (let i = 0; i < n; i++) {
-      const c = chunk[i]!;
       const cand = this.#candidate;
+      if (this.#inString && !this.#escape && !cand?.keyParts) {
+        if (backslash < i) {
+          backslash = chunk.indexOf(0x5c, i);
+          if (backslash < 0) backslash = n;
+        }
+        let quote = chunk.indexOf(0x22, i);
+        if (quote < 0) quote = n;
+        const next = quote < backslash ? quote : backslash;
+        if (next >= n) break; // the rest of the chunk is inside the string
+        i = next;
+      }
+      const c = chunk[i]!;
       if (this.#inString) {
         if (this.#escape) this.#escape = false;
         else if (c === 0x5c) this.#escape = true;
