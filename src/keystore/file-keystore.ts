@@ -491,7 +491,8 @@ export class FileKeystore implements Keystore {
     const temps: string[] = [];
     const destroyed: string[] = [];
     const isTemp = (name: string) =>
-      name.startsWith(TEMP_PREFIX) && !name.startsWith(`${TEMP_PREFIX}${LOCK}-`);
+      // Lock and breaker temp files (`.tmp-lock-*`, `.tmp-lock.break-*`) belong to live lockers.
+      name.startsWith(TEMP_PREFIX) && !name.startsWith(`${TEMP_PREFIX}${LOCK}`);
     const collect = async (rel: string) => {
       for (const name of await this.#readdir(rel))
         if (isTemp(name) || name.startsWith(`${LOCK}.stale-`)) temps.push(join(rel, name));
