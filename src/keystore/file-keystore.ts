@@ -130,7 +130,8 @@ const leaseSchema = z.strictObject({ format: z.literal(1), holder: z.string(), u
  * lock                                  the cross-process lock, while held
  * ```
  * Every write is atomic and durable (see atomic-file.ts) and every read-modify-write runs under
- * the cross-process lock (see file-lock.ts). New material is written before the metadata that
+ * the cross-process lock (see file-lock.ts), including a commit's guard on the KEK record.
+ * Arguments are trusted: the `ValidatingKeystore` in front checks them. New material is written before the metadata that
  * makes it visible; destroyed material is erased after the metadata says so. Every read is
  * validated: a damaged file raises `KeystoreCorruptError` naming it and is never repaired.
  */

@@ -66,7 +66,10 @@ const NAMESPACE_LOCK_CLASS = 0x746b7267;
  *
  * Concurrency: `commit` serializes writers of one namespace with a transaction-scoped advisory lock,
  * re-reads the namespace under it and applies the shared `applyChange`; a partial unique index
- * makes two active versions of a namespace impossible even to raw SQL. Usage counters are atomic
+ * makes two active versions of a namespace impossible even to raw SQL. A commit with a guard (the
+ * validating layer passes one with new material) reads the KEK record `FOR SHARE` in the same
+ * transaction and refuses if it is not the one the guard names. Arguments are trusted: the
+ * `ValidatingKeystore` in front checks them. Usage counters are atomic
  * upserts; leases and the KEK record are compare-and-set statements. Time-based decisions use the
  * caller's `now`, never the database clock.
  *
