@@ -198,6 +198,7 @@ describe.each(backends)('concurrent rotations across processes: $name', (backend
     } finally {
       await o.close();
     }
+    if (process.env.SHOW_NUMBERS) console.log({ backend: backend.name, cliRounds: rounds });
     expect(rounds).toBeGreaterThanOrEqual(CLI_MIN_ROUNDS);
   });
 });
