@@ -201,7 +201,10 @@ export function createApp(deps: AppDeps): Express {
   if (config.admin.enabled) {
     const policy = deps.rotationPolicy ?? (() => DEFAULT_ROTATION_POLICY);
     const propagationDelay = (namespace: string) => policy(namespace).propagationDelay;
-    app.use('/admin', adminRouter({ keyring, auth, config, audit, propagationDelay }));
+    app.use(
+      '/admin',
+      adminRouter({ keyring, auth, config, audit, propagationDelay, rotationPolicy: policy }),
+    );
   }
 
   app.use((_req: Request, _res: Response) => {

@@ -11,6 +11,8 @@ import {
   parseKeystoreLocation,
 } from './keystore/keystore-location.ts';
 import { openKeystore } from './keystore/open-keystore.ts';
+import { emergencyRotation } from './rotation/budget-guard.ts';
+import type { RotationPolicy } from './rotation/rotation-policy.ts';
 import { UsageMeter } from './rotation/usage-meter.ts';
 import { type Clock, systemClock } from './runtime/clock.ts';
 import { type Logger, silentLogger } from './runtime/logger.ts';
@@ -44,6 +46,12 @@ export interface OpenKeyringOptions {
    * measured usage needs), `false` (off), or your own meter. Default `'default'`.
    */
   meter?: 'default' | false | EncryptionMeter;
+  /**
+   * Each namespace's rotation policy, for the default meter: the budget it keeps
+   * (`maxEncryptions`, `onBudgetExhausted`) and the threshold that wakes a rotator. Default: the
+   * built-in policy.
+   */
+  rotationPolicy?: (namespace: string) => RotationPolicy;
   /** Create a namespace's first key when it is first used. Dev mode only. Default false. */
   createNamespacesOnFirstUse?: boolean;
   /** Let deprecated versions decrypt: `true` for every namespace, or a predicate. Default false. */
@@ -59,6 +67,8 @@ export interface OpenKeyringOptions {
 export interface OpenedKeyring {
   keyring: Keyring;
   keystore: Keystore;
+  /** The default usage meter (undefined with `meter: false` or a meter of your own): a rotator wakes on its events. */
+  meter: UsageMeter | undefined;
   /** Flushes the meter, stops timers, forgets keys, and closes the keystore if it was opened here. */
   close(): Promise<void>;
 }
@@ -101,7 +111,7 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
     const chosen = options.meter ?? 'default';
     meter =
       chosen === 'default'
-        ? new UsageMeter({ keystore, clock, logger })
+        ? new UsageMeter({ keystore, clock, logger, policies: options.rotationPolicy })
         : chosen === false
           ? undefined
           : chosen;
@@ -117,10 +127,12 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
       allowDeprecatedDecrypt: options.allowDeprecatedDecrypt,
       refreshIntervalMs: options.refreshIntervalMs,
     });
+    if (meter instanceof UsageMeter) meter.setBudgetExhaustedHandler(emergencyRotation(keyring, logger));
     let closed: Promise<void> | undefined;
     return {
       keyring,
       keystore,
+      meter: meter instanceof UsageMeter ? meter : undefined,
       close: () => {
         closed ??= (async () => {
           await keyring.close();

@@ -32,6 +32,8 @@ export interface UsageChartInput {
   series: ChartSeries[];
   /** The active version's projected course, drawn dashed. */
   projection?: { from: ChartPoint; to: ChartPoint };
+  /** The rotator's next step, marked on the time axis. */
+  nextRotation?: { at: number; action: 'prepublish' | 'promote'; version: number };
   width?: number;
   height?: number;
 }

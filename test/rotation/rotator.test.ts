@@ -104,8 +104,13 @@ describe('Rotator', () => {
     expect((await disabled.runOnce()).actions[0]).toMatchObject({ action: 'disabled', version: 1 });
     await disabled.stop();
     const run = await rotatorOf(a.keyring, a.keystore, 'on').runOnce();
-    expect(run.actions[0]).toMatchObject({ action: 'prepublished', version: 2 });
+    // Spent: no prepublish and propagation delay, a new version active at once.
+    expect(run.actions[0]).toMatchObject({ action: 'emergency-rotated', version: 2 });
     expect(run.actions[0]!.reason).toMatch(/^encryption budget spent \(1\.0M of 1\.0M reserved\)$/);
+    expect((await a.keyring.versions('default')).map((v) => `${v.version}:${v.state}`)).toEqual([
+      '1:inactive',
+      '2:active',
+    ]);
   });
 
   it('two rotators on one keystore rotate exactly once', async () => {
