@@ -113,6 +113,8 @@ interface Entry extends MeterEntry {
   rotating: Promise<EmergencyOutcome> | undefined;
   /** The rotation threshold was announced (once per version and process). */
   thresholdAnnounced: boolean;
+  /** Every process's reserved count as the last reservation returned it. */
+  storeReserved: number | undefined;
   lastError: unknown;
   flushedUsed: number;
 }
@@ -278,6 +280,7 @@ export class UsageMeter implements EncryptionMeter {
         exhausted: undefined,
         rotating: undefined,
         thresholdAnnounced: false,
+        storeReserved: undefined,
         lastError: undefined,
         flushedUsed: 0,
       };
@@ -319,13 +322,25 @@ export class UsageMeter implements EncryptionMeter {
 
   async #reserve(e: Entry, needed: number): Promise<void> {
     const now = this.#clock.now();
+    const policy = this.#policies(e.namespace);
+    // Blocks stay small against the budget (at most 1% of it), so that the over-count a process
+    // leaves and the share of a budget one process holds stay small too.
+    const budgetBlock = Math.max(this.#minBlock, Math.floor(policy.maxEncryptions / 100));
     if (e.lastReserveAt !== undefined) {
-      // Local rate since the last reservation; an instant burst (elapsed 0) counts as 1 ms.
-      const measured = (e.used + needed - e.usedAtLastReserve) / Math.max(1, now - e.lastReserveAt);
+      // Local rate since the last reservation; a burst counts as spread over at least 1/50 of a
+      // block's time, so that two reservations a millisecond apart do not read as a huge rate.
+      const elapsed = Math.max(this.#targetBlockMs / 50, now - e.lastReserveAt);
+      const measured = (e.used + needed - e.usedAtLastReserve) / elapsed;
       e.ratePerMs = e.ratePerMs === undefined ? measured : (e.ratePerMs + measured) / 2;
-      e.nextBlock = clamp(Math.ceil(e.ratePerMs * this.#targetBlockMs), this.#minBlock, this.#maxBlock);
+      e.nextBlock = clamp(
+        Math.ceil(e.ratePerMs * this.#targetBlockMs),
+        this.#minBlock,
+        Math.min(this.#maxBlock, budgetBlock),
+      );
     }
-    const request = Math.max(needed, e.nextBlock);
+    // Never ask for more than what was left of the budget at the last reservation (less over-count).
+    const left = e.storeReserved === undefined ? Number.POSITIVE_INFINITY : policy.maxEncryptions - e.storeReserved;
+    const request = Math.max(needed, Math.min(e.nextBlock, Math.max(left, 0)));
     let record: Awaited<ReturnType<Keystore['reserveUsage']>>;
     try {
       record = await this.#keystore.reserveUsage(e.namespace, e.version, request, now);
@@ -337,7 +352,7 @@ export class UsageMeter implements EncryptionMeter {
       );
       throw error;
     }
-    const policy = this.#policies(e.namespace);
+    e.storeReserved = record.reserved;
     // The budget is a promise: what lay below it before our add is ours, the rest is not granted.
     let granted = request;
     const hard = this.#hardLimit ?? Number.POSITIVE_INFINITY;
