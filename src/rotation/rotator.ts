@@ -130,6 +130,8 @@ export class Rotator {
   #running: Promise<unknown> | undefined;
   #wakeRequested = false;
   #started = false;
+  /** Each namespace's next step as the last check saw it: due steps are taken first. */
+  readonly #nextAt = new Map<string, number>();
 
   constructor(options: RotatorOptions) {
     if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
@@ -241,9 +243,13 @@ export class Rotator {
     const leader =
       this.#act && (await this.#keystore.tryAcquireLease(ROTATOR_LEASE, this.holder, this.#leaseTtlMs, now));
     const actions: RotatorAction[] = [];
-    for (const namespace of await this.#namespaces()) {
+    const order = (ns: string) => this.#nextAt.get(ns) ?? Number.POSITIVE_INFINITY;
+    const namespaces = [...(await this.#namespaces())].sort((a, b) => order(a) - order(b));
+    for (const namespace of namespaces) {
       try {
         const action = await this.#check(namespace, leader);
+        if (action.next) this.#nextAt.set(namespace, action.next.at);
+        else this.#nextAt.delete(namespace);
         if (leader) actions.push(action);
         if (leader) this.#logDecision(action);
       } catch (error) {

@@ -339,7 +339,8 @@ export class UsageMeter implements EncryptionMeter {
       );
     }
     // Never ask for more than what was left of the budget at the last reservation (less over-count).
-    const left = e.storeReserved === undefined ? Number.POSITIVE_INFINITY : policy.maxEncryptions - e.storeReserved;
+    const left =
+      e.storeReserved === undefined ? Number.POSITIVE_INFINITY : policy.maxEncryptions - e.storeReserved;
     const request = Math.max(needed, Math.min(e.nextBlock, Math.max(left, 0)));
     let record: Awaited<ReturnType<Keystore['reserveUsage']>>;
     try {
