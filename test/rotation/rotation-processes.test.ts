@@ -34,7 +34,7 @@ import {
 } from './support/rotation-run.ts';
 
 const BUDGET = 1_000_000;
-const HOT = { maxEncryptions: BUDGET, maxAge: null, leadTime: '30s', propagationDelay: '5s' };
+const HOT = { maxEncryptions: BUDGET, maxAge: null, leadTime: '60s', propagationDelay: '5s' };
 const LOAD = { perServer: 2, batch: 100 };
 
 async function until(check: () => boolean | Promise<boolean>, limitMs: number, what: string): Promise<void> {
