@@ -228,7 +228,9 @@ export class Rotator {
         }
         const now = this.#clock.now();
         let delay = this.#intervalMs;
-        if (nextAt !== undefined) delay = Math.min(delay, Math.max(MIN_RECHECK_MS, nextAt - now));
+        // A step in the future: exactly then. One due but not taken (it failed, or another process
+        // holds the lease): again shortly, not in a tight loop.
+        if (nextAt !== undefined) delay = Math.min(delay, nextAt > now ? nextAt - now : MIN_RECHECK_MS);
         this.#cancel = this.#clock.setTimer(delay, () => this.#tick());
       });
     this.#running = run;
