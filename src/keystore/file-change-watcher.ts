@@ -76,7 +76,8 @@ export class FileChangeWatcher {
     }
     for (const namespace of names) {
       const id = await identity(join(this.#dir, 'namespaces', namespace, 'versions.json'));
-      if (this.#primed && id !== this.#seen.get(namespace)) changed.push({ type: 'namespace-changed', namespace });
+      if (this.#primed && id !== this.#seen.get(namespace))
+        changed.push({ type: 'namespace-changed', namespace });
       this.#seen.set(namespace, id);
     }
     this.#primed = true;

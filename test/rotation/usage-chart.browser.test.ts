@@ -48,7 +48,10 @@ function version(
 function usage(from: number, to: number, every: number, block: number): UsageRecord {
   const samples: UsageSample[] = [];
   let reserved = 0;
-  for (let t = from; t <= to; t += every) samples.push({ at: t, reserved: (reserved += block) });
+  for (let t = from; t <= to; t += every) {
+    reserved += block;
+    samples.push({ at: t, reserved });
+  }
   return { reserved, used: reserved, samples };
 }
 
