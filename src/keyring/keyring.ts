@@ -2,6 +2,7 @@ import {
   DecryptionFailedError,
   InvalidOptionError,
   KekMismatchError,
+  KeyBudgetExhaustedError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeyVersionDeprecatedError,
@@ -175,12 +176,24 @@ export class Keyring implements KeyProvider {
   // --- KeyProvider -------------------------------------------------------------------------
 
   async encryptionKey(namespace: string, count: number): Promise<ResolvedKey> {
-    const ns = await this.#namespace(namespace, true);
-    const active = ns.versions.find((v) => v.state === 'active');
-    if (!active) throw new NoActiveKeyError(namespace);
-    const material = await this.#material(active);
-    if (this.#meter && count > 0) await this.#meter.spend(namespace, active.version, count);
-    return { namespace, version: active.version, keyId: active.keyId, material };
+    for (let attempt = 0; ; attempt++) {
+      const ns = await this.#namespace(namespace, true);
+      const active = ns.versions.find((v) => v.state === 'active');
+      if (!active) throw new NoActiveKeyError(namespace);
+      const material = await this.#material(active);
+      try {
+        if (this.#meter && count > 0) await this.#meter.spend(namespace, active.version, count);
+      } catch (error) {
+        // The version's budget is spent and the meter's emergency rotation made another one
+        // active: encrypt with that one (reloaded, since the rotation may be another process's).
+        if (error instanceof KeyBudgetExhaustedError && error.rotated && attempt < 3) {
+          await this.#load(namespace);
+          continue;
+        }
+        throw error;
+      }
+      return { namespace, version: active.version, keyId: active.keyId, material };
+    }
   }
 
   async decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
