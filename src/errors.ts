@@ -26,7 +26,12 @@ export type KeyringErrorCode =
   | 'ERR_KEYSTORE_UNAVAILABLE'
   | 'ERR_LOCK_TIMEOUT'
   | 'ERR_USAGE_LIMIT_REACHED'
-  | 'ERR_USAGE_RESERVATION_FAILED';
+  | 'ERR_KEY_BUDGET_EXHAUSTED'
+  | 'ERR_USAGE_RESERVATION_FAILED'
+  | 'ERR_REMOTE_CODEC_UNAVAILABLE'
+  | 'ERR_REMOTE_CODEC_TIMEOUT'
+  | 'ERR_REMOTE_CODEC_REJECTED'
+  | 'ERR_NOT_EXPORTABLE';
 
 /** Base class of every error with a stable code. */
 export class KeyringError extends Error {
@@ -147,6 +152,20 @@ export class InvalidStateTransitionError extends KeyringError {
   }
 }
 
+/**
+ * A prepublished version may not become active yet: its propagation delay (the time every process
+ * needs to learn it) has not passed. Same code as any refused transition; `activatableAt` (epoch
+ * ms) says when it may, and `force` is the explicit way past it.
+ */
+export class PropagationPendingError extends InvalidStateTransitionError {
+  constructor(
+    message: string,
+    readonly activatableAt: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A payload names (or its encryption context binds) another namespace than the one decoding it. */
 export class NamespaceMismatchError extends KeyringError {
   static override code = 'ERR_NAMESPACE_MISMATCH' as const;
@@ -220,7 +239,34 @@ export class LockTimeoutError extends KeyringError {
   }
 }
 
-/** The key version has spent its encryption budget; it must be rotated before encrypting more. */
+/**
+ * The active key version reached its `maxEncryptions` budget. With the policy
+ * `onBudgetExhausted: "refuse"` encryption fails closed with this error (HTTP 503) until the key is
+ * rotated; with the default `"rotate"` the meter has just rotated (`rotated`), and the keyring
+ * retries with the new version, so callers do not see it.
+ */
+export class KeyBudgetExhaustedError extends KeyringError {
+  static override code = 'ERR_KEY_BUDGET_EXHAUSTED' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+    readonly maxEncryptions: number,
+    /** True when an emergency rotation made another version active: encrypt again with it. */
+    readonly rotated = false,
+  ) {
+    super(
+      'ERR_KEY_BUDGET_EXHAUSTED',
+      rotated
+        ? `key version ${version} of namespace "${namespace}" spent its budget of ${maxEncryptions} encryptions; a new version is active`
+        : `key version ${version} of namespace "${namespace}" spent its budget of ${maxEncryptions} encryptions and the policy refuses further encryptions with it; rotate the key (temporal-keyring keys rotate --namespace ${namespace})`,
+    );
+  }
+}
+
+/**
+ * The key version reached the hard stop of 2^32 encryptions (the AES-GCM limit for random IVs);
+ * it must be rotated before encrypting more.
+ */
 export class UsageLimitReachedError extends KeyringError {
   static override code = 'ERR_USAGE_LIMIT_REACHED' as const;
   constructor(
@@ -240,6 +286,98 @@ export class UsageReservationError extends KeyringError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_USAGE_RESERVATION_FAILED', message, options);
   }
+}
+
+/**
+ * A remote codec server could not be reached, or answered 503, on every attempt (connection
+ * refused or reset, server restarting, keystore unavailable behind it). Waiting helps.
+ */
+export class RemoteCodecUnavailableError extends KeyringError {
+  static override code = 'ERR_REMOTE_CODEC_UNAVAILABLE' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_REMOTE_CODEC_UNAVAILABLE', message, options);
+  }
+}
+
+/** A remote codec server did not answer within the timeout. */
+export class RemoteCodecTimeoutError extends KeyringError {
+  static override code = 'ERR_REMOTE_CODEC_TIMEOUT' as const;
+  constructor(message: string) {
+    super('ERR_REMOTE_CODEC_TIMEOUT', message);
+  }
+}
+
+/**
+ * A remote codec server refused a request with a code that is not one of this library's (its own
+ * HTTP-level codes: `ERR_UNAUTHORIZED`, `ERR_FORBIDDEN`, `ERR_PAYLOAD_TOO_LARGE`, ...). Library
+ * codes come back as their own classes instead (see {@link keyringErrorFromCode}).
+ */
+export class RemoteCodecRejectedError extends KeyringError {
+  static override code = 'ERR_REMOTE_CODEC_REJECTED' as const;
+  constructor(
+    /** HTTP status of the answer. */
+    readonly status: number,
+    /** The server's `code` (e.g. `ERR_FORBIDDEN`), or `undefined` when its body had none. */
+    readonly remoteCode: string | undefined,
+    message: string,
+  ) {
+    super('ERR_REMOTE_CODEC_REJECTED', message);
+  }
+}
+
+/**
+ * Key export was asked for a namespace whose policy does not say `exportable: true` (Vault
+ * Transit's rule: keys leave the keyring only where that was decided beforehand).
+ */
+export class NotExportableError extends KeyringError {
+  static override code = 'ERR_NOT_EXPORTABLE' as const;
+  constructor(readonly namespace: string) {
+    super(
+      'ERR_NOT_EXPORTABLE',
+      `namespace "${namespace}" is not exportable (set "exportable": true under namespaces.${namespace} in the config file, or POST /admin/namespaces/${namespace}/exportable; the mark is irreversible)`,
+    );
+  }
+}
+
+const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
+  InvalidOptionError,
+  InvalidNamespaceError,
+  NamespaceNotFoundError,
+  NamespaceExistsError,
+  NoActiveKeyError,
+  KeyVersionNotFoundError,
+  KeyVersionDeprecatedError,
+  KeyVersionDestroyedError,
+  InvalidStateTransitionError,
+  NamespaceMismatchError,
+  MalformedPayloadError,
+  DecryptionFailedError,
+  InvalidKekError,
+  KekMismatchError,
+  KeystoreCorruptError,
+  KeystoreConflictError,
+  KeystoreUnavailableError,
+  LockTimeoutError,
+  UsageLimitReachedError,
+  UsageReservationError,
+  RemoteCodecUnavailableError,
+  RemoteCodecTimeoutError,
+  NotExportableError,
+] as unknown as (typeof KeyringError)[];
+
+const CLASS_BY_CODE = new Map<string, typeof KeyringError>(ERROR_CLASSES.map((c) => [c.code, c]));
+
+/**
+ * The error of this library's class for `code`, with `message` as is: how a code that crossed a
+ * wire (a codec server's `{code, message}`) becomes the same typed error on the other side.
+ * Class-specific fields (`namespace`, `version`, ...) are not carried; `code`, class and message
+ * are. `undefined` for a code that is not one of ours.
+ */
+export function keyringErrorFromCode(code: string, message: string): KeyringError | undefined {
+  const cls = CLASS_BY_CODE.get(code);
+  if (!cls) return undefined;
+  // The base constructor with the subclass as new.target: right prototype and name, any arity.
+  return Reflect.construct(KeyringError, [code, message], cls) as KeyringError;
 }
 
 export function isKeyringError(error: unknown): error is KeyringError {

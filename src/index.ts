@@ -13,6 +13,15 @@ export {
   keyVersionOf,
 } from './codec/encryption-codec.ts';
 export {
+  type EsdkNames,
+  type ExportedVersion,
+  exportableSince,
+  exportKeys,
+  type KeyExport,
+  markExportable,
+  setExportable,
+} from './codec/key-export.ts';
+export {
   COMPACT_CONTEXT_KEY_VERSION,
   COMPACT_CONTEXT_NAMESPACE,
   COMPACT_PROVIDER_ID,
@@ -28,6 +37,8 @@ export {
   type PayloadFormat,
   parseKeyVersion,
 } from './codec/payload-format.ts';
+export { RemoteCodec, type RemoteCodecOptions } from './codec/remote-codec.ts';
+export { Rewrapper, type RewrapResult } from './codec/rewrap.ts';
 export {
   configSchema,
   type KekConfig,
@@ -65,6 +76,11 @@ export {
   NamespaceMismatchError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  NotExportableError,
+  PropagationPendingError,
+  RemoteCodecRejectedError,
+  RemoteCodecTimeoutError,
+  RemoteCodecUnavailableError,
   UsageLimitReachedError,
   UsageReservationError,
   withHint,
@@ -95,6 +111,14 @@ export {
   loadKek,
 } from './kek/kek-source.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
+// The key lifecycle (keyring.manager)
+export {
+  KeyManager,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type StateChangeResult,
+} from './keyring/key-manager.ts';
 // The keyring
 export {
   DATA_KEY_LENGTH,
@@ -122,6 +146,7 @@ export {
 } from './keystore/keystore-location.ts';
 export { MemoryKeystore } from './keystore/memory-keystore.ts';
 export { type OpenKeystoreOptions, openKeystore } from './keystore/open-keystore.ts';
+export { ValidatingKeystore } from './keystore/validating-keystore.ts';
 // Key versions and their states
 export {
   applyChange,

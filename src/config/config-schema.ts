@@ -32,6 +32,11 @@ export const namespaceConfigSchema = z.strictObject({
   rotation: rotationSchema.optional(),
   /** Let deprecated key versions of this namespace decrypt. Default: `defaults.allowDeprecatedDecrypt`. */
   allowDeprecatedDecrypt: z.boolean().optional(),
+  /**
+   * Let `keys export` hand out this namespace's raw keys (workers in other languages). Marks the
+   * namespace in the keystore on first export; as in Vault, a mark is never removed.
+   */
+  exportable: z.boolean().optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -57,6 +62,17 @@ export const configSchema = z.strictObject({
       allowDeprecatedDecrypt: z.boolean().optional(),
     })
     .describe('settings of every namespace: rotation policy and allowDeprecatedDecrypt (default false)')
+    .optional(),
+  rotator: z
+    .strictObject({
+      checkInterval: z
+        .union([z.number(), z.string()])
+        .describe(
+          'backstop interval between rotator checks, e.g. "60s" (default); reservations and timers wake it sooner',
+        )
+        .optional(),
+    })
+    .describe("the rotator's settings (serve and the rotator command)")
     .optional(),
   namespaces: z
     .record(
