@@ -14,6 +14,7 @@ import {
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
+import { generateKeystoreId } from '../keystore/keystore-id.ts';
 import type { KeyState, KeyVersion, NamespaceChange } from '../model/key-version.ts';
 import { validateNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
@@ -110,6 +111,7 @@ export class Keyring implements KeyProvider {
   #cancelRefresh: (() => void) | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
+  #keystoreId = '';
 
   private constructor(options: KeyringOptions) {
     this.keystore = options.keystore;
@@ -141,6 +143,14 @@ export class Keyring implements KeyProvider {
   /** Id of the KEK new keys are wrapped with. */
   get kekId(): string {
     return this.#primaryKek.id;
+  }
+
+  /**
+   * The keystore's short random non-secret id (16 hex chars, from its KEK record): names the
+   * keystore in shares, hints and messages without revealing anything about its keys.
+   */
+  get keystoreId(): string {
+    return this.#keystoreId;
   }
 
   // --- KeyProvider -------------------------------------------------------------------------
@@ -395,6 +405,7 @@ export class Keyring implements KeyProvider {
         format: 1,
         currentKekId: this.#primaryKek.id,
         checks: [{ kekId: this.#primaryKek.id, check }],
+        keystoreId: generateKeystoreId(this.#random),
       };
       try {
         await this.keystore.putKekInfo(created, undefined);
@@ -402,6 +413,7 @@ export class Keyring implements KeyProvider {
         if (!(error instanceof KeystoreConflictError)) throw error;
         return this.#verifyKek(); // another process initialized it first
       }
+      this.#keystoreId = created.keystoreId!;
       return;
     }
     const accepted = info.checks.filter((c) => this.#keks.has(c.kekId));
@@ -422,6 +434,26 @@ export class Keyring implements KeyProvider {
     const target = info.rekey?.toKekId ?? info.currentKekId;
     const targetKek = this.#keks.get(target);
     if (targetKek) this.#primaryKek = targetKek;
+    this.#keystoreId = info.keystoreId ?? (await this.#addKeystoreId(info));
+  }
+
+  /** Gives a KEK record written before keystore ids existed its id (once, compare-and-set). */
+  async #addKeystoreId(info: KekInfo): Promise<string> {
+    let current: KekInfo | undefined = info;
+    for (let attempt = 0; attempt < 5 && current; attempt++) {
+      if (current.keystoreId) return current.keystoreId;
+      const keystoreId = generateKeystoreId(this.#random);
+      try {
+        await this.keystore.putKekInfo({ ...current, keystoreId }, current);
+        this.#logger.info({ keystoreId }, 'keystore id added to the KEK record');
+        return keystoreId;
+      } catch (error) {
+        if (!(error instanceof KeystoreConflictError)) throw error;
+        current = await this.keystore.getKekInfo(); // another process changed it: re-read
+      }
+    }
+    if (current?.keystoreId) return current.keystoreId;
+    throw new KeystoreConflictError('the KEK record kept changing while its keystore id was being added');
   }
 
   #startRefresh(): void {

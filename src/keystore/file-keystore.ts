@@ -25,6 +25,7 @@ import {
 } from './atomic-file.ts';
 import { FileLock } from './file-lock.ts';
 import { type KekInfo, type Keystore, trimSamples, type UsageRecord, type WrappedKey } from './keystore.ts';
+import { KEYSTORE_ID_PATTERN } from './keystore-id.ts';
 
 export interface FileKeystoreOptions {
   /** The data directory. Created (0700) if missing; must be empty or hold a keystore. */
@@ -98,6 +99,7 @@ const kekInfoSchema = z.strictObject({
   exportableNamespaces: z
     .array(z.strictObject({ namespace: z.string().min(1), markedAt: millis }))
     .optional(),
+  keystoreId: z.string().regex(KEYSTORE_ID_PATTERN).optional(),
 });
 const count = z.number().int().nonnegative();
 const usageSchema = z.strictObject({

@@ -119,6 +119,11 @@ export interface KekInfo {
    * mark is only ever added, never removed (Vault Transit's rule).
    */
   exportableNamespaces?: { namespace: string; markedAt: number }[];
+  /**
+   * The keystore's short random non-secret id (16 hex chars: see keystore-id.ts), created with
+   * the record; `Keyring.open` adds it to records written before it existed.
+   */
+  keystoreId?: string;
 }
 
 /** Encryption counts of one key version, shared by every process using the keystore. */
