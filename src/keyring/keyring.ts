@@ -3,6 +3,7 @@ import {
   InvalidOptionError,
   InvalidStateTransitionError,
   KekMismatchError,
+  KekUnavailableError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeyVersionDeprecatedError,
@@ -11,6 +12,7 @@ import {
   NamespaceExistsError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  SealedError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
@@ -381,6 +383,21 @@ export class Keyring implements KeyProvider {
     await Promise.all([...this.#cache.keys()].map((ns) => this.#load(ns)));
   }
 
+  /**
+   * Seals: zeroes and forgets every unwrapped key and seals every sealable KEK (Shamir), so that
+   * nothing decrypts until a threshold of unseal keys is given again. Metadata stays cached.
+   */
+  seal(): void {
+    for (const m of this.#materials.values()) m.fill(0);
+    this.#materials.clear();
+    for (const kek of this.#keks.values()) kek.seal?.();
+  }
+
+  /** The KEKs this keyring holds (new keys go under the first). For seal status and `/readyz`. */
+  get keks(): readonly KeyEncryptionKey[] {
+    return [this.#primaryKek, ...[...this.#keks.values()].filter((k) => k !== this.#primaryKek)];
+  }
+
   /** Stops timers and the meter, and forgets key material. Does not close the keystore. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -423,6 +440,8 @@ export class Keyring implements KeyProvider {
       );
     }
     for (const c of accepted) {
+      // A sealed KEK (Shamir) checks the value itself when it is unsealed.
+      if (this.#keks.get(c.kekId)!.sealed) continue;
       try {
         const plain = await this.#keks.get(c.kekId)!.unwrap(Buffer.from(c.check, 'base64'), KEK_CHECK_AAD);
         if (!Buffer.from(plain).equals(KEK_CHECK_PLAINTEXT)) throw new DecryptionFailedError();
@@ -582,6 +601,8 @@ export class Keyring implements KeyProvider {
       if (material.length !== DATA_KEY_LENGTH) throw new DecryptionFailedError();
       return material;
     } catch (cause) {
+      // The KEK cannot serve now (sealed, HSM gone): say so, the material itself is fine.
+      if (cause instanceof SealedError || cause instanceof KekUnavailableError) throw cause;
       throw new KeystoreCorruptError(
         `wrapped material of key version ${v.version} of namespace "${v.namespace}" failed to authenticate`,
         { cause },

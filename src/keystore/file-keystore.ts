@@ -100,6 +100,15 @@ const kekInfoSchema = z.strictObject({
     .array(z.strictObject({ namespace: z.string().min(1), markedAt: millis }))
     .optional(),
   keystoreId: z.string().regex(KEYSTORE_ID_PATTERN).optional(),
+  shamir: z
+    .array(
+      z.strictObject({
+        kekId: z.string().min(1),
+        threshold: z.number().int().min(2).max(255),
+        shares: z.number().int().min(2).max(255),
+      }),
+    )
+    .optional(),
 });
 const count = z.number().int().nonnegative();
 const usageSchema = z.strictObject({

@@ -124,6 +124,18 @@ export interface KekInfo {
    * the record; `Keyring.open` adds it to records written before it existed.
    */
   keystoreId?: string;
+  /**
+   * Split parameters of each Shamir-sealed KEK (`temporal-keyring operator init`): the KEK itself
+   * is never stored, only its check value in `checks` and how many shares rebuild it.
+   */
+  shamir?: ShamirParams[];
+}
+
+/** How a Shamir-sealed KEK was split: `threshold` of the `shares` unseal keys rebuild it. */
+export interface ShamirParams {
+  kekId: string;
+  threshold: number;
+  shares: number;
 }
 
 /** Encryption counts of one key version, shared by every process using the keystore. */
