@@ -59,6 +59,11 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_PKCS11_KEY_EXTRACTABLE: EXIT.kek,
 };
 
+/** The exit code of an error code (for instance one a server answered with). */
+export function exitCodeOf(code: string): number {
+  return (BY_CODE as Record<string, number>)[code] ?? EXIT.error;
+}
+
 /**
  * The one place errors become output: a one-line message on stderr and an exit code. Expected
  * errors (a {@link KeyringError}, a usage error) never print a stack; unexpected ones do only when
