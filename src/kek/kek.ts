@@ -38,6 +38,17 @@ export interface KeyEncryptionKey {
   wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   /** Throws {@link DecryptionFailedError} when the ciphertext or AAD does not authenticate. */
   unwrap(ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  /**
+   * KEKs held in process memory (local, Shamir): this KEK's key wrapped by `other`, for the upgrade
+   * key a rekey leaves for processes that hold only the old KEK. Absent on KEKs that cannot leave
+   * their HSM.
+   */
+  wrapWith?(other: KeyEncryptionKey): Promise<Uint8Array>;
+}
+
+/** Associated data of an upgrade key (a KEK wrapped by the KEK it replaces). */
+export function upgradeAad(fromKekId: string, toKekId: string): Uint8Array {
+  return Buffer.from(`temporal-keyring/kek-upgrade/v1\0${fromKekId}\0${toKekId}`, 'utf8');
 }
 
 export const KEK_LENGTH = 32;
@@ -72,6 +83,11 @@ export class LocalKek implements KeyEncryptionKey {
       throw new InvalidKekError('the KEK is not valid base64 (generate one with: temporal-keyring keygen)');
     }
     return new LocalKek(Buffer.from(trimmed, 'base64'), random);
+  }
+
+  async wrapWith(other: KeyEncryptionKey): Promise<Uint8Array> {
+    if (this.#disposed) throw new SealedError();
+    return other.wrap(this.#key, upgradeAad(other.id, this.id));
   }
 
   /** Zeroes the key; any later use throws `SealedError`. For KEKs that are sealed again. */

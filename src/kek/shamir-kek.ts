@@ -172,6 +172,11 @@ export class ShamirKek implements KeyEncryptionKey {
     this.#key = undefined;
   }
 
+  async wrapWith(other: KeyEncryptionKey): Promise<Uint8Array> {
+    if (!this.#key) throw new SealedError();
+    return this.#key.wrapWith(other);
+  }
+
   async wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     if (!this.#key) throw new SealedError();
     return this.#key.wrap(plaintext, aad);

@@ -14,8 +14,15 @@ import {
   NoActiveKeyError,
   SealedError,
 } from '../errors.ts';
-import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
-import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
+import {
+  KEK_CHECK_AAD,
+  KEK_CHECK_PLAINTEXT,
+  type KeyEncryptionKey,
+  LocalKek,
+  materialAad,
+  upgradeAad,
+} from '../kek/kek.ts';
+import type { KekInfo, KekUpgrade, Keystore, WrappedKey } from '../keystore/keystore.ts';
 import { generateKeystoreId } from '../keystore/keystore-id.ts';
 import type { KeyState, KeyVersion, NamespaceChange } from '../model/key-version.ts';
 import { validateNamespace } from '../model/namespace.ts';
@@ -23,6 +30,13 @@ import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
 import { type RandomSource, systemRandom } from '../runtime/random.ts';
 import type { EncryptionMeter } from './encryption-meter.ts';
+
+/**
+ * How long after a KEK rotation a process holding only the old KEK still reads every key (through
+ * the upgrade key): twice the default 30 s metadata refresh plus margin, as the rotation policy's
+ * propagation delay.
+ */
+export const DEFAULT_KEK_PROPAGATION_MS = 2 * 60 * 1000;
 
 /** Length of a data key: AES-256. */
 export const DATA_KEY_LENGTH = 32;
@@ -330,32 +344,56 @@ export class Keyring implements KeyProvider {
   /**
    * KEK rotation: re-wraps every key under `newKek`. Resumable: the keystore records the rekey in
    * progress, and each key says which KEK wraps it, so running it again after a crash continues
-   * where it stopped. Until it completes, both KEKs are accepted.
+   * where it stopped.
+   *
+   * Without an outage: when the new KEK can be wrapped (local and Shamir KEKs), the record carries
+   * an upgrade key (the new KEK wrapped by the old one) from the start of the rekey until
+   * `propagationDelayMs` after it completed, so that a process holding only the old KEK still reads
+   * every key meanwhile; the next rekey drops expired upgrade keys. A version whose material is
+   * missing is reported (`KeystoreCorruptError` naming each) and the rekey is left unfinished.
    */
-  async rekey(newKek: KeyEncryptionKey): Promise<{ rewrapped: number }> {
+  async rekey(
+    newKek: KeyEncryptionKey,
+    options: { propagationDelayMs?: number } = {},
+  ): Promise<{ rewrapped: number }> {
+    const delay = options.propagationDelayMs ?? DEFAULT_KEK_PROPAGATION_MS;
     const info = (await this.keystore.getKekInfo())!;
     if (info.currentKekId === newKek.id && !info.rekey) return { rewrapped: 0 };
     this.#keks.set(newKek.id, newKek);
     let inProgress = info;
     if (!info.rekey || info.rekey.toKekId !== newKek.id) {
       const check = Buffer.from(await newKek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK_AAD)).toString('base64');
+      const fromKekId = info.rekey?.fromKekId ?? info.currentKekId;
+      const now = this.clock.now();
+      const upgrades = (info.upgrades ?? []).filter((u) => u.until === undefined || u.until > now);
+      const oldKek = this.#keks.get(fromKekId);
+      if (oldKek && newKek.wrapWith && !upgrades.some((u) => u.toKekId === newKek.id)) {
+        upgrades.push({
+          fromKekId,
+          toKekId: newKek.id,
+          wrapped: Buffer.from(await newKek.wrapWith(oldKek)).toString('base64'),
+        });
+      }
       inProgress = {
         ...info,
         checks: [...info.checks.filter((c) => c.kekId !== newKek.id), { kekId: newKek.id, check }],
-        rekey: {
-          fromKekId: info.rekey?.fromKekId ?? info.currentKekId,
-          toKekId: newKek.id,
-          startedAt: this.clock.now(),
-        },
+        rekey: { fromKekId, toKekId: newKek.id, startedAt: now },
       };
+      if (upgrades.length > 0) inProgress.upgrades = upgrades;
+      else delete inProgress.upgrades;
       await this.keystore.putKekInfo(inProgress, info);
     }
     this.#primaryKek = newKek;
     let rewrapped = 0;
+    const missing: string[] = [];
     for (const namespace of await this.keystore.listNamespaces()) {
       for (const v of await this.keystore.getVersions(namespace)) {
         const wrapped = await this.keystore.getMaterial(namespace, v.version);
-        if (!wrapped || wrapped.kekId === newKek.id) continue;
+        if (!wrapped) {
+          if (v.state !== 'destroyed') missing.push(`${namespace}/v${v.version}`);
+          continue;
+        }
+        if (wrapped.kekId === newKek.id) continue;
         const material = await this.#unwrap(v, wrapped);
         const aad = materialAad(v.namespace, v.version, v.keyId);
         const next: WrappedKey = {
@@ -367,15 +405,56 @@ export class Keyring implements KeyProvider {
         rewrapped++;
       }
     }
+    if (missing.length > 0) {
+      throw new KeystoreCorruptError(
+        `KEK rotation not finished: ${missing.length} key version(s) have no wrapped material and could not be re-wrapped: ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', ...' : ''} (${rewrapped} other(s) re-wrapped)`,
+      );
+    }
     const done: KekInfo = {
       ...inProgress,
       currentKekId: newKek.id,
       checks: inProgress.checks.filter((c) => c.kekId === newKek.id),
     };
     delete done.rekey;
+    const until = this.clock.now() + delay;
+    if (done.upgrades) {
+      done.upgrades = done.upgrades.map((u) => (u.toKekId === newKek.id ? { ...u, until } : u));
+    }
     await this.keystore.putKekInfo(done, inProgress);
     this.#logger.info({ kekId: newKek.id, rewrapped }, 'KEK rotation complete');
     return { rewrapped };
+  }
+
+  /**
+   * Learns KEKs from the record's upgrade keys: a KEK this process holds unwraps the KEK that
+   * replaced it (repeatedly, along a chain of rekeys). Returns whether it learned any.
+   */
+  async #learnUpgrades(info?: KekInfo): Promise<boolean> {
+    const now = this.clock.now();
+    const upgrades: KekUpgrade[] = ((info ?? (await this.keystore.getKekInfo()))?.upgrades ?? []).filter(
+      (u) => u.until === undefined || u.until > now,
+    );
+    let learned = false;
+    for (let progress = true; progress; ) {
+      progress = false;
+      for (const u of upgrades) {
+        const from = this.#keks.get(u.fromKekId);
+        if (!from || this.#keks.has(u.toKekId) || from.sealed) continue;
+        try {
+          const bytes = await from.unwrap(Buffer.from(u.wrapped, 'base64'), upgradeAad(u.fromKekId, u.toKekId));
+          const kek = new LocalKek(bytes, this.#random);
+          Buffer.from(bytes).fill(0);
+          if (kek.id !== u.toKekId) continue;
+          this.#keks.set(kek.id, kek);
+          progress = true;
+          learned = true;
+          this.#logger.info({ from: u.fromKekId, to: u.toKekId }, 'KEK learned from an upgrade key');
+        } catch {
+          // A damaged upgrade key only means this process cannot follow that rekey.
+        }
+      }
+    }
+    return learned;
   }
 
   /** Re-reads every cached namespace from the keystore. */
@@ -433,10 +512,11 @@ export class Keyring implements KeyProvider {
       this.#keystoreId = created.keystoreId!;
       return;
     }
+    await this.#learnUpgrades(info);
     const accepted = info.checks.filter((c) => this.#keks.has(c.kekId));
     if (accepted.length === 0) {
       throw new KekMismatchError(
-        `the KEK given (id ${this.#primaryKek.id}) is not the one this keystore was created with (id ${info.currentKekId})`,
+        `the KEK given (id ${this.#primaryKek.id}) is not the one this keystore's keys are wrapped with now (KEK ${info.rekey?.toKekId ?? info.currentKekId})`,
       );
     }
     for (const c of accepted) {
@@ -541,6 +621,7 @@ export class Keyring implements KeyProvider {
   async #followKekRotation(): Promise<void> {
     const info = await this.keystore.getKekInfo();
     const target = info ? (info.rekey?.toKekId ?? info.currentKekId) : this.#primaryKek.id;
+    if (!this.#keks.has(target) && info) await this.#learnUpgrades(info);
     const kek = this.#keks.get(target);
     if (!kek) {
       throw new KekMismatchError(
@@ -590,10 +671,13 @@ export class Keyring implements KeyProvider {
   }
 
   async #unwrap(v: KeyVersion, wrapped: WrappedKey): Promise<Uint8Array> {
+    if (!this.#keks.has(wrapped.kekId)) await this.#learnUpgrades();
     const kek = this.#keks.get(wrapped.kekId);
     if (!kek) {
+      const info = await this.keystore.getKekInfo();
+      const now = info?.rekey?.toKekId ?? info?.currentKekId;
       throw new KekMismatchError(
-        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold (finish the KEK rotation with: temporal-keyring keys rekey)`,
+        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold; this keystore now uses KEK ${now}: restart this process with that KEK`,
       );
     }
     try {

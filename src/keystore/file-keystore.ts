@@ -109,6 +109,16 @@ const kekInfoSchema = z.strictObject({
       }),
     )
     .optional(),
+  upgrades: z
+    .array(
+      z.strictObject({
+        fromKekId: z.string().min(1),
+        toKekId: z.string().min(1),
+        wrapped: base64,
+        until: millis.optional(),
+      }),
+    )
+    .optional(),
 });
 const count = z.number().int().nonnegative();
 const usageSchema = z.strictObject({

@@ -129,6 +129,21 @@ export interface KekInfo {
    * is never stored, only its check value in `checks` and how many shares rebuild it.
    */
   shamir?: ShamirParams[];
+  /**
+   * Upgrade keys (as Vault hands standbys the new keyring key under the old one): during a rekey,
+   * and for a propagation delay after it, the new KEK wrapped by the old one, so that a process
+   * that still holds only the old KEK reads every key. Dropped by the next rekey once `until` passed.
+   */
+  upgrades?: KekUpgrade[];
+}
+
+/** The KEK `toKekId` wrapped by the KEK `fromKekId` (base64, AES-GCM under KEK_UPGRADE_AAD). */
+export interface KekUpgrade {
+  fromKekId: string;
+  toKekId: string;
+  wrapped: string;
+  /** When the rekey completed plus the propagation delay; unset while the rekey runs. */
+  until?: number;
 }
 
 /** How a Shamir-sealed KEK was split: `threshold` of the `shares` unseal keys rebuild it. */
