@@ -21,7 +21,10 @@ export function registerKekCreateCommand(kek: Command): void {
       };
       const missing = Object.entries(flags).find(([k]) => !o[k]);
       if (missing) {
-        throw new InvalidOptionError(missing[1], 'is required: kek create makes a key inside a PKCS#11 token');
+        throw new InvalidOptionError(
+          missing[1],
+          'is required: kek create makes a key inside a PKCS#11 token',
+        );
       }
       const pin = process.env[o.pkcs11PinEnv!];
       if (!pin)

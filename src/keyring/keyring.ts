@@ -441,7 +441,10 @@ export class Keyring implements KeyProvider {
         const from = this.#keks.get(u.fromKekId);
         if (!from || this.#keks.has(u.toKekId) || from.sealed) continue;
         try {
-          const bytes = await from.unwrap(Buffer.from(u.wrapped, 'base64'), upgradeAad(u.fromKekId, u.toKekId));
+          const bytes = await from.unwrap(
+            Buffer.from(u.wrapped, 'base64'),
+            upgradeAad(u.fromKekId, u.toKekId),
+          );
           const kek = new LocalKek(bytes, this.#random);
           Buffer.from(bytes).fill(0);
           if (kek.id !== u.toKekId) continue;
