@@ -6,14 +6,8 @@ import type { KeyEncryptionKey } from '../../src/kek/kek.ts';
 import { addShamirParams, ShamirKek } from '../../src/kek/shamir-kek.ts';
 import { decodeUnsealShare } from '../../src/kek/unseal-share.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
-import type { KekInput } from '../../src/open-keyring.ts';
-import {
-  globalFlags,
-  openFromSettings,
-  requireExistingKeystore,
-  requireKek,
-  settingsOf,
-} from '../context.ts';
+import { type KekInput, openKeyring } from '../../src/open-keyring.ts';
+import { globalFlags, requireExistingKeystore, requireKek, settingsOf } from '../context.ts';
 import { out, progress } from '../output.ts';
 import { whole } from './operator-init.ts';
 import { readUnsealKeys } from './operator-shares.ts';
@@ -80,7 +74,7 @@ export function registerOperatorRekeyCommand(operator: Command): void {
             await showShares(made.shares, info.keystoreId, options.sharesDir);
             target = made.kek;
           }
-          const opened = await openFromSettings(settings, { kek: current, keystore });
+          const opened = await openKeyring({ keystore, kek: current, meter: false });
           try {
             const { rewrapped } = await opened.keyring.rekey(target);
             out(
