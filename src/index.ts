@@ -61,6 +61,7 @@ export {
   InvalidStateTransitionError,
   isKeyringError,
   KekMismatchError,
+  KekUnavailableError,
   KeyringError,
   type KeyringErrorCode,
   KeystoreConflictError,
@@ -76,9 +77,16 @@ export {
   NamespaceNotFoundError,
   NoActiveKeyError,
   NotExportableError,
+  type Pkcs11ErrorCode,
+  Pkcs11KekError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
+  SealedError,
+  UnsealCheckFailedError,
+  UnsealShareDuplicateError,
+  UnsealShareForeignError,
+  UnsealShareMalformedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
@@ -98,7 +106,7 @@ export {
   fastEngine,
 } from './esdk/fast-engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
-export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
+export { KEK_LENGTH, type KekKind, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 // Key-encryption keys
 export {
   generateKekBase64,
@@ -107,6 +115,8 @@ export {
   type LoadKekOptions,
   loadKek,
 } from './kek/kek-source.ts';
+export { Pkcs11Kek, type Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
+export { initShamirKeystore, type SealStatus, ShamirKek } from './kek/shamir-kek.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
 // The keyring
 export {
@@ -153,6 +163,8 @@ export {
   type OpenedKeyring,
   type OpenKeyringOptions,
   openKeyring,
+  type Pkcs11KekInput,
+  type ShamirKekInput,
 } from './open-keyring.ts';
 // Usage metering and rotation
 export {
