@@ -358,7 +358,17 @@ export class Keyring implements KeyProvider {
   ): Promise<{ rewrapped: number }> {
     const delay = options.propagationDelayMs ?? DEFAULT_KEK_PROPAGATION_MS;
     const info = (await this.keystore.getKekInfo())!;
-    if (info.currentKekId === newKek.id && !info.rekey) return { rewrapped: 0 };
+    if (info.currentKekId === newKek.id && !info.rekey) {
+      // Done already: running it again after the propagation delay drops the expired upgrade key.
+      const now = this.clock.now();
+      const kept = (info.upgrades ?? []).filter((u) => u.until === undefined || u.until > now);
+      if (info.upgrades && kept.length !== info.upgrades.length) {
+        const pruned: KekInfo = { ...info, upgrades: kept };
+        if (kept.length === 0) delete pruned.upgrades;
+        await this.keystore.putKekInfo(pruned, info);
+      }
+      return { rewrapped: 0 };
+    }
     this.#keks.set(newKek.id, newKek);
     let inProgress = info;
     if (!info.rekey || info.rekey.toKekId !== newKek.id) {

@@ -357,6 +357,12 @@ describe('Keyring', () => {
     );
     expect(refused?.code).toBe('ERR_KEK_MISMATCH');
     expect(refused?.message).toContain(`wrapped with now (KEK ${newKek.id})`);
+    // Running the rekey again after the delay removes the expired upgrade key from the record.
+    expect((await store.getKekInfo())!.upgrades).toHaveLength(1);
+    const again = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
+    expect(await again.rekey(newKek)).toEqual({ rewrapped: 0 });
+    expect((await store.getKekInfo())!.upgrades).toBeUndefined();
+    await again.close();
     const reopened = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
     expect(Buffer.from((await reopened.decryptionKey('default', 2)).material).equals(before)).toBe(true);
     expect((await reopened.decryptionKey('other', 1)).version).toBe(1);
