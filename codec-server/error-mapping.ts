@@ -24,6 +24,7 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   ERR_LOCK_TIMEOUT: 503,
   ERR_USAGE_RESERVATION_FAILED: 503,
   ERR_USAGE_LIMIT_REACHED: 503,
+  ERR_KEY_BUDGET_EXHAUSTED: 503,
   ERR_NO_ACTIVE_KEY: 503,
   // A codec server never calls another one; listed so that the map names every code.
   ERR_REMOTE_CODEC_UNAVAILABLE: 502,

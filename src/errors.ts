@@ -26,6 +26,7 @@ export type KeyringErrorCode =
   | 'ERR_KEYSTORE_UNAVAILABLE'
   | 'ERR_LOCK_TIMEOUT'
   | 'ERR_USAGE_LIMIT_REACHED'
+  | 'ERR_KEY_BUDGET_EXHAUSTED'
   | 'ERR_USAGE_RESERVATION_FAILED'
   | 'ERR_REMOTE_CODEC_UNAVAILABLE'
   | 'ERR_REMOTE_CODEC_TIMEOUT'
@@ -149,6 +150,20 @@ export class InvalidStateTransitionError extends KeyringError {
   }
 }
 
+/**
+ * A prepublished version may not become active yet: its propagation delay (the time every process
+ * needs to learn it) has not passed. Same code as any refused transition; `activatableAt` (epoch
+ * ms) says when it may, and `force` is the explicit way past it.
+ */
+export class PropagationPendingError extends InvalidStateTransitionError {
+  constructor(
+    message: string,
+    readonly activatableAt: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A payload names (or its encryption context binds) another namespace than the one decoding it. */
 export class NamespaceMismatchError extends KeyringError {
   static override code = 'ERR_NAMESPACE_MISMATCH' as const;
@@ -222,7 +237,34 @@ export class LockTimeoutError extends KeyringError {
   }
 }
 
-/** The key version has spent its encryption budget; it must be rotated before encrypting more. */
+/**
+ * The active key version reached its `maxEncryptions` budget. With the policy
+ * `onBudgetExhausted: "refuse"` encryption fails closed with this error (HTTP 503) until the key is
+ * rotated; with the default `"rotate"` the meter has just rotated (`rotated`), and the keyring
+ * retries with the new version, so callers do not see it.
+ */
+export class KeyBudgetExhaustedError extends KeyringError {
+  static override code = 'ERR_KEY_BUDGET_EXHAUSTED' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+    readonly maxEncryptions: number,
+    /** True when an emergency rotation made another version active: encrypt again with it. */
+    readonly rotated = false,
+  ) {
+    super(
+      'ERR_KEY_BUDGET_EXHAUSTED',
+      rotated
+        ? `key version ${version} of namespace "${namespace}" spent its budget of ${maxEncryptions} encryptions; a new version is active`
+        : `key version ${version} of namespace "${namespace}" spent its budget of ${maxEncryptions} encryptions and the policy refuses further encryptions with it; rotate the key (temporal-keyring keys rotate --namespace ${namespace})`,
+    );
+  }
+}
+
+/**
+ * The key version reached the hard stop of 2^32 encryptions (the AES-GCM limit for random IVs);
+ * it must be rotated before encrypting more.
+ */
 export class UsageLimitReachedError extends KeyringError {
   static override code = 'ERR_USAGE_LIMIT_REACHED' as const;
   constructor(

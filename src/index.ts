@@ -79,6 +79,7 @@ export {
   NotExportableError,
   type Pkcs11ErrorCode,
   Pkcs11KekError,
+  PropagationPendingError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
@@ -118,6 +119,14 @@ export {
 export { Pkcs11Kek, type Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
 export { initShamirKeystore, type SealStatus, ShamirKek } from './kek/shamir-kek.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
+// The key lifecycle (keyring.manager)
+export {
+  KeyManager,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type StateChangeResult,
+} from './keyring/key-manager.ts';
 // The keyring
 export {
   DATA_KEY_LENGTH,
@@ -145,6 +154,7 @@ export {
 } from './keystore/keystore-location.ts';
 export { MemoryKeystore } from './keystore/memory-keystore.ts';
 export { type OpenKeystoreOptions, openKeystore } from './keystore/open-keystore.ts';
+export { ValidatingKeystore } from './keystore/validating-keystore.ts';
 // Key versions and their states
 export {
   applyChange,

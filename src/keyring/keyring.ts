@@ -1,9 +1,9 @@
 import {
   DecryptionFailedError,
   InvalidOptionError,
-  InvalidStateTransitionError,
   KekMismatchError,
   KekUnavailableError,
+  KeyBudgetExhaustedError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeyVersionDeprecatedError,
@@ -14,32 +14,36 @@ import {
   NoActiveKeyError,
   SealedError,
 } from '../errors.ts';
-import {
-  KEK_CHECK_AAD,
-  KEK_CHECK_PLAINTEXT,
-  type KeyEncryptionKey,
-  LocalKek,
-  materialAad,
-  upgradeAad,
-} from '../kek/kek.ts';
-import type { KekInfo, KekUpgrade, Keystore, WrappedKey } from '../keystore/keystore.ts';
+import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
+import { DEFAULT_KEK_PROPAGATION_MS, learnUpgrades } from '../kek/kek-upgrade.ts';
+import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
 import { generateKeystoreId } from '../keystore/keystore-id.ts';
-import type { KeyState, KeyVersion, NamespaceChange } from '../model/key-version.ts';
+import { ValidatingKeystore } from '../keystore/validating-keystore.ts';
+import type { KeyState, KeyVersion } from '../model/key-version.ts';
 import { validateNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
 import { type RandomSource, systemRandom } from '../runtime/random.ts';
 import type { EncryptionMeter } from './encryption-meter.ts';
+import {
+  DATA_KEY_LENGTH,
+  KeyManager,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type RotationResult,
+} from './key-manager.ts';
 
-/**
- * How long after a KEK rotation a process holding only the old KEK still reads every key (through
- * the upgrade key): twice the default 30 s metadata refresh plus margin, as the rotation policy's
- * propagation delay.
- */
-export const DEFAULT_KEK_PROPAGATION_MS = 2 * 60 * 1000;
-
-/** Length of a data key: AES-256. */
-export const DATA_KEY_LENGTH = 32;
+export {
+  DATA_KEY_LENGTH,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type RotationMode,
+  type RotationResult,
+  type StateChangeResult,
+} from './key-manager.ts';
+export { DEFAULT_KEK_PROPAGATION_MS };
 
 /** A key version with its unwrapped material, as the codec uses it. */
 export interface ResolvedKey {
@@ -82,20 +86,14 @@ export interface KeyringOptions {
   createNamespacesOnFirstUse?: boolean;
   /** Namespaces whose deprecated versions may still decrypt: `true` for all, or a predicate. */
   allowDeprecatedDecrypt?: boolean | ((namespace: string) => boolean);
+  /**
+   * Each namespace's rotation policy, of which the lifecycle owner ({@link KeyManager}) applies the
+   * propagation delay. Default: `DEFAULT_ROTATION_POLICY`'s (2 minutes) for every namespace.
+   */
+  policies?: (namespace: string) => LifecyclePolicy;
+  /** Told of every lifecycle change made through this keyring (audit logs). */
+  onLifecycleEvent?: (event: LifecycleEvent) => void;
 }
-
-/** What a rotation did. */
-export interface RotationResult {
-  namespace: string;
-  /** False when another process rotated first (or a prepublished version already existed). */
-  performed: boolean;
-  /** The version that was active before. */
-  previous: KeyVersion | undefined;
-  /** The new (or already existing) version: active after `immediate`, prepublished after `prepublish`. */
-  current: KeyVersion;
-}
-
-export type RotationMode = 'immediate' | 'prepublish';
 
 interface NamespaceCache {
   versions: KeyVersion[];
@@ -104,10 +102,12 @@ interface NamespaceCache {
 }
 
 /**
- * Per-namespace versioned keys over a {@link Keystore}: the place where key states are enforced,
- * material is wrapped and unwrapped with the KEK, and metadata is cached and refreshed.
+ * Per-namespace versioned keys over a {@link Keystore}: the read side (the key to encrypt with,
+ * the key a payload names, as their states allow), material unwrapped with the KEK, and metadata
+ * cached and refreshed. Lifecycle changes belong to its {@link KeyManager} (`keyring.manager`);
+ * the lifecycle methods here are shorthands for it.
  *
- * Pipeline position: `PayloadCodec` → `KeyProvider` (this) → `Keystore` (wrapped keys only).
+ * Pipeline position: `PayloadCodec` → `KeyProvider` (this) → `ValidatingKeystore` → backend.
  */
 export class Keyring implements KeyProvider {
   readonly keystore: Keystore;
@@ -121,6 +121,9 @@ export class Keyring implements KeyProvider {
   readonly #minOnDemandRefreshMs: number;
   readonly #createOnFirstUse: boolean;
   readonly #allowDeprecated: (namespace: string) => boolean;
+  readonly #policies: ((namespace: string) => LifecyclePolicy) | undefined;
+  readonly #onLifecycleEvent: ((event: LifecycleEvent) => void) | undefined;
+  #manager: KeyManager | undefined;
   readonly #cache = new Map<string, NamespaceCache>();
   readonly #materials = new Map<string, Uint8Array>();
   readonly #inflight = new Map<string, Promise<NamespaceCache>>();
@@ -130,7 +133,7 @@ export class Keyring implements KeyProvider {
   #keystoreId = '';
 
   private constructor(options: KeyringOptions) {
-    this.keystore = options.keystore;
+    this.keystore = ValidatingKeystore.wrap(options.keystore);
     this.clock = options.clock ?? systemClock;
     this.#primaryKek = options.kek;
     this.#keks = new Map([options.kek, ...(options.previousKeks ?? [])].map((k) => [k.id, k]));
@@ -142,6 +145,8 @@ export class Keyring implements KeyProvider {
     this.#createOnFirstUse = options.createNamespacesOnFirstUse ?? false;
     const allow = options.allowDeprecatedDecrypt ?? false;
     this.#allowDeprecated = typeof allow === 'function' ? allow : () => allow;
+    this.#policies = options.policies;
+    this.#onLifecycleEvent = options.onLifecycleEvent;
   }
 
   /**
@@ -152,13 +157,21 @@ export class Keyring implements KeyProvider {
     validateKeyringOptions(options);
     const keyring = new Keyring(options);
     await keyring.#verifyKek();
+    keyring.#manager = new KeyManager({
+      keystore: keyring.keystore,
+      keks: keyring.#keks,
+      primaryKek: keyring.#primaryKek,
+      clock: keyring.clock,
+      random: keyring.#random,
+      logger: keyring.#logger,
+      ...(keyring.#policies ? { policies: keyring.#policies } : {}),
+      ...(keyring.#onLifecycleEvent ? { onEvent: keyring.#onLifecycleEvent } : {}),
+      onCommitted: (namespace, versions) => {
+        if (!keyring.#closed) keyring.#store(namespace, structuredClone(versions));
+      },
+    });
     keyring.#startRefresh();
     return keyring;
-  }
-
-  /** Id of the KEK new keys are wrapped with. */
-  get kekId(): string {
-    return this.#primaryKek.id;
   }
 
   /**
@@ -169,15 +182,48 @@ export class Keyring implements KeyProvider {
     return this.#keystoreId;
   }
 
+  /** The KEKs this keyring holds (new keys go under the first). For seal status and `/readyz`. */
+  get keks(): readonly KeyEncryptionKey[] {
+    const primary = this.#keks.get(this.kekId) ?? this.#primaryKek;
+    return [primary, ...[...this.#keks.values()].filter((k) => k !== primary)];
+  }
+
+  /**
+   * Seals: zeroes and forgets every unwrapped key and seals every sealable KEK (Shamir), so that
+   * nothing decrypts until a threshold of unseal keys is given again. Metadata stays cached.
+   */
+  seal(): void {
+    for (const m of this.#materials.values()) m.fill(0);
+    this.#materials.clear();
+    for (const kek of this.#keks.values()) kek.seal?.();
+  }
+
+  /** Id of the KEK new keys are wrapped with. */
+  get kekId(): string {
+    return this.#manager?.kekId ?? this.#primaryKek.id;
+  }
+
   // --- KeyProvider -------------------------------------------------------------------------
 
   async encryptionKey(namespace: string, count: number): Promise<ResolvedKey> {
-    const ns = await this.#namespace(namespace, true);
-    const active = ns.versions.find((v) => v.state === 'active');
-    if (!active) throw new NoActiveKeyError(namespace);
-    const material = await this.#material(active);
-    if (this.#meter && count > 0) await this.#meter.spend(namespace, active.version, count);
-    return { namespace, version: active.version, keyId: active.keyId, material };
+    for (let attempt = 0; ; attempt++) {
+      const ns = await this.#namespace(namespace, true);
+      const active = ns.versions.find((v) => v.state === 'active');
+      if (!active) throw new NoActiveKeyError(namespace);
+      const material = await this.#material(active);
+      try {
+        if (this.#meter && count > 0) await this.#meter.spend(namespace, active.version, count);
+      } catch (error) {
+        // The version's budget is spent and the meter's emergency rotation made another one
+        // active: encrypt with that one (reloaded, since the rotation may be another process's).
+        if (error instanceof KeyBudgetExhaustedError && error.rotated && attempt < 3) {
+          await this.#load(namespace);
+          continue;
+        }
+        throw error;
+      }
+      return { namespace, version: active.version, keyId: active.keyId, material };
+    }
   }
 
   async decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
@@ -210,284 +256,44 @@ export class Keyring implements KeyProvider {
     return structuredClone((await this.#load(namespace)).versions);
   }
 
-  /** Creates version 1 (active) of a new namespace. */
-  async createNamespace(namespace: string): Promise<KeyVersion> {
-    validateNamespace(namespace);
-    try {
-      const versions = await this.#commitNew({
-        namespace,
-        at: this.clock.now(),
-        expectedLatestVersion: 0,
-        add: { version: 1, state: 'active' },
-      });
-      this.#logger.info({ namespace, version: 1 }, 'namespace created');
-      return versions[0]!;
-    } catch (error) {
-      if (error instanceof KeystoreConflictError) throw new NamespaceExistsError(namespace);
-      throw error;
-    }
+  /** The owner of the key lifecycle (create, rotate, set-state, destroy, rekey) over this keyring's keystore. */
+  get manager(): KeyManager {
+    return this.#manager!;
   }
 
-  /**
-   * Rotates a namespace's key.
-   * - `immediate`: the new version becomes active now; the old active one becomes inactive. If a
-   *   prepublished version exists it is promoted instead (it is already known everywhere).
-   * - `prepublish`: phase one of a two-phase rotation; the new version is created `prepublished`,
-   *   and {@link promote} makes it active once every process has seen it.
-   *
-   * With `expectedActiveVersion`, nothing happens unless that version is still the active one, so
-   * that concurrent rotators rotate once. Concurrent rotations yield exactly one new version.
-   */
-  async rotate(
+  /** Shorthand for `manager.createNamespace`. */
+  createNamespace(namespace: string): Promise<KeyVersion> {
+    return this.manager.createNamespace(namespace);
+  }
+
+  /** Shorthand for `manager.rotate`: every rule (propagation delay, compare-and-set) is the manager's. */
+  rotate(namespace: string, options?: RotateOptions): Promise<RotationResult> {
+    return this.manager.rotate(namespace, options);
+  }
+
+  /** Shorthand for `manager.promote`. */
+  promote(namespace: string, version: number, options?: { force?: boolean }): Promise<RotationResult> {
+    return this.manager.promote(namespace, version, options);
+  }
+
+  /** Shorthand for `manager.setState`, answering the version afterwards. */
+  async setState(
     namespace: string,
-    options: { mode?: RotationMode; expectedActiveVersion?: number } = {},
-  ): Promise<RotationResult> {
-    validateNamespace(namespace);
-    const mode = options.mode ?? 'immediate';
-    const before = (await this.#load(namespace)).versions;
-    if (before.length === 0) throw new NamespaceNotFoundError(namespace);
-    const active = before.find((v) => v.state === 'active');
-    if (!active) throw new NoActiveKeyError(namespace);
-    const pending = before.find((v) => v.state === 'prepublished');
-    const unchanged = (current: KeyVersion): RotationResult => ({
-      namespace,
-      performed: false,
-      previous: active,
-      current,
-    });
-    if (options.expectedActiveVersion !== undefined && active.version !== options.expectedActiveVersion) {
-      return unchanged(active);
-    }
-    if (pending) {
-      if (mode === 'prepublish') return unchanged(pending);
-      return this.promote(namespace, pending.version);
-    }
-    const latest = before.at(-1)!.version;
-    const change: NamespaceChange = {
-      namespace,
-      at: this.clock.now(),
-      expectedLatestVersion: latest,
-      add: { version: latest + 1, state: mode === 'immediate' ? 'active' : 'prepublished' },
-      transitions: mode === 'immediate' ? [{ version: active.version, from: 'active', to: 'inactive' }] : [],
-    };
-    try {
-      const after = await this.#commitNew(change);
-      const current = after.find((v) => v.version === latest + 1)!;
-      this.#logger.info({ namespace, from: active.version, to: current.version, mode }, 'key rotated');
-      return { namespace, performed: true, previous: active, current };
-    } catch (error) {
-      if (!(error instanceof KeystoreConflictError)) throw error;
-      // Someone else rotated between our read and our write: theirs is the rotation.
-      const after = (await this.#load(namespace)).versions;
-      const newer = after.filter((v) => v.version > latest);
-      const current =
-        newer.find((v) => v.state === 'active') ??
-        newer.find((v) => v.state === 'prepublished') ??
-        after.at(-1)!;
-      return unchanged(current);
-    }
+    version: number,
+    state: KeyState,
+    options?: { force?: boolean },
+  ): Promise<KeyVersion> {
+    return (await this.manager.setState(namespace, version, state, options)).current;
   }
 
-  /** Makes a prepublished (or inactive) version active; the active one becomes inactive. */
-  async promote(namespace: string, version: number): Promise<RotationResult> {
-    validateNamespace(namespace);
-    const before = (await this.#load(namespace)).versions;
-    const target = before.find((v) => v.version === version);
-    if (!target) throw new KeyVersionNotFoundError(namespace, version);
-    const active = before.find((v) => v.state === 'active');
-    if (target.state === 'active') return { namespace, performed: false, previous: target, current: target };
-    if (target.state !== 'prepublished' && target.state !== 'inactive') {
-      throw new InvalidStateTransitionError(
-        `key version ${version} of namespace "${namespace}" is ${target.state} and cannot become active`,
-      );
-    }
-    const transitions: NamespaceChange['transitions'] = [{ version, from: target.state, to: 'active' }];
-    if (active) transitions.unshift({ version: active.version, from: 'active', to: 'inactive' });
-    const after = await this.keystore.commit({ namespace, at: this.clock.now(), transitions });
-    this.#store(namespace, after);
-    this.#logger.info({ namespace, from: active?.version, to: version }, 'key version activated');
-    return {
-      namespace,
-      performed: true,
-      previous: active,
-      current: after.find((v) => v.version === version)!,
-    };
-  }
-
-  /**
-   * Moves a version to another state. `active` goes through {@link promote}; leaving `active` is
-   * only possible by rotating or promoting another version (a namespace always has one active).
-   */
-  async setState(namespace: string, version: number, state: KeyState): Promise<KeyVersion> {
-    validateNamespace(namespace);
-    if (state === 'active') return (await this.promote(namespace, version)).current;
-    const before = (await this.#load(namespace)).versions;
-    const target = before.find((v) => v.version === version);
-    if (!target) throw new KeyVersionNotFoundError(namespace, version);
-    if (target.state === state) return target;
-    if (target.state === 'active') {
-      throw new InvalidStateTransitionError(
-        `key version ${version} of namespace "${namespace}" is active; rotate first (temporal-keyring keys rotate --namespace ${namespace})`,
-      );
-    }
-    const after = await this.keystore.commit({
-      namespace,
-      at: this.clock.now(),
-      transitions: [{ version, from: target.state, to: state }],
-    });
-    this.#store(namespace, after);
-    if (state === 'destroyed') this.#materials.delete(target.keyId);
-    this.#logger.info({ namespace, version, from: target.state, to: state }, 'key state changed');
-    return after.find((v) => v.version === version)!;
-  }
-
-  /**
-   * KEK rotation: re-wraps every key under `newKek`. Resumable: the keystore records the rekey in
-   * progress, and each key says which KEK wraps it, so running it again after a crash continues
-   * where it stopped.
-   *
-   * Without an outage: when the new KEK can be wrapped (local and Shamir KEKs), the record carries
-   * an upgrade key (the new KEK wrapped by the old one) from the start of the rekey until
-   * `propagationDelayMs` after it completed, so that a process holding only the old KEK still reads
-   * every key meanwhile; the next rekey drops expired upgrade keys. A version whose material is
-   * missing is reported (`KeystoreCorruptError` naming each) and the rekey is left unfinished.
-   */
-  async rekey(
-    newKek: KeyEncryptionKey,
-    options: { propagationDelayMs?: number } = {},
-  ): Promise<{ rewrapped: number }> {
-    const delay = options.propagationDelayMs ?? DEFAULT_KEK_PROPAGATION_MS;
-    const info = (await this.keystore.getKekInfo())!;
-    if (info.currentKekId === newKek.id && !info.rekey) {
-      // Done already: running it again after the propagation delay drops the expired upgrade key.
-      const now = this.clock.now();
-      const kept = (info.upgrades ?? []).filter((u) => u.until === undefined || u.until > now);
-      if (info.upgrades && kept.length !== info.upgrades.length) {
-        const pruned: KekInfo = { ...info, upgrades: kept };
-        if (kept.length === 0) delete pruned.upgrades;
-        await this.keystore.putKekInfo(pruned, info);
-      }
-      return { rewrapped: 0 };
-    }
-    this.#keks.set(newKek.id, newKek);
-    let inProgress = info;
-    if (!info.rekey || info.rekey.toKekId !== newKek.id) {
-      const check = Buffer.from(await newKek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK_AAD)).toString('base64');
-      const fromKekId = info.rekey?.fromKekId ?? info.currentKekId;
-      const now = this.clock.now();
-      const upgrades = (info.upgrades ?? []).filter((u) => u.until === undefined || u.until > now);
-      const oldKek = this.#keks.get(fromKekId);
-      if (oldKek && newKek.wrapWith && !upgrades.some((u) => u.toKekId === newKek.id)) {
-        upgrades.push({
-          fromKekId,
-          toKekId: newKek.id,
-          wrapped: Buffer.from(await newKek.wrapWith(oldKek)).toString('base64'),
-        });
-      }
-      inProgress = {
-        ...info,
-        checks: [...info.checks.filter((c) => c.kekId !== newKek.id), { kekId: newKek.id, check }],
-        rekey: { fromKekId, toKekId: newKek.id, startedAt: now },
-      };
-      if (upgrades.length > 0) inProgress.upgrades = upgrades;
-      else delete inProgress.upgrades;
-      await this.keystore.putKekInfo(inProgress, info);
-    }
-    this.#primaryKek = newKek;
-    let rewrapped = 0;
-    const missing: string[] = [];
-    for (const namespace of await this.keystore.listNamespaces()) {
-      for (const v of await this.keystore.getVersions(namespace)) {
-        const wrapped = await this.keystore.getMaterial(namespace, v.version);
-        if (!wrapped) {
-          if (v.state !== 'destroyed') missing.push(`${namespace}/v${v.version}`);
-          continue;
-        }
-        if (wrapped.kekId === newKek.id) continue;
-        const material = await this.#unwrap(v, wrapped);
-        const aad = materialAad(v.namespace, v.version, v.keyId);
-        const next: WrappedKey = {
-          kekId: newKek.id,
-          alg: 'A256GCM',
-          ciphertext: await newKek.wrap(material, aad),
-        };
-        await this.keystore.rewrapMaterial(namespace, v.version, next, wrapped.kekId);
-        rewrapped++;
-      }
-    }
-    if (missing.length > 0) {
-      throw new KeystoreCorruptError(
-        `KEK rotation not finished: ${missing.length} key version(s) have no wrapped material and could not be re-wrapped: ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', ...' : ''} (${rewrapped} other(s) re-wrapped)`,
-      );
-    }
-    const done: KekInfo = {
-      ...inProgress,
-      currentKekId: newKek.id,
-      checks: inProgress.checks.filter((c) => c.kekId === newKek.id),
-    };
-    delete done.rekey;
-    const until = this.clock.now() + delay;
-    if (done.upgrades) {
-      done.upgrades = done.upgrades.map((u) => (u.toKekId === newKek.id ? { ...u, until } : u));
-    }
-    await this.keystore.putKekInfo(done, inProgress);
-    this.#logger.info({ kekId: newKek.id, rewrapped }, 'KEK rotation complete');
-    return { rewrapped };
-  }
-
-  /**
-   * Learns KEKs from the record's upgrade keys: a KEK this process holds unwraps the KEK that
-   * replaced it (repeatedly, along a chain of rekeys). Returns whether it learned any.
-   */
-  async #learnUpgrades(info?: KekInfo): Promise<boolean> {
-    const now = this.clock.now();
-    const upgrades: KekUpgrade[] = ((info ?? (await this.keystore.getKekInfo()))?.upgrades ?? []).filter(
-      (u) => u.until === undefined || u.until > now,
-    );
-    let learned = false;
-    for (let progress = true; progress; ) {
-      progress = false;
-      for (const u of upgrades) {
-        const from = this.#keks.get(u.fromKekId);
-        if (!from || this.#keks.has(u.toKekId) || from.sealed) continue;
-        try {
-          const bytes = await from.unwrap(
-            Buffer.from(u.wrapped, 'base64'),
-            upgradeAad(u.fromKekId, u.toKekId),
-          );
-          const kek = new LocalKek(bytes, this.#random);
-          Buffer.from(bytes).fill(0);
-          if (kek.id !== u.toKekId) continue;
-          this.#keks.set(kek.id, kek);
-          progress = true;
-          learned = true;
-          this.#logger.info({ from: u.fromKekId, to: u.toKekId }, 'KEK learned from an upgrade key');
-        } catch {
-          // A damaged upgrade key only means this process cannot follow that rekey.
-        }
-      }
-    }
-    return learned;
+  /** Shorthand for `manager.rekey`. */
+  rekey(newKek: KeyEncryptionKey, options?: { propagationDelayMs?: number }): Promise<{ rewrapped: number }> {
+    return this.manager.rekey(newKek, options);
   }
 
   /** Re-reads every cached namespace from the keystore. */
   async refresh(): Promise<void> {
     await Promise.all([...this.#cache.keys()].map((ns) => this.#load(ns)));
-  }
-
-  /**
-   * Seals: zeroes and forgets every unwrapped key and seals every sealable KEK (Shamir), so that
-   * nothing decrypts until a threshold of unseal keys is given again. Metadata stays cached.
-   */
-  seal(): void {
-    for (const m of this.#materials.values()) m.fill(0);
-    this.#materials.clear();
-    for (const kek of this.#keks.values()) kek.seal?.();
-  }
-
-  /** The KEKs this keyring holds (new keys go under the first). For seal status and `/readyz`. */
-  get keks(): readonly KeyEncryptionKey[] {
-    return [this.#primaryKek, ...[...this.#keks.values()].filter((k) => k !== this.#primaryKek)];
   }
 
   /** Stops timers and the meter, and forgets key material. Does not close the keystore. */
@@ -525,7 +331,8 @@ export class Keyring implements KeyProvider {
       this.#keystoreId = created.keystoreId!;
       return;
     }
-    await this.#learnUpgrades(info);
+    // Within a rekey's propagation delay, the old KEK learns the new one from the upgrade key.
+    await learnUpgrades(this.#keks, info, this.clock.now(), this.#random, this.#logger);
     const accepted = info.checks.filter((c) => this.#keks.has(c.kekId));
     if (accepted.length === 0) {
       throw new KekMismatchError(
@@ -626,48 +433,6 @@ export class Keyring implements KeyProvider {
     return entry;
   }
 
-  /**
-   * New keys must be wrapped with the keystore's current (or rekey target) KEK. A process opened
-   * before another one rotated the KEK would otherwise wrap them with the retired KEK, which
-   * processes holding only the new KEK cannot unwrap.
-   */
-  async #followKekRotation(): Promise<void> {
-    const info = await this.keystore.getKekInfo();
-    const target = info ? (info.rekey?.toKekId ?? info.currentKekId) : this.#primaryKek.id;
-    if (!this.#keks.has(target) && info) await this.#learnUpgrades(info);
-    const kek = this.#keks.get(target);
-    if (!kek) {
-      throw new KekMismatchError(
-        `the keystore's keys are now wrapped with KEK ${target}, which this process does not hold; restart it with that KEK`,
-      );
-    }
-    this.#primaryKek = kek;
-  }
-
-  async #commitNew(change: NamespaceChange): Promise<KeyVersion[]> {
-    const add = change.add!;
-    const material = this.#random.bytes(DATA_KEY_LENGTH);
-    const keyId = `${change.namespace}/v${add.version}`;
-    for (let attempt = 0; ; attempt++) {
-      await this.#followKekRotation();
-      const wrapped: WrappedKey = {
-        kekId: this.#primaryKek.id,
-        alg: 'A256GCM',
-        ciphertext: await this.#primaryKek.wrap(material, materialAad(change.namespace, add.version, keyId)),
-      };
-      try {
-        const after = await this.keystore.commit(change, wrapped);
-        this.#materials.set(keyId, Buffer.from(material));
-        this.#store(change.namespace, after);
-        return after;
-      } catch (error) {
-        // A KEK rotation began between our read of the KEK record and the commit, and the store
-        // refused the retiring KEK: wrap again with the rotation's target (if we hold it).
-        if (!(error instanceof KekMismatchError) || attempt > 0) throw error;
-      }
-    }
-  }
-
   async #material(v: KeyVersion): Promise<Uint8Array> {
     const cached = this.#materials.get(v.keyId);
     if (cached) return cached;
@@ -684,13 +449,20 @@ export class Keyring implements KeyProvider {
   }
 
   async #unwrap(v: KeyVersion, wrapped: WrappedKey): Promise<Uint8Array> {
-    if (!this.#keks.has(wrapped.kekId)) await this.#learnUpgrades();
+    if (!this.#keks.has(wrapped.kekId)) {
+      await learnUpgrades(
+        this.#keks,
+        await this.keystore.getKekInfo(),
+        this.clock.now(),
+        this.#random,
+        this.#logger,
+      );
+    }
     const kek = this.#keks.get(wrapped.kekId);
     if (!kek) {
       const info = await this.keystore.getKekInfo();
-      const now = info?.rekey?.toKekId ?? info?.currentKekId;
       throw new KekMismatchError(
-        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold; this keystore now uses KEK ${now}: restart this process with that KEK`,
+        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold; this keystore now uses KEK ${info?.rekey?.toKekId ?? info?.currentKekId}: restart this process with that KEK`,
       );
     }
     try {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { InvalidOptionError, InvalidStateTransitionError } from '../errors.ts';
+import { InvalidOptionError } from '../errors.ts';
+import { DEFAULT_PROPAGATION_DELAY_MS } from '../keyring/key-manager.ts';
 
 /**
  * When a namespace's key is rotated: the per-namespace policy the {@link Rotator} applies to the
@@ -21,7 +22,20 @@ export interface RotationPolicy {
   leadTime: number;
   /** Time between publishing a new version and encrypting with it, in ms: every process refreshes meanwhile. */
   propagationDelay: number;
+  /**
+   * What an encrypting process does when the active version's reserved count reaches
+   * `maxEncryptions` (see budget-guard.ts): `rotate` (default) promotes the prepublished version at
+   * once, or rotates immediately, logged and counted as an emergency rotation; `refuse` fails
+   * closed with `KeyBudgetExhaustedError` (HTTP 503) until someone rotates. Never silently over.
+   * Optional in the type (policies written before it existed); absent means `rotate`.
+   */
+  onBudgetExhausted?: BudgetExhaustedAction;
 }
+
+export type BudgetExhaustedAction = 'rotate' | 'refuse';
+
+/** Default time between two periodic checks of the rotator (a backstop: reservations wake it). */
+export const DEFAULT_CHECK_INTERVAL_MS = 60_000;
 
 /** The AES-GCM limit for random 96-bit IVs (NIST SP 800-38D, section 8.3). */
 export const AES_GCM_RANDOM_IV_LIMIT = 2 ** 32;
@@ -41,14 +55,16 @@ const DAY = 24 * 60 * 60 * 1000;
  *   seconds-until-limit) and reacts: a long weekend plus a working day or two. It is capped at half
  *   the version's projected life so that very high rates do not rotate continuously.
  * - `propagationDelay` 2 minutes: twice the keyring's 30 s refresh interval plus a minute of margin
- *   (a process that misses a refresh still learns the version on its next one).
+ *   (a process that misses a refresh still learns the version on its next one). The rule it feeds
+ *   is the lifecycle owner's (`KeyManager`), which defines this default.
  */
 export const DEFAULT_ROTATION_POLICY: Readonly<RotationPolicy> = Object.freeze({
   enabled: true,
   maxEncryptions: Math.floor(0.9 * AES_GCM_RANDOM_IV_LIMIT),
   maxAge: 30 * DAY,
   leadTime: 7 * DAY,
-  propagationDelay: 2 * 60 * 1000,
+  propagationDelay: DEFAULT_PROPAGATION_DELAY_MS,
+  onBudgetExhausted: 'rotate',
 });
 
 const UNITS: Readonly<Record<string, number>> = {
@@ -119,11 +135,15 @@ export const rotationPolicySchema = z
     maxAge: z.union([duration, z.null(), z.literal(false)]).optional(),
     leadTime: duration.optional(),
     propagationDelay: duration.optional(),
+    onBudgetExhausted: z
+      .enum(['rotate', 'refuse'], { error: 'must be "rotate" (the default) or "refuse"' })
+      .optional(),
   })
   .transform((input, ctx): PartialRotationPolicy => {
     const out: PartialRotationPolicy = {};
     if (input.enabled !== undefined) out.enabled = input.enabled;
     if (input.maxEncryptions !== undefined) out.maxEncryptions = input.maxEncryptions;
+    if (input.onBudgetExhausted !== undefined) out.onBudgetExhausted = input.onBudgetExhausted;
     for (const key of ['maxAge', 'leadTime', 'propagationDelay'] as const) {
       const value = input[key];
       if (value === undefined) continue;
@@ -163,12 +183,14 @@ export function parsePolicy(input: unknown, field = 'rotation'): PartialRotation
 /**
  * The policy of one namespace: built-in defaults, overridden by the config's defaults, overridden
  * by the namespace's own section. Accepts raw config objects or already-parsed ones; checks that
- * the whole makes sense (the lead time must leave room inside `maxAge`).
+ * the whole makes sense (the lead time must leave room inside `maxAge`, and, given the rotator's
+ * `checkIntervalMs`, cover one check interval plus the propagation delay).
  */
 export function resolvePolicy(
   defaults?: RotationPolicyInput | PartialRotationPolicy,
   perNamespace?: RotationPolicyInput | PartialRotationPolicy,
   field = 'rotation',
+  checkIntervalMs?: number,
 ): RotationPolicy {
   const policy: RotationPolicy = {
     ...DEFAULT_ROTATION_POLICY,
@@ -187,26 +209,33 @@ export function resolvePolicy(
       `(${formatDuration(policy.maxAge)}) must be longer than propagationDelay (${formatDuration(policy.propagationDelay)})`,
     );
   }
+  if (checkIntervalMs !== undefined) assertLeadTimeCovers(policy, checkIntervalMs, field);
   return policy;
 }
 
 /**
- * Phase two of a two-phase rotation (activating the prepublished version) before its propagation
- * delay has passed would let a process encrypt with a version that others have not loaded yet:
- * the one check both the CLI (`keys rotate`) and the admin API (`POST .../keys/rotate`) make
- * before activating one. Throws `InvalidStateTransitionError` naming when it may be activated;
- * `override` says how to activate it anyway (`--force`, `"force": true`).
+ * A rotation must be able to complete inside the lead time even when the periodic check is what
+ * notices it (a reservation normally wakes the rotator sooner): one check interval to start it,
+ * then the propagation delay before the new version is active. Throws naming the numbers.
  */
-export function assertPropagated(
-  pending: { keyId: string; createdAt: number } | undefined,
-  propagationDelay: number,
-  now: number,
-  override: string,
+export function assertLeadTimeCovers(
+  policy: RotationPolicy,
+  checkIntervalMs: number,
+  field = 'rotation',
 ): void {
-  if (!pending) return;
-  const age = now - pending.createdAt;
-  if (age >= propagationDelay) return;
-  throw new InvalidStateTransitionError(
-    `${pending.keyId} was prepublished ${formatDuration(age)} ago; the propagation delay is ${formatDuration(propagationDelay)}, so activate it after ${new Date(pending.createdAt + propagationDelay).toISOString()} (or ${override})`,
+  const needed = checkIntervalMs + policy.propagationDelay;
+  if (policy.leadTime >= needed) return;
+  // Exact numbers (a rounded "1.1 min" would not show why 65 s is too short).
+  const exact = (ms: number) => (ms < 3_600_000 && ms % 1000 === 0 ? `${ms / 1000} s` : formatDuration(ms));
+  throw new InvalidOptionError(
+    `${field}.leadTime`,
+    `(${exact(policy.leadTime)}) cannot cover the rotator's check interval (${exact(checkIntervalMs)}) plus propagationDelay (${exact(policy.propagationDelay)}) = ${exact(needed)}; raise leadTime to at least ${exact(needed)} or shorten the check interval (rotator.checkInterval, --check-interval)`,
   );
+}
+
+/** Parses and checks a rotator check interval (config `rotator.checkInterval`, `--check-interval`). */
+export function parseCheckInterval(value: unknown, field: string): number {
+  const ms = parseDuration(value, field);
+  if (ms < 1000) throw new InvalidOptionError(field, `must be at least 1s (got ${formatDuration(ms)})`);
+  return ms;
 }
