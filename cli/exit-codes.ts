@@ -42,6 +42,8 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_KEYSTORE_UNAVAILABLE: EXIT.unavailable,
   ERR_LOCK_TIMEOUT: EXIT.unavailable,
   ERR_USAGE_RESERVATION_FAILED: EXIT.unavailable,
+  // A key used after it was disposed: a bug or a shutdown race, not the user's doing.
+  ERR_KEY_REVOKED: EXIT.error,
 };
 
 /**

@@ -26,7 +26,8 @@ export type KeyringErrorCode =
   | 'ERR_KEYSTORE_UNAVAILABLE'
   | 'ERR_LOCK_TIMEOUT'
   | 'ERR_USAGE_LIMIT_REACHED'
-  | 'ERR_USAGE_RESERVATION_FAILED';
+  | 'ERR_USAGE_RESERVATION_FAILED'
+  | 'ERR_KEY_REVOKED';
 
 /** Base class of every error with a stable code. */
 export class KeyringError extends Error {
@@ -222,6 +223,17 @@ export class UsageReservationError extends KeyringError {
   static override code = 'ERR_USAGE_RESERVATION_FAILED' as const;
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_USAGE_RESERVATION_FAILED', message, options);
+  }
+}
+
+/**
+ * Key material was used after its holder let go of it (a disposed engine key, a closed keyring's
+ * handle). A bug or shutdown race in the caller, not bad input: the codec server answers 500.
+ */
+export class KeyRevokedError extends KeyringError {
+  static override code = 'ERR_KEY_REVOKED' as const;
+  constructor(message = 'the key was used after it was disposed') {
+    super('ERR_KEY_REVOKED', message);
   }
 }
 
