@@ -103,7 +103,8 @@ describe('fastEngine', () => {
 
   it('validates options and inputs up front, naming the field', async () => {
     expect(() => createFastEngine({ frameLength: 0 })).toThrow(InvalidOptionError);
-    expect(() => createFastEngine({ frameLength: 2 ** 32 })).toThrow(/frameLength/);
+    expect(() => createFastEngine({ frameLength: 2 ** 31 })).toThrow(/frameLength/);
+    expect(createFastEngine({ frameLength: 2 ** 31 - 1 }).name).toBe('fast');
     await expect(
       keyed(fastEngine).encrypt(Buffer.alloc(1), { ...key, material: randomBytes(16) }, {}),
     ).rejects.toThrow(/key\.material/);
