@@ -2,8 +2,11 @@ import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 import { DecryptionFailedError, InvalidOptionError, KeyRevokedError, KeyringError } from '../errors.ts';
 import { blockRandom, type RandomSource } from '../runtime/random.ts';
 import {
+  DATA_KEY_CACHE_DEFAULTS,
   DataKeyCache,
+  type DataKeyCacheLimits,
   type DataKeyCacheOptions,
+  type DataKeyCacheStats,
   dataKeyCacheLimits,
   type EncryptionMaterials,
 } from './data-key-cache.ts';
@@ -60,10 +63,11 @@ export interface FastEngineOptions {
    */
   frameLength?: number;
   /**
-   * Data key caching ({@link DataKeyCache}): on by default with its defaults (one data key for up
-   * to 10 000 messages or 60 s per wrapping key and context; unwrapped data keys kept 60 s).
-   * `false`: a fresh data key for every message and an unwrap for every decryption, as the SDK
-   * does without a caching materials manager.
+   * Data key caching ({@link DataKeyCache}), per prepared key. Default: on, with
+   * {@link DATA_KEY_CACHE_DEFAULTS} (one data key for up to 10 000 messages, 64 MiB or 60 s per
+   * wrapping key and context; unwrapped data keys kept 60 s). Given explicitly, `maxMessages`,
+   * `maxAgeMs` and `maxBytes` are all required. `false`: a fresh data key for every message and an
+   * unwrap for every decryption, as the SDK does without a caching materials manager.
    */
   dataKeyCache?: DataKeyCacheOptions | false;
 }
@@ -91,12 +95,16 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
   }
   const cacheOptions = options.dataKeyCache;
   const cacheLimits =
-    cacheOptions === false ? undefined : dataKeyCacheLimits(cacheOptions === undefined ? {} : cacheOptions);
+    cacheOptions === false
+      ? undefined
+      : dataKeyCacheLimits(cacheOptions === undefined ? DATA_KEY_CACHE_DEFAULTS : cacheOptions);
   // Identifies this engine's prepared keys: another engine's (other limits, other frames) are refused.
   const owner = {};
 
+  const { clock: _clock, ...limits } = cacheLimits ?? { clock: undefined };
   return {
     name: 'fast',
+    dataKeyCacheLimits: cacheLimits ? (Object.freeze(limits) as DataKeyCacheLimits) : undefined,
 
     prepare(key: WrappingKey): PreparedKey {
       return new FastPreparedKey(owner, key, cacheLimits && new DataKeyCache(cacheLimits));
@@ -169,6 +177,10 @@ class FastPreparedKey implements PreparedKey {
 
   get disposed(): boolean {
     return this.#state === undefined;
+  }
+
+  cacheStats(): DataKeyCacheStats | undefined {
+    return this.#state?.cache?.stats();
   }
 
   dispose(): void {
@@ -248,7 +260,7 @@ function encryptMessage(
   const contextBytes = serializeEncryptionContext(context);
   const fresh = () => newDataKey(identity, contextBytes, random);
   const materials = identity.cache
-    ? identity.cache.forEncryption(contextBytes.toString('latin1'), fresh)
+    ? identity.cache.forEncryption(contextBytes.toString('latin1'), total, fresh)
     : fresh();
 
   const messageId = random.bytes(MESSAGE_ID_LENGTH);
