@@ -13,7 +13,7 @@
  * Prints calls per second and the ratios; asserts nothing. The engine would take the hand-written
  * path back only if it were measurably faster (docs/performance.md).
  */
-import { createHmac, hash, hkdfSync, randomBytes } from 'node:crypto';
+import { hash, hkdfSync, randomBytes } from 'node:crypto';
 import { deriveKeys } from '../src/esdk/key-derivation.ts';
 
 const COMMIT = Buffer.from('COMMITKEY');

@@ -305,8 +305,9 @@ describe('parseHeader, field by field', () => {
     expect(h.bodyStart).toBe(headerBodyLength(f) + TAG_LENGTH);
     expect(Buffer.from(h.headerTag).equals(message.subarray(h.bodyLength, h.bodyStart))).toBe(true);
     const sdk = sdkDeserialize.deserializeMessageHeader(message, { maxEncryptedDataKeys: 1 });
-    expect(sdk && sdk.headerLength).toBe(h.bodyLength);
-    expect(sdk && sdk.messageHeader.frameLength).toBe(4096);
+    if (sdk === false) throw new Error('the SDK did not parse the header');
+    expect(sdk.headerLength).toBe(h.bodyLength);
+    expect(sdk.messageHeader.frameLength).toBe(4096);
     const suiteData = (sdk as unknown as { messageHeader: { suiteData: Uint8Array } }).messageHeader
       .suiteData;
     expect(Buffer.from(suiteData).equals(h.commitment as Buffer)).toBe(true);
