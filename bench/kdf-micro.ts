@@ -46,9 +46,14 @@ const DERIVE_1 = Buffer.concat([DERIVE, Buffer.from([1])]);
 
 const impls: Record<string, (k: Buffer, salt: Buffer) => void> = {
   hand: (k, salt) => {
+    // The same copy-out and zeroing as deriveKeys, so that only the HMAC differs.
     const prk = handHmac(salt, k);
-    handHmac(prk, COMMIT_1);
-    handHmac(prk, DERIVE_1).fill(0);
+    const commit = handHmac(prk, COMMIT_1);
+    Buffer.from(commit.subarray(0, 32));
+    commit.fill(0);
+    const key = handHmac(prk, DERIVE_1);
+    Buffer.from(key.subarray(0, 32)).fill(0);
+    key.fill(0);
     prk.fill(0);
   },
   createHmac: (k, salt) => {

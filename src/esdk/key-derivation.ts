@@ -12,8 +12,8 @@ import { SUITE_ID } from './message-format.ts';
  *
  * HMAC comes from `crypto.createHmac`. An earlier version spelled HMAC out over one-shot
  * `crypto.hash` with module-level scratch buffers; bench/kdf-micro.ts (both in one run) found it
- * not measurably faster: 0.93x to 1.31x of `createHmac` over six runs on Node 20 (2 shared cores),
- * about 2 µs per message at best, within the noise of the codec benchmark. So the library path
+ * not measurably faster: 0.81x to 1.37x of `createHmac` over nine runs on Node 20 (2 shared cores),
+ * median about 1.1x, a few µs per message at best, within the noise. So the library path
  * stays. Three HMACs beat two `crypto.hkdfSync` calls (which repeat the extract) by 2x to 3x.
  * test/esdk/key-derivation.test.ts compares the result with `crypto.hkdfSync` byte for byte.
  */
@@ -33,8 +33,8 @@ export interface DerivedKeys {
 }
 
 /**
- * Both outputs in buffers of exactly 32 bytes: each HMAC's full 64-byte output (and the PRK) is
- * zeroed here, so a caller zeroing `key` leaves no derived byte behind.
+ * Both outputs as 32-byte copies: each HMAC's full 64-byte output (and the PRK) is zeroed here, so
+ * a caller zeroing `key` leaves no derived byte behind.
  */
 export function deriveKeys(dataKey: Uint8Array, messageId: Uint8Array): DerivedKeys {
   // Extract: PRK = HMAC(salt = message id, IKM = data key). Expand: T(1) = HMAC(PRK, info || 0x01).
@@ -45,9 +45,13 @@ export function deriveKeys(dataKey: Uint8Array, messageId: Uint8Array): DerivedK
   return { commitment, key };
 }
 
-/** The first {@link OUTPUT_LENGTH} bytes of `mac` in a buffer of their own; `mac` (all 64 bytes) is zeroed. */
+/**
+ * The first {@link OUTPUT_LENGTH} bytes of `mac` copied out (into Node's small-buffer pool: a
+ * fresh ArrayBuffer per call cost a measurable share of the KDF); `mac` (all 64 bytes) is zeroed,
+ * so zeroing the result leaves no derived byte anywhere.
+ */
 function firstBytes(mac: Buffer): Buffer {
-  const out = Buffer.allocUnsafeSlow(OUTPUT_LENGTH);
+  const out = Buffer.allocUnsafe(OUTPUT_LENGTH);
   mac.copy(out, 0, 0, OUTPUT_LENGTH);
   mac.fill(0);
   return out;
