@@ -29,8 +29,8 @@ export const CONTENT_TYPE_FRAMED = 0x02;
 export const SEQUENCE_NUMBER_END = 0xffffffff;
 /**
  * Largest frame length this library writes: 2^31 - 1. The header field is a uint32 and the spec
- * allows up to 2^32 - 1, but SDKs that hold the length in a signed 32-bit integer (Java, .NET)
- * refuse larger ones when they read: a message is portable only within this bound. Reading
+ * allows up to 2^32 - 1, but some SDKs refuse larger ones when they read (the Java SDK holds the
+ * length in a signed 32-bit int): a message is portable only within this bound. Reading
  * accepts any frame length from 1 to 2^32 - 1, as the JS and Python SDKs do.
  */
 export const MAX_FRAME_LENGTH = 2 ** 31 - 1;
