@@ -7,6 +7,7 @@ import { validateNamespace } from '../src/model/namespace.ts';
 import { assertPropagated } from '../src/rotation/rotation-policy.ts';
 import type { Logger } from '../src/runtime/logger.ts';
 import type { Authenticator } from './auth/identity.ts';
+import { registerExportRoutes } from './export-routes.ts';
 import { HttpError, malformed } from './http-error.ts';
 import { contextOf, isLoopback } from './request-context.ts';
 
@@ -127,6 +128,8 @@ export function adminRouter(deps: {
     record(req, res, 'set-state', { namespace, version, state });
     res.json(updated);
   });
+
+  registerExportRoutes(router, { keyring, authorize, body, record });
 
   return router;
 }

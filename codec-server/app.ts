@@ -21,6 +21,7 @@ import { opsRouter } from './ops-routes.ts';
 import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
 import { contextOf } from './request-context.ts';
 import { requestLog } from './request-log.ts';
+import { rewrapRoute } from './rewrap-route.ts';
 
 /** A pino logger (the app uses `child` for the audit channel); tests pass `pino({ level: 'silent' })`. */
 export type PinoLogger = pino.Logger;
@@ -180,6 +181,19 @@ export function createApp(deps: AppDeps): Express {
 
   // Codec routes first: they carry the traffic, and every router passed costs a path match.
   const codecPaths = express.Router();
+  const rewrap = rewrapRoute({
+    keyring,
+    auth,
+    audit,
+    namespaceOf,
+    requireKeys,
+    readJson: (req, res) =>
+      new Promise<void>((resolve, reject) =>
+        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      ),
+  });
+  codecPaths.post('/rewrap', rewrap);
+  codecPaths.post('/:namespace/rewrap', rewrap);
   codecPaths.post('/:op', codecRoute);
   codecPaths.post('/:namespace/:op', codecRoute);
   app.use(config.pathPrefix || '/', codecPaths);

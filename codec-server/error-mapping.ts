@@ -25,6 +25,11 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   ERR_USAGE_RESERVATION_FAILED: 503,
   ERR_USAGE_LIMIT_REACHED: 503,
   ERR_NO_ACTIVE_KEY: 503,
+  // A codec server never calls another one; listed so that the map names every code.
+  ERR_REMOTE_CODEC_UNAVAILABLE: 502,
+  ERR_REMOTE_CODEC_TIMEOUT: 504,
+  ERR_REMOTE_CODEC_REJECTED: 502,
+  ERR_NOT_EXPORTABLE: 403,
   // The server's own setup is broken: not the caller's fault.
   ERR_KEK_MISMATCH: 500,
   ERR_INVALID_KEK: 500,

@@ -13,6 +13,15 @@ export {
   keyVersionOf,
 } from './codec/encryption-codec.ts';
 export {
+  type EsdkNames,
+  type ExportedVersion,
+  exportableSince,
+  exportKeys,
+  type KeyExport,
+  markExportable,
+  setExportable,
+} from './codec/key-export.ts';
+export {
   COMPACT_CONTEXT_KEY_VERSION,
   COMPACT_CONTEXT_NAMESPACE,
   COMPACT_PROVIDER_ID,
@@ -27,6 +36,8 @@ export {
   type PayloadFormat,
   parseKeyVersion,
 } from './codec/payload-format.ts';
+export { RemoteCodec, type RemoteCodecOptions } from './codec/remote-codec.ts';
+export { Rewrapper, type RewrapResult } from './codec/rewrap.ts';
 export {
   configSchema,
   type KekConfig,
@@ -65,6 +76,10 @@ export {
   NamespaceMismatchError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  NotExportableError,
+  RemoteCodecRejectedError,
+  RemoteCodecTimeoutError,
+  RemoteCodecUnavailableError,
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';

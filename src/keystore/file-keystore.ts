@@ -95,6 +95,9 @@ const kekInfoSchema = z.strictObject({
   checks: z.array(z.strictObject({ kekId: z.string().min(1), check: base64 })),
   rekey: z.strictObject({ fromKekId: z.string(), toKekId: z.string(), startedAt: millis }).optional(),
   passphraseSalt: base64.optional(),
+  exportableNamespaces: z
+    .array(z.strictObject({ namespace: z.string().min(1), markedAt: millis }))
+    .optional(),
 });
 const count = z.number().int().nonnegative();
 const usageSchema = z.strictObject({

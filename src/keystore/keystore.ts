@@ -113,6 +113,12 @@ export interface KekInfo {
   rekey?: { fromKekId: string; toKekId: string; startedAt: number };
   /** Salt for passphrase-derived KEKs (base64), created with the record. */
   passphraseSalt?: string;
+  /**
+   * Namespaces marked exportable, and when (see keyring/key-export.ts). Kept in this record because
+   * it is the keystore's one compare-and-set document every backend already stores as it is; a
+   * mark is only ever added, never removed (Vault Transit's rule).
+   */
+  exportableNamespaces?: { namespace: string; markedAt: number }[];
 }
 
 /** Encryption counts of one key version, shared by every process using the keystore. */
