@@ -135,6 +135,20 @@ export class InvalidStateTransitionError extends KeyringError {
   }
 }
 
+/**
+ * A prepublished version may not become active yet: its propagation delay (the time every process
+ * needs to learn it) has not passed. Same code as any refused transition; `activatableAt` (epoch
+ * ms) says when it may, and `force` is the explicit way past it.
+ */
+export class PropagationPendingError extends InvalidStateTransitionError {
+  constructor(
+    message: string,
+    readonly activatableAt: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A payload names (or its encryption context binds) another namespace than the one decoding it. */
 export class NamespaceMismatchError extends KeyringError {
   static override code = 'ERR_NAMESPACE_MISMATCH' as const;

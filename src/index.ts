@@ -77,6 +77,7 @@ export {
   NamespaceNotFoundError,
   NoActiveKeyError,
   NotExportableError,
+  PropagationPendingError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
@@ -115,6 +116,14 @@ export {
   loadKek,
 } from './kek/kek-source.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
+// The key lifecycle (keyring.manager)
+export {
+  KeyManager,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type StateChangeResult,
+} from './keyring/key-manager.ts';
 // The keyring
 export {
   DATA_KEY_LENGTH,
@@ -142,6 +151,7 @@ export {
 } from './keystore/keystore-location.ts';
 export { MemoryKeystore } from './keystore/memory-keystore.ts';
 export { type OpenKeystoreOptions, openKeystore } from './keystore/open-keystore.ts';
+export { ValidatingKeystore } from './keystore/validating-keystore.ts';
 // Key versions and their states
 export {
   applyChange,
