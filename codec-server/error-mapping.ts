@@ -35,6 +35,7 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   ERR_KEK_MISMATCH: 500,
   ERR_INVALID_KEK: 500,
   ERR_KEYSTORE_CORRUPT: 500,
+  ERR_KEY_REVOKED: 500,
 };
 
 /** body-parser's error `type`s, as statuses and codes. */
