@@ -43,6 +43,8 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_KEYSTORE_UNAVAILABLE: EXIT.unavailable,
   ERR_LOCK_TIMEOUT: EXIT.unavailable,
   ERR_USAGE_RESERVATION_FAILED: EXIT.unavailable,
+  // A key used after it was disposed: a bug or a shutdown race, not the user's doing.
+  ERR_KEY_REVOKED: EXIT.error,
   ERR_REMOTE_CODEC_UNAVAILABLE: EXIT.unavailable,
   ERR_REMOTE_CODEC_TIMEOUT: EXIT.unavailable,
   ERR_REMOTE_CODEC_REJECTED: EXIT.error,

@@ -43,6 +43,7 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   ERR_PKCS11_PIN: 500,
   ERR_PKCS11_KEY_NOT_FOUND: 500,
   ERR_PKCS11_KEY_EXTRACTABLE: 500,
+  ERR_KEY_REVOKED: 500,
 };
 
 /** body-parser's error `type`s, as statuses and codes. */

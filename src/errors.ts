@@ -28,6 +28,7 @@ export type KeyringErrorCode =
   | 'ERR_USAGE_LIMIT_REACHED'
   | 'ERR_KEY_BUDGET_EXHAUSTED'
   | 'ERR_USAGE_RESERVATION_FAILED'
+  | 'ERR_KEY_REVOKED'
   | 'ERR_REMOTE_CODEC_UNAVAILABLE'
   | 'ERR_REMOTE_CODEC_TIMEOUT'
   | 'ERR_REMOTE_CODEC_REJECTED'
@@ -287,6 +288,17 @@ export class UsageReservationError extends KeyringError {
 }
 
 /**
+ * Key material was used after its holder let go of it (a disposed engine key, a closed keyring's
+ * handle). A bug or shutdown race in the caller, not bad input: the codec server answers 500.
+ */
+export class KeyRevokedError extends KeyringError {
+  static override code = 'ERR_KEY_REVOKED' as const;
+  constructor(message = 'the key was used after it was disposed') {
+    super('ERR_KEY_REVOKED', message);
+  }
+}
+
+/**
  * A remote codec server could not be reached, or answered 503, on every attempt (connection
  * refused or reset, server restarting, keystore unavailable behind it). Waiting helps.
  */
@@ -431,6 +443,7 @@ const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
   UnsealShareForeignError,
   UnsealCheckFailedError,
   KekUnavailableError,
+  KeyRevokedError,
 ] as unknown as (typeof KeyringError)[];
 
 const CLASS_BY_CODE = new Map<string, typeof KeyringError>(ERROR_CLASSES.map((c) => [c.code, c]));

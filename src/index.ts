@@ -62,6 +62,7 @@ export {
   isKeyringError,
   KekMismatchError,
   KekUnavailableError,
+  KeyRevokedError,
   KeyringError,
   type KeyringErrorCode,
   KeystoreConflictError,
@@ -91,13 +92,19 @@ export {
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
-export { DATA_KEY_CACHE_DEFAULTS, type DataKeyCacheOptions } from './esdk/data-key-cache.ts';
+export {
+  DATA_KEY_CACHE_DEFAULTS,
+  type DataKeyCacheLimits,
+  type DataKeyCacheOptions,
+  type DataKeyCacheStats,
+} from './esdk/data-key-cache.ts';
 // ESDK engines
 export {
   type EncryptionContext,
   type EsdkEngine,
   esdkKeyName,
   PROVIDER_ID,
+  type PreparedKey,
   type WrappingKey,
 } from './esdk/engine.ts';
 export {
