@@ -61,6 +61,7 @@ export {
   InvalidStateTransitionError,
   isKeyringError,
   KekMismatchError,
+  KekUnavailableError,
   KeyRevokedError,
   KeyringError,
   type KeyringErrorCode,
@@ -77,10 +78,17 @@ export {
   NamespaceNotFoundError,
   NoActiveKeyError,
   NotExportableError,
+  type Pkcs11ErrorCode,
+  Pkcs11KekError,
   PropagationPendingError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
+  SealedError,
+  UnsealCheckFailedError,
+  UnsealShareDuplicateError,
+  UnsealShareForeignError,
+  UnsealShareMalformedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
@@ -106,7 +114,7 @@ export {
   fastEngine,
 } from './esdk/fast-engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
-export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
+export { KEK_LENGTH, type KekKind, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 // Key-encryption keys
 export {
   generateKekBase64,
@@ -115,6 +123,8 @@ export {
   type LoadKekOptions,
   loadKek,
 } from './kek/kek-source.ts';
+export { Pkcs11Kek, type Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
+export { initShamirKeystore, type SealStatus, ShamirKek } from './kek/shamir-kek.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
 // The key lifecycle (keyring.manager)
 export {
@@ -170,6 +180,8 @@ export {
   type OpenedKeyring,
   type OpenKeyringOptions,
   openKeyring,
+  type Pkcs11KekInput,
+  type ShamirKekInput,
 } from './open-keyring.ts';
 // Usage metering and rotation
 export {
