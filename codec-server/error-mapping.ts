@@ -31,10 +31,19 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   ERR_REMOTE_CODEC_TIMEOUT: 504,
   ERR_REMOTE_CODEC_REJECTED: 502,
   ERR_NOT_EXPORTABLE: 403,
+  // An operator unseals the keystore, or the HSM comes back: then the same request succeeds.
+  ERR_SEALED: 503,
+  ERR_KEK_UNAVAILABLE: 503,
   // The server's own setup is broken: not the caller's fault.
   ERR_KEK_MISMATCH: 500,
   ERR_INVALID_KEK: 500,
   ERR_KEYSTORE_CORRUPT: 500,
+  ERR_PKCS11_MODULE: 500,
+  ERR_PKCS11_TOKEN_NOT_FOUND: 500,
+  ERR_PKCS11_PIN: 500,
+  ERR_PKCS11_KEY_NOT_FOUND: 500,
+  ERR_PKCS11_KEY_EXTRACTABLE: 500,
+  ERR_KEY_REVOKED: 500,
 };
 
 /** body-parser's error `type`s, as statuses and codes. */

@@ -28,10 +28,26 @@ export type KeyringErrorCode =
   | 'ERR_USAGE_LIMIT_REACHED'
   | 'ERR_KEY_BUDGET_EXHAUSTED'
   | 'ERR_USAGE_RESERVATION_FAILED'
+  | 'ERR_KEY_REVOKED'
   | 'ERR_REMOTE_CODEC_UNAVAILABLE'
   | 'ERR_REMOTE_CODEC_TIMEOUT'
   | 'ERR_REMOTE_CODEC_REJECTED'
-  | 'ERR_NOT_EXPORTABLE';
+  | 'ERR_NOT_EXPORTABLE'
+  | 'ERR_SEALED'
+  | 'ERR_UNSEAL_SHARE_MALFORMED'
+  | 'ERR_UNSEAL_SHARE_DUPLICATE'
+  | 'ERR_UNSEAL_SHARE_FOREIGN'
+  | 'ERR_UNSEAL_CHECK_FAILED'
+  | 'ERR_KEK_UNAVAILABLE'
+  | Pkcs11ErrorCode;
+
+/** Why a PKCS#11 KEK could not be used; each is raised before anything is written. */
+export type Pkcs11ErrorCode =
+  | 'ERR_PKCS11_MODULE'
+  | 'ERR_PKCS11_TOKEN_NOT_FOUND'
+  | 'ERR_PKCS11_PIN'
+  | 'ERR_PKCS11_KEY_NOT_FOUND'
+  | 'ERR_PKCS11_KEY_EXTRACTABLE';
 
 /** Base class of every error with a stable code. */
 export class KeyringError extends Error {
@@ -289,6 +305,17 @@ export class UsageReservationError extends KeyringError {
 }
 
 /**
+ * Key material was used after its holder let go of it (a disposed engine key, a closed keyring's
+ * handle). A bug or shutdown race in the caller, not bad input: the codec server answers 500.
+ */
+export class KeyRevokedError extends KeyringError {
+  static override code = 'ERR_KEY_REVOKED' as const;
+  constructor(message = 'the key was used after it was disposed') {
+    super('ERR_KEY_REVOKED', message);
+  }
+}
+
+/**
  * A remote codec server could not be reached, or answered 503, on every attempt (connection
  * refused or reset, server restarting, keystore unavailable behind it). Waiting helps.
  */
@@ -339,6 +366,70 @@ export class NotExportableError extends KeyringError {
   }
 }
 
+/**
+ * The keystore is sealed: its KEK exists only as Shamir shares until a threshold of them is given
+ * (`POST /admin/unseal`, `temporal-keyring operator unseal`). Nothing is decrypted or encrypted
+ * until then. The server answers 503: an operator has to act, then the same request succeeds.
+ */
+export class SealedError extends KeyringError {
+  static override code = 'ERR_SEALED' as const;
+  constructor(
+    message = 'the keystore is sealed: unseal it with a threshold of unseal keys (temporal-keyring operator unseal)',
+  ) {
+    super('ERR_SEALED', message);
+  }
+}
+
+/** An unseal key that is not a well-formed share (typo, truncation, not a share at all). Not counted. */
+export class UnsealShareMalformedError extends KeyringError {
+  static override code = 'ERR_UNSEAL_SHARE_MALFORMED' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_SHARE_MALFORMED', message);
+  }
+}
+
+/** An unseal key already given in this unseal attempt. Not counted twice. */
+export class UnsealShareDuplicateError extends KeyringError {
+  static override code = 'ERR_UNSEAL_SHARE_DUPLICATE' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_SHARE_DUPLICATE', message);
+  }
+}
+
+/** An unseal key of another keystore, or of a KEK this keystore no longer uses. Not counted. */
+export class UnsealShareForeignError extends KeyringError {
+  static override code = 'ERR_UNSEAL_SHARE_FOREIGN' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_SHARE_FOREIGN', message);
+  }
+}
+
+/** A threshold of shares rebuilt a KEK that fails the keystore's check value: progress is reset. */
+export class UnsealCheckFailedError extends KeyringError {
+  static override code = 'ERR_UNSEAL_CHECK_FAILED' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_CHECK_FAILED', message);
+  }
+}
+
+/**
+ * The KEK cannot be reached now (the HSM or its token went away). Keys already unwrapped keep
+ * serving; new unwraps fail with this until the token is back, which needs no restart.
+ */
+export class KekUnavailableError extends KeyringError {
+  static override code = 'ERR_KEK_UNAVAILABLE' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_KEK_UNAVAILABLE', message, options);
+  }
+}
+
+/** A PKCS#11 KEK is misconfigured: module, token, PIN or key. The code says which. */
+export class Pkcs11KekError extends KeyringError {
+  constructor(code: Pkcs11ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
 const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
   InvalidOptionError,
   InvalidNamespaceError,
@@ -363,6 +454,13 @@ const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
   RemoteCodecUnavailableError,
   RemoteCodecTimeoutError,
   NotExportableError,
+  SealedError,
+  UnsealShareMalformedError,
+  UnsealShareDuplicateError,
+  UnsealShareForeignError,
+  UnsealCheckFailedError,
+  KekUnavailableError,
+  KeyRevokedError,
 ] as unknown as (typeof KeyringError)[];
 
 const CLASS_BY_CODE = new Map<string, typeof KeyringError>(ERROR_CLASSES.map((c) => [c.code, c]));

@@ -62,6 +62,8 @@ export {
   InvalidStateTransitionError,
   isKeyringError,
   KekMismatchError,
+  KekUnavailableError,
+  KeyRevokedError,
   KeyringError,
   type KeyringErrorCode,
   KeystoreConflictError,
@@ -77,21 +79,34 @@ export {
   NamespaceNotFoundError,
   NoActiveKeyError,
   NotExportableError,
+  type Pkcs11ErrorCode,
+  Pkcs11KekError,
   PropagationPendingError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
+  SealedError,
+  UnsealCheckFailedError,
+  UnsealShareDuplicateError,
+  UnsealShareForeignError,
+  UnsealShareMalformedError,
   UsageLimitReachedError,
   UsageReservationError,
   withHint,
 } from './errors.ts';
-export { DATA_KEY_CACHE_DEFAULTS, type DataKeyCacheOptions } from './esdk/data-key-cache.ts';
+export {
+  DATA_KEY_CACHE_DEFAULTS,
+  type DataKeyCacheLimits,
+  type DataKeyCacheOptions,
+  type DataKeyCacheStats,
+} from './esdk/data-key-cache.ts';
 // ESDK engines
 export {
   type EncryptionContext,
   type EsdkEngine,
   esdkKeyName,
   PROVIDER_ID,
+  type PreparedKey,
   type WrappingKey,
 } from './esdk/engine.ts';
 export {
@@ -101,7 +116,7 @@ export {
   fastEngine,
 } from './esdk/fast-engine.ts';
 export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
-export { KEK_LENGTH, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
+export { KEK_LENGTH, type KekKind, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 // Key-encryption keys
 export {
   generateKekBase64,
@@ -110,6 +125,8 @@ export {
   type LoadKekOptions,
   loadKek,
 } from './kek/kek-source.ts';
+export { Pkcs11Kek, type Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
+export { initShamirKeystore, type SealStatus, ShamirKek } from './kek/shamir-kek.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
 // The key lifecycle (keyring.manager)
 export {
@@ -165,6 +182,8 @@ export {
   type OpenedKeyring,
   type OpenKeyringOptions,
   openKeyring,
+  type Pkcs11KekInput,
+  type ShamirKekInput,
 } from './open-keyring.ts';
 // Usage metering and rotation
 export {

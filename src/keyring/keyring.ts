@@ -2,6 +2,7 @@ import {
   DecryptionFailedError,
   InvalidOptionError,
   KekMismatchError,
+  KekUnavailableError,
   KeyBudgetExhaustedError,
   KeystoreConflictError,
   KeystoreCorruptError,
@@ -11,12 +12,14 @@ import {
   NamespaceExistsError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  SealedError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
+import { DEFAULT_KEK_PROPAGATION_MS, learnUpgrades } from '../kek/kek-upgrade.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
 import { generateKeystoreId } from '../keystore/keystore-id.ts';
 import { ValidatingKeystore } from '../keystore/validating-keystore.ts';
-import type { KeyState, KeyVersion, NamespaceChange } from '../model/key-version.ts';
+import type { KeyState, KeyVersion } from '../model/key-version.ts';
 import { validateNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
@@ -40,6 +43,7 @@ export {
   type RotationResult,
   type StateChangeResult,
 } from './key-manager.ts';
+export { DEFAULT_KEK_PROPAGATION_MS };
 
 /** A key version with its unwrapped material, as the codec uses it. */
 export interface ResolvedKey {
@@ -175,17 +179,33 @@ export class Keyring implements KeyProvider {
     return keyring;
   }
 
-  /** Id of the KEK new keys are wrapped with. */
-  get kekId(): string {
-    return this.#manager?.kekId ?? this.#primaryKek.id;
-  }
-
   /**
    * The keystore's short random non-secret id (16 hex chars, from its KEK record): names the
    * keystore in shares, hints and messages without revealing anything about its keys.
    */
   get keystoreId(): string {
     return this.#keystoreId;
+  }
+
+  /** The KEKs this keyring holds (new keys go under the first). For seal status and `/readyz`. */
+  get keks(): readonly KeyEncryptionKey[] {
+    const primary = this.#keks.get(this.kekId) ?? this.#primaryKek;
+    return [primary, ...[...this.#keks.values()].filter((k) => k !== primary)];
+  }
+
+  /**
+   * Seals: zeroes and forgets every unwrapped key and seals every sealable KEK (Shamir), so that
+   * nothing decrypts until a threshold of unseal keys is given again. Metadata stays cached.
+   */
+  seal(): void {
+    for (const m of this.#materials.values()) m.fill(0);
+    this.#materials.clear();
+    for (const kek of this.#keks.values()) kek.seal?.();
+  }
+
+  /** Id of the KEK new keys are wrapped with. */
+  get kekId(): string {
+    return this.#manager?.kekId ?? this.#primaryKek.id;
   }
 
   // --- KeyProvider -------------------------------------------------------------------------
@@ -272,8 +292,8 @@ export class Keyring implements KeyProvider {
   }
 
   /** Shorthand for `manager.rekey`. */
-  rekey(newKek: KeyEncryptionKey): Promise<{ rewrapped: number }> {
-    return this.manager.rekey(newKek);
+  rekey(newKek: KeyEncryptionKey, options?: { propagationDelayMs?: number }): Promise<{ rewrapped: number }> {
+    return this.manager.rekey(newKek, options);
   }
 
   /** Re-reads every cached namespace from the keystore. */
@@ -316,13 +336,17 @@ export class Keyring implements KeyProvider {
       this.#keystoreId = created.keystoreId!;
       return;
     }
+    // Within a rekey's propagation delay, the old KEK learns the new one from the upgrade key.
+    await learnUpgrades(this.#keks, info, this.clock.now(), this.#random, this.#logger);
     const accepted = info.checks.filter((c) => this.#keks.has(c.kekId));
     if (accepted.length === 0) {
       throw new KekMismatchError(
-        `the KEK given (id ${this.#primaryKek.id}) is not the one this keystore was created with (id ${info.currentKekId})`,
+        `the KEK given (id ${this.#primaryKek.id}) is not the one this keystore's keys are wrapped with now (KEK ${info.rekey?.toKekId ?? info.currentKekId})`,
       );
     }
     for (const c of accepted) {
+      // A sealed KEK (Shamir) checks the value itself when it is unsealed.
+      if (this.#keks.get(c.kekId)!.sealed) continue;
       try {
         const plain = await this.#keks.get(c.kekId)!.unwrap(Buffer.from(c.check, 'base64'), KEK_CHECK_AAD);
         if (!Buffer.from(plain).equals(KEK_CHECK_PLAINTEXT)) throw new DecryptionFailedError();
@@ -430,10 +454,20 @@ export class Keyring implements KeyProvider {
   }
 
   async #unwrap(v: KeyVersion, wrapped: WrappedKey): Promise<Uint8Array> {
+    if (!this.#keks.has(wrapped.kekId)) {
+      await learnUpgrades(
+        this.#keks,
+        await this.keystore.getKekInfo(),
+        this.clock.now(),
+        this.#random,
+        this.#logger,
+      );
+    }
     const kek = this.#keks.get(wrapped.kekId);
     if (!kek) {
+      const info = await this.keystore.getKekInfo();
       throw new KekMismatchError(
-        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold (finish the KEK rotation with: temporal-keyring keys rekey)`,
+        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold; this keystore now uses KEK ${info?.rekey?.toKekId ?? info?.currentKekId}: restart this process with that KEK`,
       );
     }
     try {
@@ -441,6 +475,8 @@ export class Keyring implements KeyProvider {
       if (material.length !== DATA_KEY_LENGTH) throw new DecryptionFailedError();
       return material;
     } catch (cause) {
+      // The KEK cannot serve now (sealed, HSM gone): say so, the material itself is fine.
+      if (cause instanceof SealedError || cause instanceof KekUnavailableError) throw cause;
       throw new KeystoreCorruptError(
         `wrapped material of key version ${v.version} of namespace "${v.namespace}" failed to authenticate`,
         { cause },

@@ -109,9 +109,28 @@ const kekInfoSchema = z.strictObject({
   checks: z.array(z.strictObject({ kekId: z.string().min(1), check: base64 })),
   rekey: z.strictObject({ fromKekId: z.string(), toKekId: z.string(), startedAt: millis }).optional(),
   passphraseSalt: base64.optional(),
-  keystoreId: z.string().regex(KEYSTORE_ID_PATTERN).optional(),
   exportableNamespaces: z
     .array(z.strictObject({ namespace: z.string().min(1), markedAt: millis }))
+    .optional(),
+  keystoreId: z.string().regex(KEYSTORE_ID_PATTERN).optional(),
+  shamir: z
+    .array(
+      z.strictObject({
+        kekId: z.string().min(1),
+        threshold: z.number().int().min(2).max(255),
+        shares: z.number().int().min(2).max(255),
+      }),
+    )
+    .optional(),
+  upgrades: z
+    .array(
+      z.strictObject({
+        fromKekId: z.string().min(1),
+        toKekId: z.string().min(1),
+        wrapped: base64,
+        until: millis.optional(),
+      }),
+    )
     .optional(),
 });
 const count = z.number().int().nonnegative();
