@@ -62,7 +62,7 @@ describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
 
     // Within the propagation delay, a process holding only the old KEK still works (upgrade key).
     const meanwhile = await cli(['keys', 'rotate', '-n', 'payments'], {
-      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
+      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_KEYSTORE: dir },
     });
     expect(meanwhile.code, meanwhile.stderr).toBe(0);
     // Once the delay has passed (here: its end moved into the past), only the new KEK opens it.
