@@ -213,7 +213,7 @@ export function createApp(deps: AppDeps): Express {
   codecPaths.post('/:namespace/:op', sealGate, codecRoute);
   app.use(seal.router);
   app.use(config.pathPrefix || '/', codecPaths);
-  app.use(opsRouter({ keyring, config, metrics }));
+  app.use(opsRouter({ keyring, config, metrics, logger }));
   if (config.admin.enabled) {
     app.use(
       '/admin',
