@@ -120,7 +120,9 @@ export function createApp(deps: AppDeps): Express {
   const codecRoute = async (req: Request, res: Response, next: NextFunction) => {
     const op = req.params.op;
     if (op === 'download') {
+      // Authenticated like the codec routes, so that anonymous callers cannot fill the logs.
       contextOf(res).route = 'download';
+      contextOf(res).identity = await auth.authenticate({ authorization: req.headers.authorization });
       throw new HttpError(
         501,
         'ERR_NOT_SUPPORTED',
@@ -234,7 +236,7 @@ export function createApp(deps: AppDeps): Express {
     const answer = toHttpError(error);
     metrics.errors.inc({ code: answer.body.code });
     // Our messages are safe to log (src/errors.ts); nothing else from the error is.
-    if (answer.status >= 500) {
+    if (answer.status >= 500 && answer.status !== 501) {
       logger.error({ reqId: contextOf(res).requestId, err: errorSummary(error) }, 'request failed');
     }
     if (res.headersSent) return;

@@ -13,6 +13,9 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
  * `{ req: { id, method, path, remoteAddress }, res: { statusCode }, responseTime }`. Only those
  * fields: headers (Authorization!) and query strings are never logged.
  *
+ * Levels: error for 5xx and aborted answers, warn for 4xx, info otherwise; 501 (a feature this
+ * server does not have, such as `/download`) is info, so that callers cannot flood the error log.
+ *
  * Pipeline position: CORS → this → metrics → routes.
  *
  * Why not pino-http: it builds a child logger per request, serializing the request into the child's
@@ -34,7 +37,7 @@ export function requestLog(logger: pino.Logger) {
       const level =
         !res.writableFinished || ((status >= 500 || status < 100) && status !== 501)
           ? 'error'
-          : status >= 400
+          : status >= 400 && status !== 501
             ? 'warn'
             : 'info';
       if (!logger.isLevelEnabled(level)) return;

@@ -266,6 +266,23 @@ describe('codec routes (tokens, path prefix)', () => {
     expect(await s.keyring.versions('other')).toEqual([]);
   });
 
+  it('authenticates /download before answering 501, and logs it at info, never at error', async () => {
+    const before = s.logs.length;
+    for (const path of ['/codec/download', '/codec/default/download?preserveStorageRefs=true']) {
+      const anonymous = await post(`${s.url}${path}`, { payloads: [] });
+      expect(anonymous.status).toBe(401);
+      expect(((await anonymous.json()) as { code: string }).code).toBe('ERR_UNAUTHENTICATED');
+      const authed = await post(`${s.url}${path}`, { payloads: [] }, auth);
+      expect(authed.status).toBe(501);
+      expect(((await authed.json()) as { code: string }).code).toBe('ERR_NOT_SUPPORTED');
+    }
+    const lines = s.logs.slice(before) as { level: number; res?: { statusCode: number } }[];
+    const answered501 = lines.filter((l) => l.res?.statusCode === 501);
+    expect(answered501).toHaveLength(2);
+    for (const line of answered501) expect(line.level).toBe(30);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+  });
+
   it('answers 401 without credentials and 403 outside the token scope', async () => {
     const none = await post(`${s.url}/codec/default/decode`, { payloads: [] });
     expect(none.status).toBe(401);
