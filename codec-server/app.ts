@@ -16,6 +16,7 @@ import { type Authenticator, createAuthenticator } from './auth/authenticator.ts
 import { corsMiddleware } from './cors.ts';
 import { toHttpError } from './error-mapping.ts';
 import { HttpError } from './http-error.ts';
+import { withDeadline } from './keystore-deadline.ts';
 import { Metrics } from './metrics.ts';
 import { opsRouter } from './ops-routes.ts';
 import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
@@ -217,10 +218,12 @@ export function createApp(deps: AppDeps): Express {
   app.use(config.pathPrefix || '/', codecPaths);
   app.use(opsRouter({ keyring, config, metrics, logger }));
   if (config.admin.enabled) {
+    const readDeadline = <T>(read: Promise<T>) =>
+      withDeadline(read, config.keystoreCheckTimeoutMs, 'an admin read');
     app.use(
       '/admin',
       seal.gate,
-      adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy }),
+      adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy, readDeadline }),
     );
   }
 

@@ -13,6 +13,7 @@ import type { Logger } from '../src/runtime/logger.ts';
 import { sha256 } from './auth/static-tokens.ts';
 import { credentialOf, unauthenticated } from './auth/unauthenticated.ts';
 import { toHttpError } from './error-mapping.ts';
+import { withDeadline } from './keystore-deadline.ts';
 import type { Metrics } from './metrics.ts';
 import { contextOf } from './request-context.ts';
 
@@ -40,8 +41,11 @@ export function opsRouter(deps: {
     contextOf(res).route = 'readyz';
     const keystore = keyring.keystore;
     try {
-      await keystore.ping();
-      const info = await keystore.getKekInfo();
+      const info = await withDeadline(
+        keystore.ping().then(() => keystore.getKekInfo()),
+        config.keystoreCheckTimeoutMs,
+        'the readiness check',
+      );
       if (!info?.checks.some((c) => c.kekId === keyring.kekId)) {
         throw new KekMismatchError('the keystore holds no check value for the KEK this server uses');
       }
