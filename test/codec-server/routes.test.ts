@@ -216,6 +216,23 @@ describe('codec routes (dev mode, no auth)', () => {
     const body = (await res.json()) as { versions: { version: number; state: string }[] };
     expect(body.versions[0]).toMatchObject({ version: 1, state: 'active' });
   });
+
+  it('destroys a prepublished version (it never encrypted anything), as README and docs/cli.md say', async () => {
+    const json = { 'content-type': 'application/json' };
+    const base = `${s.url}/admin/namespaces/dropped/keys`;
+    await s.keyring.createNamespace('dropped');
+    const pre = await post(`${base}/rotate`, { mode: 'prepublish' }, json);
+    expect(pre.status).toBe(200);
+    const versions = await s.keyring.versions('dropped');
+    expect(versions.map((v) => `${v.version}:${v.state}`)).toEqual(['1:active', '2:prepublished']);
+    const destroyed = await post(`${base}/2/state`, { state: 'destroyed' }, json);
+    expect(destroyed.status).toBe(200);
+    expect(await destroyed.json()).toMatchObject({ version: 2, state: 'destroyed' });
+    // Encoding goes on under version 1; the next rotation makes version 3.
+    expect((await post(`${s.url}/dropped/encode`, { payloads: [uiJsonPayload(1)] })).status).toBe(200);
+    const next = await post(`${base}/rotate`, {}, json);
+    expect(await next.json()).toMatchObject({ performed: true, current: { version: 3, state: 'active' } });
+  });
 });
 
 describe('codec routes (tokens, path prefix)', () => {

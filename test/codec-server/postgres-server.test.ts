@@ -1,12 +1,18 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
+import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
+import type { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
-import { startTestServer, type TestServer } from './support.ts';
+import { post, startTestServer, TEST_KEK, type TestServer } from './support.ts';
 
 /**
+ * The codec server over a real PostgreSQL keystore.
+ *
  * PostgreSQL hung (every one of its processes stopped with SIGSTOP, as a frozen VM or a stalled
  * disk would): `/readyz` and the admin API's reads answer 503 with a code within their own short
  * deadline (`keystoreCheckTimeoutMs`), not after the keystore's query timeout.
@@ -37,11 +43,13 @@ function postgresPids(port: number): number[] {
 }
 
 let pg: TestPostgres | undefined;
+let url: string;
 let keystore: Keystore | undefined;
 let s: TestServer<Keystore> | undefined;
 beforeAll(async () => {
   pg = await startPostgres();
-  keystore = await openKeystore(await pg.newDatabase('hang'));
+  url = await pg.newDatabase('server');
+  keystore = await openKeystore(url);
   s = await startTestServer(
     {
       keystoreCheckTimeoutMs: 300,
@@ -81,5 +89,47 @@ describe('a hung PostgreSQL (SIGSTOP)', { timeout: 60_000 }, () => {
     }
     // Back to ready once the database runs again (the stalled reads finish on their own).
     await expect.poll(async () => (await get('/readyz')).status, { timeout: BOUND_MS }).toBe(200);
+  });
+});
+
+describe('destroy through the admin API', { timeout: 60_000 }, () => {
+  it('reaches another process at once (PostgreSQL NOTIFY), not at its next refresh', async () => {
+    const server = s!;
+    await server.keyring.createNamespace('ledger');
+    // Another process: its own connection, a clock that never fires its refresh timer.
+    const otherStore = (await openKeystore(url)) as PostgresKeystore;
+    const other = await Keyring.open({
+      keystore: otherStore,
+      kek: TEST_KEK,
+      clock: new ManualClock(Date.UTC(2026, 0, 1)),
+      allowDeprecatedDecrypt: true,
+    });
+    try {
+      expect(await otherStore.whenListening()).toBe(true);
+      const codec = new EncryptionCodec({ namespace: 'ledger', keys: other });
+      const [encrypted] = await codec.encode([{ metadata: {}, data: new TextEncoder().encode('entry') }]);
+      await codec.decode([encrypted!]); // version 1 loaded in that process
+
+      const admin = { authorization: `Bearer ${ADMIN}` };
+      const base = `${server.url}/admin/namespaces/ledger/keys`;
+      expect((await post(`${base}/rotate`, {}, admin)).status).toBe(200);
+      expect((await post(`${base}/1/state`, { state: 'deprecated' }, admin)).status).toBe(200);
+      await codec.decode([encrypted!]); // deprecated, allowed there
+      expect((await post(`${base}/1/state`, { state: 'destroyed' }, admin)).status).toBe(200);
+
+      await expect
+        .poll(
+          () =>
+            codec.decode([encrypted!]).then(
+              () => 'decrypts',
+              (error: { code?: string }) => error.code,
+            ),
+          { timeout: BOUND_MS },
+        )
+        .toBe('ERR_KEY_VERSION_DESTROYED');
+    } finally {
+      await other.close();
+      await otherStore.close();
+    }
   });
 });
