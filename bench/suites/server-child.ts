@@ -9,7 +9,10 @@
  * - `codec-bare`: the baseline's Express + cors + express.json with the codec (payload JSON
  *   mapping and `EncryptionCodec` on the default engine) instead of raw AES-GCM, and nothing else:
  *   what the message format costs, apart from what auth, logs and metrics cost.
- * Both listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
+ * - `sample`: what the official samples-typescript `encryption` codec server does (Express, `cors`,
+ *   `express.json`, WebCrypto AES-GCM over the whole serialized payload; no auth, logs or
+ *   metrics), written from its description: bench/lib/sample-codec.ts.
+ * All listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
  * `/decode` request body of n encrypted 1 KiB payloads. They answer the message `cpu` with
  * `process.cpuUsage()`, and exit when the parent goes away (or after 30 minutes).
  */
@@ -27,6 +30,12 @@ import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { UsageMeter } from '../../src/rotation/usage-meter.ts';
 import { payloads } from '../lib/fixtures.ts';
+import {
+  SampleEquivalentCodec,
+  type SampleJsonPayload,
+  sampleFromJson,
+  sampleToJson,
+} from '../lib/sample-codec.ts';
 
 setTimeout(() => process.exit(0), 30 * 60_000).unref();
 process.on('disconnect', () => process.exit(0));
@@ -129,6 +138,29 @@ async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
 }
 
-const servers = { codec: codecServer, 'codec-bare': bareCodecServer, baseline: baselineServer } as const;
+async function sampleServer(): Promise<{ url: string; bodies: Record<number, string> }> {
+  const codec = await SampleEquivalentCodec.create(randomBytes(32));
+  const app = express();
+  app.use(cors({ origin: [BENCH_ORIGIN], allowedHeaders: ['x-namespace', 'content-type'] }));
+  app.use(express.json());
+  app.post('/decode', async (req, res) => {
+    const input = (req.body as { payloads: SampleJsonPayload[] }).payloads.map(sampleFromJson);
+    res.json({ payloads: (await codec.decode(input)).map(sampleToJson) });
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const bodies: Record<number, string> = {};
+  for (const n of BATCHES) {
+    bodies[n] = JSON.stringify({ payloads: (await codec.encode(payloads(SIZE, n))).map(sampleToJson) });
+  }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+}
+
+const servers = {
+  codec: codecServer,
+  'codec-bare': bareCodecServer,
+  baseline: baselineServer,
+  sample: sampleServer,
+} as const;
 const ready = await servers[mode as keyof typeof servers]();
 process.send!({ ready });

@@ -14,6 +14,9 @@ import { formatTable, type Suite } from '../lib/suite.ts';
  * format costs, codec / codec-bare what auth, logs and metrics cost. All servers are child
  * processes (server-child.ts) so that their CPU time per request is their own (`process.cpuUsage`).
  *
+ * `sample` does what the official samples-typescript `encryption` codec server does (see
+ * server-child.ts): codec / sample is the issue-17 target (>= 1.2 with 1 and with 20 payloads).
+ *
  * Cases run interleaved, in a rotating order, for several rounds; each figure is the median over
  * rounds. Load generator and servers share the machine, alike for both servers.
  */
@@ -21,7 +24,7 @@ import { formatTable, type Suite } from '../lib/suite.ts';
 const CHILD = fileURLToPath(new URL('./server-child.ts', import.meta.url));
 const ORIGIN = 'http://localhost:8233';
 const BATCHES = [1, 20] as const;
-const SERVERS = ['codec', 'codec-bare', 'baseline'] as const;
+const SERVERS = ['codec', 'sample', 'codec-bare', 'baseline'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 // autocannon ships no types: the little of it used here.
@@ -79,7 +82,7 @@ interface Sample {
 export const serverSuite: Suite = {
   name: 'server',
   description:
-    'codec server POST /decode (1 and 20 x 1 KiB) vs bare Express + cors + raw AES-GCM (and + the codec), over loopback',
+    'codec server POST /decode (1 and 20 x 1 KiB) vs the official sample (equivalent), bare Express + cors + raw AES-GCM (and + the codec), over loopback',
   async run({ quick, log }) {
     const token = randomBytes(24).toString('base64url');
     const sha = createHash('sha256').update(token).digest('hex');
@@ -157,6 +160,7 @@ export const serverSuite: Suite = {
       });
       const ratios = BATCHES.map((batch) => ({
         batch,
+        sample: ratio('codec', 'sample', batch),
         ...ratio('codec', 'baseline', batch),
         format: ratio('codec-bare', 'baseline', batch),
         features: ratio('codec', 'codec-bare', batch),
@@ -176,12 +180,14 @@ export const serverSuite: Suite = {
       const ratioRows: (string | number)[][] = [
         [
           'payloads/s (CPU per request)',
+          'codec / sample',
           'codec / baseline',
           'codec-bare / baseline (format)',
           'codec / codec-bare (auth, logs, metrics)',
         ],
         ...ratios.map((r) => [
           `1KiB/x${r.batch}`,
+          `${r.sample.payloadsPerSecond.toFixed(2)} (${r.sample.cpuPerRequest.toFixed(2)})`,
           `${r.payloadsPerSecond.toFixed(2)} (${r.cpuPerRequest.toFixed(2)})`,
           `${r.format.payloadsPerSecond.toFixed(2)} (${r.format.cpuPerRequest.toFixed(2)})`,
           `${r.features.payloadsPerSecond.toFixed(2)} (${r.features.cpuPerRequest.toFixed(2)})`,
