@@ -11,7 +11,7 @@ import { validateNamespace } from '../src/model/namespace.ts';
 import type { RotationPolicy } from '../src/rotation/rotation-policy.ts';
 import { type Clock, systemClock } from '../src/runtime/clock.ts';
 import { adminRouter } from './admin-routes.ts';
-import { auditLogger, writeAudit } from './audit.ts';
+import { auditLogger } from './audit.ts';
 import { type Authenticator, createAuthenticator } from './auth/authenticator.ts';
 import { corsMiddleware } from './cors.ts';
 import { toHttpError } from './error-mapping.ts';
@@ -19,9 +19,9 @@ import { HttpError } from './http-error.ts';
 import { withDeadline } from './keystore-deadline.ts';
 import { Metrics } from './metrics.ts';
 import { opsRouter } from './ops-routes.ts';
-import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
+import { parsePayloadsBody, payloadsToJson } from './payload-json.ts';
 import { contextOf } from './request-context.ts';
-import { requestLog } from './request-log.ts';
+import { requestLog, setAudit } from './request-log.ts';
 import { rewrapRoute } from './rewrap-route.ts';
 import { sealRoutes } from './seal-routes.ts';
 
@@ -67,7 +67,7 @@ export function createApp(deps: AppDeps): Express {
   const logger = deps.logger ?? pino({ level: 'silent' });
   const metrics = deps.metrics ?? new Metrics();
   const auth = deps.auth ?? createAuthenticator(config, clock);
-  const audit = auditLogger(logger);
+  const audit = auditLogger(logger) as pino.Logger;
   // Every lifecycle change made through this keyring (admin API, rotator) reaches the audit log;
   // an activation forced past its propagation delay at warn.
   keyring.manager?.subscribe((event) => {
@@ -82,6 +82,8 @@ export function createApp(deps: AppDeps): Express {
     ((namespace: string) =>
       new EncryptionCodec({ namespace, keys: keyring, engine: deps.engine, format: deps.payloadFormat }));
   const knownNamespaces = new Set<string>();
+  /** prom-client children, bound once per label set (namespaces are authorized ones). */
+  const payloadCounters = new Map<string, { inc(value: number): void }>();
 
   const app = express();
   app.disable('x-powered-by');
@@ -90,16 +92,7 @@ export function createApp(deps: AppDeps): Express {
 
   // CORS first: every answer, errors included, must carry the headers.
   app.use(corsMiddleware(config.cors));
-  app.use(requestLog(logger));
-  app.use((_req: Request, res: Response, next: NextFunction) => {
-    const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      const route = contextOf(res).route;
-      metrics.requests.inc({ route, method: res.req.method, status: String(res.statusCode) });
-      metrics.duration.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
-    });
-    next();
-  });
+  app.use(requestLog(logger, { audit, metrics }));
 
   if (config.dev && !config.auth.jwt && config.auth.tokens.length === 0) {
     // Without auth, a loopback-only server is still reachable from web pages through DNS
@@ -163,8 +156,7 @@ export function createApp(deps: AppDeps): Express {
       if (output.length !== input.length) throw new Error('codec returned a different number of payloads');
       if (operation === 'encode') keyVersions = versionsOf(output);
       countPayloads(namespace, operation, operation === 'encode' ? output : input);
-      res.status(200).json(payloadsToBody(output));
-      writeAudit(audit, {
+      setAudit(res, {
         requestId,
         operation,
         identity: pick(ctx.identity),
@@ -174,9 +166,16 @@ export function createApp(deps: AppDeps): Express {
         outcome: 'ok',
         status: 200,
       });
+      // Serialized straight from the payloads (no intermediate object tree, no res.json).
+      const body = payloadsToJson(output);
+      res.writeHead(200, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+      });
+      res.end(body);
     } catch (error) {
       const answer = toHttpError(error);
-      writeAudit(audit, {
+      setAudit(res, {
         requestId,
         operation,
         identity: ctx.identity && pick(ctx.identity),
@@ -272,7 +271,13 @@ export function createApp(deps: AppDeps): Express {
 
   function countPayloads(namespace: string, operation: CodecOperation, payloads: readonly Payload[]): void {
     for (const [key_version, n] of payloadsByVersion(payloads)) {
-      metrics.payloads.inc({ namespace, operation, key_version }, n);
+      const key = `${namespace} ${operation} ${key_version}`;
+      let counter = payloadCounters.get(key);
+      if (!counter) {
+        counter = metrics.payloads.labels({ namespace, operation, key_version });
+        payloadCounters.set(key, counter);
+      }
+      counter.inc(n);
     }
   }
 

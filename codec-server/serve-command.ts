@@ -178,7 +178,12 @@ export async function runServe(
   }
   const config = parseServerConfig(serverConfigInput(flags, env, settings.config.server));
   const level = flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
-  const logger = pino({ level, base: { service: 'temporal-keyring' } });
+  // Asynchronous: a request never waits for stdout. Flushed on shutdown (startServer's close) and
+  // on exit (pino's own exit hook).
+  const logger = pino(
+    { level, base: { service: 'temporal-keyring' } },
+    pino.destination({ dest: 1, sync: false }),
+  );
 
   // As every command but `keys create`: a mistyped directory must not start an empty keystore
   // with a fresh KEK record. Dev mode creates it, and says so.
