@@ -16,6 +16,7 @@ import { type Authenticator, createAuthenticator } from './auth/authenticator.ts
 import { corsMiddleware } from './cors.ts';
 import { toHttpError } from './error-mapping.ts';
 import { HttpError } from './http-error.ts';
+import { jsonBodyReader } from './json-body.ts';
 import { withDeadline } from './keystore-deadline.ts';
 import { Metrics } from './metrics.ts';
 import { opsRouter } from './ops-routes.ts';
@@ -109,7 +110,7 @@ export function createApp(deps: AppDeps): Express {
     });
   }
 
-  const jsonBody = express.json({ limit: config.bodyLimit, strict: true, type: () => true });
+  const readBody = jsonBodyReader(config.bodyLimit);
 
   const codecRoute = async (req: Request, res: Response, next: NextFunction) => {
     const op = req.params.op;
@@ -141,10 +142,7 @@ export function createApp(deps: AppDeps): Express {
       if (!req.is('json')) {
         throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
       }
-      await new Promise<void>((resolve, reject) =>
-        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
-      );
-      const input = parsePayloadsBody(req.body);
+      const input = parsePayloadsBody(await readBody(req, res));
       inputCount = input.length;
       let codec = codecs.get(namespace);
       if (!codec) {
