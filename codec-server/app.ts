@@ -194,25 +194,23 @@ export function createApp(deps: AppDeps): Express {
   const sealGate = (req: Request, res: Response, next: NextFunction) =>
     req.params.op === 'encode' || req.params.op === 'decode' ? seal.gate(req, res, next) : next();
 
-  // Codec routes first: they carry the traffic, and every router passed costs a path match.
-  const codecPaths = express.Router();
+  // Codec routes first, on the app itself: they carry the traffic, and every router passed costs
+  // a path match.
   const rewrap = rewrapRoute({
     keyring,
     auth,
     audit,
     namespaceOf,
     requireKeys,
-    readJson: (req, res) =>
-      new Promise<void>((resolve, reject) =>
-        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
-      ),
+    readJson: async (req, res) => {
+      req.body = await readBody(req, res);
+    },
   });
-  codecPaths.post('/rewrap', seal.gate, rewrap);
-  codecPaths.post('/:namespace/rewrap', seal.gate, rewrap);
-  codecPaths.post('/:op', sealGate, codecRoute);
-  codecPaths.post('/:namespace/:op', sealGate, codecRoute);
   app.use(seal.router);
-  app.use(config.pathPrefix || '/', codecPaths);
+  app.post(`${config.pathPrefix}/rewrap`, seal.gate, rewrap);
+  app.post(`${config.pathPrefix}/:namespace/rewrap`, seal.gate, rewrap);
+  app.post(`${config.pathPrefix}/:op`, sealGate, codecRoute);
+  app.post(`${config.pathPrefix}/:namespace/:op`, sealGate, codecRoute);
   app.use(opsRouter({ keyring, config, metrics, logger }));
   if (config.admin.enabled) {
     const readDeadline = <T>(read: Promise<T>) =>

@@ -38,6 +38,17 @@ function bodyError(type: string, status: number, message: string): Error {
   return Object.assign(new Error(message), { type, status, statusCode: status, expose: true });
 }
 
+/** A plain read in progress, kept on the request: the listeners are shared, not made per request. */
+interface PlainRead {
+  limit: number;
+  chunks: Buffer[];
+  received: number;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+const READ = Symbol('plainRead');
+type Reading = IncomingMessage & { [READ]?: PlainRead };
+
 function readPlain(req: IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
@@ -46,62 +57,65 @@ function readPlain(req: IncomingMessage, limit: number): Promise<unknown> {
       reject(bodyError('entity.too.large', 413, 'request entity too large'));
       return;
     }
-    const chunks: Buffer[] = [];
-    let received = 0;
-    let settled = false;
-    const cleanup = () => {
-      settled = true;
-      req.removeListener('data', onData);
-      req.removeListener('end', onEnd);
-      req.removeListener('error', onError);
-      req.removeListener('close', onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > limit) {
-        cleanup();
-        req.pause();
-        reject(bodyError('entity.too.large', 413, 'request entity too large'));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
-      let text = buffer.toString('utf8');
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // iconv-lite drops a BOM too
-      if (text.length === 0) {
-        resolve({});
-        return;
-      }
-      // strict: the first non-whitespace character must open an object or an array.
-      const first = firstNonWhitespace(text);
-      if (first !== '{' && first !== '[') {
-        reject(bodyError('entity.parse.failed', 400, 'request body is not a JSON object or array'));
-        return;
-      }
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(bodyError('entity.parse.failed', 400, 'request body is not valid JSON'));
-      }
-    };
-    const onError = () => {
-      if (settled) return;
-      cleanup();
-      reject(bodyError('request.aborted', 400, 'request aborted'));
-    };
-    const onClose = () => {
-      if (settled || req.complete) return;
-      cleanup();
-      reject(bodyError('request.aborted', 400, 'request aborted'));
-    };
+    (req as Reading)[READ] = { limit, chunks: [], received: 0, resolve, reject };
     req.on('data', onData);
     req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('close', onClose);
+    req.on('error', onAborted);
+    req.on('close', onAborted);
   });
+}
+
+/** Detaches the listeners and returns the read, once (undefined after it settled). */
+function finish(req: Reading): PlainRead | undefined {
+  const read = req[READ];
+  if (!read) return undefined;
+  req[READ] = undefined;
+  req.removeListener('data', onData);
+  req.removeListener('end', onEnd);
+  req.removeListener('error', onAborted);
+  req.removeListener('close', onAborted);
+  return read;
+}
+
+function onData(this: Reading, chunk: Buffer): void {
+  const read = this[READ]!;
+  read.received += chunk.length;
+  if (read.received > read.limit) {
+    finish(this);
+    this.pause();
+    read.reject(bodyError('entity.too.large', 413, 'request entity too large'));
+    return;
+  }
+  read.chunks.push(chunk);
+}
+
+function onEnd(this: Reading): void {
+  const read = finish(this);
+  if (!read) return;
+  const { chunks, received } = read;
+  const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
+  let text = buffer.toString('utf8');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // iconv-lite drops a BOM too
+  if (text.length === 0) {
+    read.resolve({});
+    return;
+  }
+  // strict: the first non-whitespace character must open an object or an array.
+  const first = firstNonWhitespace(text);
+  if (first !== '{' && first !== '[') {
+    read.reject(bodyError('entity.parse.failed', 400, 'request body is not a JSON object or array'));
+    return;
+  }
+  try {
+    read.resolve(JSON.parse(text));
+  } catch {
+    read.reject(bodyError('entity.parse.failed', 400, 'request body is not valid JSON'));
+  }
+}
+
+function onAborted(this: Reading): void {
+  if (this.complete && this.listenerCount('end') > 0 && !this.readableEnded) return; // 'end' is coming
+  finish(this)?.reject(bodyError('request.aborted', 400, 'request aborted'));
 }
 
 /** JSON's whitespace: space, tab, line feed, carriage return. */
