@@ -6,9 +6,10 @@
  *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
  * - `baseline`: the least a decoding server can do: bare Express + cors + express.json, and raw
  *   node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data.
- * - `codec-bare`: the baseline's Express + cors + express.json with the codec (payload JSON
- *   mapping and `EncryptionCodec` on the default engine) instead of raw AES-GCM, and nothing else:
- *   what the message format costs, apart from what auth, logs and metrics cost.
+ * - `codec-bare`: the baseline's Express + cors with the codec server's own request path (its body
+ *   reader, payload JSON mapping, `EncryptionCodec` on the default engine, direct response) instead
+ *   of express.json and raw AES-GCM, and nothing else: what the message format costs, apart from
+ *   what auth, logs and metrics cost (codec / codec-bare).
  * - `sample`: what the official samples-typescript `encryption` codec server does (Express, `cors`,
  *   `express.json`, WebCrypto AES-GCM over the whole serialized payload; no auth, logs or
  *   metrics), written from its description: bench/lib/sample-codec.ts.
@@ -21,8 +22,9 @@ import type { AddressInfo } from 'node:net';
 import cors from 'cors';
 import express from 'express';
 import pino from 'pino';
+import { jsonBodyReader } from '../../codec-server/json-body.ts';
 import { startServer } from '../../codec-server/main.ts';
-import { parsePayloadsBody, payloadsToBody } from '../../codec-server/payload-json.ts';
+import { parsePayloadsBody, payloadsToBody, payloadsToJson } from '../../codec-server/payload-json.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -127,9 +129,14 @@ async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, 
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
   const app = express();
   app.use(cors({ origin: [BENCH_ORIGIN] }));
-  app.use(express.json({ limit: '8mb' }));
+  const readBody = jsonBodyReader(8 * 1024 * 1024);
   app.post('/decode', async (req, res) => {
-    res.json(payloadsToBody(await codec.decode(parsePayloadsBody(req.body))));
+    const body = payloadsToJson(await codec.decode(parsePayloadsBody(await readBody(req, res))));
+    res.writeHead(200, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
