@@ -15,7 +15,7 @@
  *   metrics), written from its description: bench/lib/sample-codec.ts.
  * All listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
  * `/decode` request body of n encrypted 1 KiB payloads. They answer the message `cpu` with
- * `process.cpuUsage()`, and exit when the parent goes away (or after 30 minutes).
+ * `process.cpuUsage()` (and `memory` with `process.memoryUsage()`), and exit when the parent goes away (or after 30 minutes).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -43,6 +43,7 @@ setTimeout(() => process.exit(0), 30 * 60_000).unref();
 process.on('disconnect', () => process.exit(0));
 process.on('message', (m) => {
   if (m === 'cpu') process.send!(process.cpuUsage());
+  if (m === 'memory') process.send!(process.memoryUsage());
 });
 
 export const BENCH_ORIGIN = 'http://localhost:8233';

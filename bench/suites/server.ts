@@ -50,6 +50,7 @@ interface Running {
   url: string;
   bodies: Record<number, string>;
   cpu(): Promise<NodeJS.CpuUsage>;
+  memory(): Promise<NodeJS.MemoryUsage>;
 }
 
 async function start(name: ServerName, tokenSha256: string): Promise<Running> {
@@ -68,7 +69,12 @@ async function start(name: ServerName, tokenSha256: string): Promise<Running> {
       child.once('message', (m) => resolve(m as NodeJS.CpuUsage));
       child.send('cpu');
     });
-  return { name, child, ...ready, cpu };
+  const memory = () =>
+    new Promise<NodeJS.MemoryUsage>((resolve) => {
+      child.once('message', (m) => resolve(m as NodeJS.MemoryUsage));
+      child.send('memory');
+    });
+  return { name, child, ...ready, cpu, memory };
 }
 
 interface Sample {
@@ -120,6 +126,15 @@ export const serverSuite: Suite = {
         await autocannon({ ...request(server, batch), duration: quick ? 1 : 3 });
 
       const samples = new Map<string, Sample[]>(cases.map((c) => [`${c.server.name}/x${c.batch}`, []]));
+      // Memory of each server after the warm-up and after every measured case: flat means no leak.
+      const rss = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
+      const heap = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
+      const recordMemory = async (server: Running) => {
+        const m = await server.memory();
+        rss.get(server.name)!.push(m.rss);
+        heap.get(server.name)!.push(m.heapUsed);
+      };
+      for (const server of servers) await recordMemory(server);
       for (let round = 0; round < rounds; round++) {
         log(`round ${round + 1}/${rounds}`);
         const order = cases.map((_, i) => cases[(i + round) % cases.length]!);
@@ -127,6 +142,7 @@ export const serverSuite: Suite = {
           const before = await server.cpu();
           const result = await autocannon({ ...request(server, batch), duration: seconds });
           const after = await server.cpu();
+          await recordMemory(server);
           const cpuUs = after.user - before.user + (after.system - before.system);
           samples.get(`${server.name}/x${batch}`)!.push({
             rps: result.requests.average,
@@ -193,8 +209,27 @@ export const serverSuite: Suite = {
           `${r.features.payloadsPerSecond.toFixed(2)} (${r.features.cpuPerRequest.toFixed(2)})`,
         ]),
       ];
-      const table = `${formatTable(rows)}\n\n${formatTable(ratioRows)}\n(${rounds} rounds x ${seconds} s per case, ${connections} connections; median over rounds)`;
-      return { table, data: { rounds, seconds, connections, cases: data, ratios } };
+      const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+      const memoryRows: (string | number)[][] = [
+        [
+          'server',
+          'RSS MiB after warm-up',
+          'RSS MiB at end',
+          'max',
+          'heap MiB after warm-up',
+          'heap MiB at end',
+        ],
+        ...servers.map((s) => {
+          const r = rss.get(s.name)!;
+          const h = heap.get(s.name)!;
+          return [s.name, mib(r[0]!), mib(r.at(-1)!), mib(Math.max(...r)), mib(h[0]!), mib(h.at(-1)!)];
+        }),
+      ];
+      const table = `${formatTable(rows)}\n\n${formatTable(ratioRows)}\n\n${formatTable(memoryRows)}\n(${rounds} rounds x ${seconds} s per case, ${connections} connections; median over rounds)`;
+      const memory = Object.fromEntries(
+        servers.map((s) => [s.name, { rss: rss.get(s.name), heapUsed: heap.get(s.name) }]),
+      );
+      return { table, data: { rounds, seconds, connections, cases: data, ratios, memory } };
     } finally {
       for (const s of servers) s.child.kill('SIGTERM');
     }
