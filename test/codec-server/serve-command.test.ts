@@ -50,3 +50,11 @@ describe('serve: start-up refusals', () => {
     expect(existsSync(join(dir, 'dev'))).toBe(false);
   });
 });
+
+describe('config files with a production host', () => {
+  it('parse (config show, keys commands) without tripping the dev-mode loopback rule', async () => {
+    const { parseConfig } = await import('../../src/config/load-config.ts');
+    expect(() => parseConfig({ server: { host: '0.0.0.0', auth: { tokens: TOKENS } } })).not.toThrow();
+    expect(() => parseConfig({ server: { host: '0.0.0.0' } })).not.toThrow();
+  });
+});
