@@ -5,7 +5,7 @@ import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
-import type { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
+import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { post, startTestServer, TEST_KEK, type TestServer } from './support.ts';
@@ -97,7 +97,7 @@ describe('destroy through the admin API', { timeout: 60_000 }, () => {
     const server = s!;
     await server.keyring.createNamespace('ledger');
     // Another process: its own connection, a clock that never fires its refresh timer.
-    const otherStore = (await openKeystore(url)) as PostgresKeystore;
+    const otherStore = await PostgresKeystore.open({ connectionString: url });
     const other = await Keyring.open({
       keystore: otherStore,
       kek: TEST_KEK,
