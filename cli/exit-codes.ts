@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
+import { DecryptionFailedError, isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
 
 /**
  * Exit codes of `temporal-keyring`, one per kind of failure a script may want to tell apart.
@@ -42,6 +42,12 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_KEYSTORE_UNAVAILABLE: EXIT.unavailable,
   ERR_LOCK_TIMEOUT: EXIT.unavailable,
   ERR_USAGE_RESERVATION_FAILED: EXIT.unavailable,
+  // Faults of this process, not of what the user typed: the generic failure.
+  ERR_KEYRING_CLOSED: EXIT.error,
+  ERR_METER_CLOSED: EXIT.error,
+  ERR_RANDOM_SOURCE_FAILED: EXIT.error,
+  ERR_KEY_PROVIDER_FAULT: EXIT.error,
+  ERR_INTERNAL: EXIT.error,
 };
 
 /**
@@ -58,7 +64,10 @@ export function reportError(
     return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (isKeyringError(error)) {
-    write(`temporal-keyring: ${error.message} [${error.code}]\n`);
+    // A decryption failure's hint is unauthenticated (what the payload claims): labelled as such.
+    const hint =
+      error instanceof DecryptionFailedError && error.hint ? ` (unauthenticated hint: ${error.hint})` : '';
+    write(`temporal-keyring: ${error.message} [${error.code}]${hint}\n`);
     return BY_CODE[error.code] ?? EXIT.error;
   }
   const e = error as { message?: unknown; stack?: unknown; code?: unknown };

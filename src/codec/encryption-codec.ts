@@ -3,6 +3,7 @@ import proto from '@temporalio/proto';
 import {
   DecryptionFailedError,
   InvalidOptionError,
+  KeyProviderFaultError,
   MalformedPayloadError,
   NamespaceMismatchError,
 } from '../errors.ts';
@@ -158,9 +159,12 @@ export class EncryptionCodec implements PayloadCodec {
     try {
       decrypted = await this.#engine.decrypt(data, this.#wrappingKeyOf(key, format));
     } catch (error) {
-      // Format 2 names its namespace only in the message's (plaintext, authenticated) context:
-      // a payload of another namespace fails to decrypt, and the header says why.
-      if (format.format === 2 && error instanceof DecryptionFailedError) this.#explainFormat2Failure(data);
+      // The failure stays opaque: its code is ERR_DECRYPTION_FAILED whatever the bytes claim.
+      // What the (now unauthenticated) header says may help a person, as a labelled hint only.
+      if (error instanceof DecryptionFailedError && error.hint === undefined) {
+        const hint = this.#hintFor(data, format);
+        if (hint !== undefined) throw new DecryptionFailedError({ cause: error, hint });
+      }
       throw error;
     }
     const { plaintext, context } = decrypted;
@@ -186,31 +190,31 @@ export class EncryptionCodec implements PayloadCodec {
   }
 
   /**
-   * Why a format 2 payload failed to decrypt, when its message header (plaintext, and not secret)
-   * tells: it binds another namespace (NamespaceMismatchError), or it is a format 1 message whose
-   * `encryption-key-id` was removed (MalformedPayloadError). Otherwise the opaque failure stands.
+   * What a payload that failed to decrypt claims in its message header, for the failure's `hint`:
+   * a format 2 payload of another namespace (the namespace lives only in its encryption context),
+   * or a format 1 message whose `encryption-key-id` metadata was removed. The header failed to
+   * authenticate, so this is only what the bytes say: anyone can forge it, and it never becomes
+   * the error's code. Only valid namespace names and fixed text go into it.
    */
-  #explainFormat2Failure(data: Uint8Array): void {
+  #hintFor(data: Uint8Array, format: FormatNames): string | undefined {
+    if (format.format !== 2) return undefined;
     let context: Record<string, string>;
     try {
       const header = parseHeader(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
       context = parseEncryptionContext(header.context as Buffer);
     } catch {
-      return;
+      return undefined;
     }
     if (Object.hasOwn(context, FORMATS[1].contextNamespace)) {
-      throw new MalformedPayloadError(
-        `an encrypted payload of format 1 has no "${METADATA_KEY_ID}" metadata`,
-      );
+      return `the header carries format 1 names: a format 1 payload without its "${METADATA_KEY_ID}" metadata?`;
     }
     const claimed = Object.hasOwn(context, FORMATS[2].contextNamespace)
       ? context[FORMATS[2].contextNamespace]
       : undefined;
     if (claimed !== undefined && claimed !== this.namespace && isValidNamespace(claimed)) {
-      throw new NamespaceMismatchError(
-        `the payload was encrypted for namespace "${claimed}", not "${this.namespace}"`,
-      );
+      return `the header names namespace "${claimed}", not "${this.namespace}"`;
     }
+    return undefined;
   }
 
   /**
@@ -257,7 +261,9 @@ export class EncryptionCodec implements PayloadCodec {
   #assertKey(key: ResolvedKey, version: number): void {
     // Guards against a KeyProvider that answers for another namespace or version than asked.
     if (key.namespace !== this.namespace || key.version !== version || key.material?.length !== 32) {
-      throw new InvalidOptionError('keys', `returned a key other than ${keyIdFor(this.namespace, version)}`);
+      throw new KeyProviderFaultError(
+        `the key provider returned a key other than ${keyIdFor(this.namespace, version)}`,
+      );
     }
   }
 }

@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { InvalidOptionError, UsageLimitReachedError, UsageReservationError } from '../errors.ts';
+import {
+  InvalidOptionError,
+  MeterClosedError,
+  UsageLimitReachedError,
+  UsageReservationError,
+} from '../errors.ts';
 import type { EncryptionMeter } from '../keyring/encryption-meter.ts';
 import { errorSummary } from '../keyring/keyring.ts';
 import type { Keystore } from '../keystore/keystore.ts';
@@ -120,7 +125,7 @@ export class UsageMeter implements EncryptionMeter {
   }
 
   spend(namespace: string, version: number, count: number): void | Promise<void> {
-    if (this.#closed) throw new InvalidOptionError('meter', 'is closed');
+    if (this.#closed) throw new MeterClosedError();
     if (!Number.isSafeInteger(count) || count < 0)
       throw new InvalidOptionError('count', 'must be a non-negative integer');
     const e = this.#entry(namespace, version);

@@ -304,7 +304,11 @@ describe('EncryptionCodec', () => {
     expect(await codeOf(c.decode([rewrite({ [METADATA_KEY_VERSION]: undefined })]))).toBe(
       'ERR_MALFORMED_PAYLOAD',
     );
-    expect(await codeOf(c.decode([rewrite({ [METADATA_KEY_ID]: undefined })]))).toBe('ERR_MALFORMED_PAYLOAD');
+    // Without its key id a format 1 payload reads as format 2 and fails to decrypt: the code stays
+    // opaque, and what its unauthenticated header suggests is only a hint.
+    const withoutKeyId = await c.decode([rewrite({ [METADATA_KEY_ID]: undefined })]).catch((e: unknown) => e);
+    expect(withoutKeyId).toMatchObject({ code: 'ERR_DECRYPTION_FAILED', message: 'decryption failed' });
+    expect((withoutKeyId as { hint?: string }).hint).toMatch(/format 1 names.*"encryption-key-id"/);
     expect(await codeOf(c.decode([{ metadata: v1!.metadata }]))).toBe('ERR_MALFORMED_PAYLOAD');
     // A version that does not exist (yet) in the keystore.
     expect(
