@@ -48,6 +48,8 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_RANDOM_SOURCE_FAILED: EXIT.error,
   ERR_KEY_PROVIDER_FAULT: EXIT.error,
   ERR_INTERNAL: EXIT.error,
+  // A key used after it was disposed or revoked: a bug or a shutdown race.
+  ERR_KEY_REVOKED: EXIT.error,
 };
 
 /**

@@ -50,6 +50,8 @@ export const KEYRING_STATUS: Readonly<Record<KeyringErrorCode, number>> = {
   ERR_RANDOM_SOURCE_FAILED: 500,
   ERR_KEY_PROVIDER_FAULT: 500,
   ERR_INTERNAL: 500,
+  // A key (prepared key, key handle) used after its owner revoked it: a bug or shutdown race.
+  ERR_KEY_REVOKED: 500,
 };
 
 const INTERNAL: HttpErrorAnswer = {

@@ -41,6 +41,7 @@ export const KEYRING_ERROR_CODES = [
   'ERR_USAGE_RESERVATION_FAILED',
   // Runtime faults: never the caller's doing
   'ERR_KEYRING_CLOSED',
+  'ERR_KEY_REVOKED',
   'ERR_METER_CLOSED',
   'ERR_RANDOM_SOURCE_FAILED',
   'ERR_KEY_PROVIDER_FAULT',
@@ -265,6 +266,17 @@ export class KeyringClosedError extends KeyringError {
   static override code = 'ERR_KEYRING_CLOSED' as const;
   constructor(message = 'the keyring is closed') {
     super('ERR_KEYRING_CLOSED', message);
+  }
+}
+
+/**
+ * Key material was used after its holder let go of it (a disposed engine key, a closed keyring's
+ * handle). A bug or shutdown race in the caller, not bad input: the codec server answers 500.
+ */
+export class KeyRevokedError extends KeyringError {
+  static override code = 'ERR_KEY_REVOKED' as const;
+  constructor(message = 'the key was used after it was disposed') {
+    super('ERR_KEY_REVOKED', message);
   }
 }
 

@@ -70,11 +70,11 @@ export const codecSuite: Suite = {
           const input = payloads(size, batch);
           const datas = input.map((p) => p.data as Uint8Array);
           const rawSealed = datas.map((d) => rawEncrypt(rawKey, d));
-          const wrapping = {
+          const wrapping = fastEngine.prepare({
             providerId: PROVIDER_ID,
             keyName: esdkKeyName('default', key.version),
             material: key.material,
-          };
+          });
           const engineSealed = await Promise.all(datas.map((d) => fastEngine.encrypt(d, wrapping, context)));
           const encodedFast = await codecs['codec-fast'].encode(input);
           const encodedNocache = await codecs['codec-nocache'].encode(input);

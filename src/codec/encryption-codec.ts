@@ -7,7 +7,7 @@ import {
   MalformedPayloadError,
   NamespaceMismatchError,
 } from '../errors.ts';
-import type { EsdkEngine, WrappingKey } from '../esdk/engine.ts';
+import type { EsdkEngine, PreparedKey } from '../esdk/engine.ts';
 import { fastEngine } from '../esdk/fast-engine.ts';
 import { parseEncryptionContext, parseHeader } from '../esdk/message-format.ts';
 import type { KeyProvider, ResolvedKey } from '../keyring/keyring.ts';
@@ -68,9 +68,9 @@ export class EncryptionCodec implements PayloadCodec {
   readonly #keys: KeyProvider;
   readonly #engine: EsdkEngine;
   readonly #format: FormatNames;
-  // One WrappingKey object per key material and format, so the engine's per-key caches (UTF-8
-  // names, data keys) recognise it from call to call.
-  readonly #wrapping: Record<PayloadFormat, WeakMap<Uint8Array, WrappingKey>> = {
+  // One engine-prepared key per key material and format, so that names are encoded and data keys
+  // cached once per key rather than per call. Interim: key handles will own the prepared keys.
+  readonly #prepared: Record<PayloadFormat, WeakMap<Uint8Array, { keyName: string; key: PreparedKey }>> = {
     1: new WeakMap(),
     2: new WeakMap(),
   };
@@ -85,7 +85,9 @@ export class EncryptionCodec implements PayloadCodec {
     const engine = options.engine;
     if (
       engine !== undefined &&
-      (typeof engine?.encrypt !== 'function' || typeof engine?.decrypt !== 'function')
+      (typeof engine?.prepare !== 'function' ||
+        typeof engine?.encrypt !== 'function' ||
+        typeof engine?.decrypt !== 'function')
     ) {
       throw new InvalidOptionError('engine', 'must be an EsdkEngine (sdkEngine or fastEngine)');
     }
@@ -113,7 +115,7 @@ export class EncryptionCodec implements PayloadCodec {
     const key = await this.#keys.encryptionKey(this.namespace, payloads.length);
     this.#assertKey(key, key.version);
     const format = this.#format;
-    const wrapping = this.#wrappingKeyOf(key, format);
+    const prepared = this.#preparedKeyOf(key, format);
     const context = formatContextOf(format.format, this.namespace, key.version);
     const metadata: Record<string, Uint8Array> = { [METADATA_ENCODING]: utf8.encode(ENCODING_ENCRYPTED) };
     if (format.keyIdInMetadata)
@@ -121,7 +123,7 @@ export class EncryptionCodec implements PayloadCodec {
     metadata[METADATA_KEY_VERSION] = utf8.encode(String(key.version));
     return Promise.all(
       payloads.map(async (payload) => {
-        const data = await this.#engine.encrypt(serializePayload(payload), wrapping, context);
+        const data = await this.#engine.encrypt(serializePayload(payload), prepared, context);
         // Each payload gets its own metadata object: callers may mutate what they receive.
         return { metadata: { ...metadata }, data };
       }),
@@ -157,7 +159,7 @@ export class EncryptionCodec implements PayloadCodec {
     }
     let decrypted: Awaited<ReturnType<EsdkEngine['decrypt']>>;
     try {
-      decrypted = await this.#engine.decrypt(data, this.#wrappingKeyOf(key, format));
+      decrypted = await this.#engine.decrypt(data, this.#preparedKeyOf(key, format));
     } catch (error) {
       // The failure stays opaque: its code is ERR_DECRYPTION_FAILED whatever the bytes claim.
       // What the (now unauthenticated) header says may help a person, as a labelled hint only.
@@ -248,14 +250,15 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  #wrappingKeyOf(key: ResolvedKey, format: FormatNames): WrappingKey {
-    const cache = this.#wrapping[format.format];
+  #preparedKeyOf(key: ResolvedKey, format: FormatNames): PreparedKey {
+    const cache = this.#prepared[format.format];
     const known = cache.get(key.material);
     const keyName = format.keyName(key.namespace, key.version);
-    if (known?.keyName === keyName) return known;
-    const wrapping = { providerId: format.providerId, keyName, material: key.material };
-    cache.set(key.material, wrapping);
-    return wrapping;
+    if (known?.keyName === keyName && !known.key.disposed) return known.key;
+    known?.key.dispose();
+    const prepared = this.#engine.prepare({ providerId: format.providerId, keyName, material: key.material });
+    cache.set(key.material, { keyName, key: prepared });
+    return prepared;
   }
 
   #assertKey(key: ResolvedKey, version: number): void {

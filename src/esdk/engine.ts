@@ -10,12 +10,19 @@ export interface EsdkEngine {
   /** Short name for logs and benchmarks: `sdk` or `fast`. */
   readonly name: string;
   /**
+   * Derives, once per key term, what every message under `key` needs (the UTF-8 names, the
+   * engine's own copy of the material or the SDK keyring) and gives the key its own bounded
+   * data-key cache. Validates the key (field names in the error). The caller disposes the result
+   * when the key term ends; the engine keeps no reference to it.
+   */
+  prepare(key: WrappingKey): PreparedKey;
+  /**
    * Encrypts `plaintext` into one ESDK message under `key`, binding `context` into it. The
    * plaintext may come in parts, encrypted as their concatenation: the codec passes a large
    * payload's serialized header and its data apart, so that the data is not first copied into one
    * buffer.
    */
-  encrypt(plaintext: Plaintext, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array>;
+  encrypt(plaintext: Plaintext, key: PreparedKey, context: EncryptionContext): Promise<Uint8Array>;
   /**
    * Decrypts one ESDK message with `key`. Refuses any suite other than 0x0478, more than one
    * encrypted data key, and a data key not wrapped by exactly `key`. Every failure is a
@@ -24,8 +31,22 @@ export interface EsdkEngine {
    */
   decrypt(
     message: Uint8Array,
-    key: WrappingKey,
+    key: PreparedKey,
   ): Promise<{ plaintext: Uint8Array; context: EncryptionContext }>;
+}
+
+/**
+ * A wrapping key as one engine prepared it (see {@link EsdkEngine.prepare}). Opaque: only the
+ * engine that made it can use it (another engine refuses it with `ERR_INVALID_OPTION`).
+ * `dispose()` zeroes every buffer it owns and empties its data-key cache; any later use throws
+ * `KeyRevokedError` (`ERR_KEY_REVOKED`). Disposing twice is harmless.
+ */
+export interface PreparedKey {
+  /** Name of the engine that prepared it. */
+  readonly engine: string;
+  /** True once {@link PreparedKey.dispose} ran. */
+  readonly disposed: boolean;
+  dispose(): void;
 }
 
 /** Bytes to encrypt: one buffer, or parts in order. */

@@ -1,8 +1,13 @@
 import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
-import { DecryptionFailedError, InvalidOptionError, KeyringError } from '../errors.ts';
+import { DecryptionFailedError, InvalidOptionError, KeyRevokedError, KeyringError } from '../errors.ts';
 import { blockRandom, type RandomSource } from '../runtime/random.ts';
-import { DataKeyCache, type DataKeyCacheOptions, type EncryptionMaterials } from './data-key-cache.ts';
-import type { EncryptionContext, EsdkEngine, Plaintext, WrappingKey } from './engine.ts';
+import {
+  DataKeyCache,
+  type DataKeyCacheOptions,
+  dataKeyCacheLimits,
+  type EncryptionMaterials,
+} from './data-key-cache.ts';
+import type { EncryptionContext, EsdkEngine, Plaintext, PreparedKey, WrappingKey } from './engine.ts';
 import { deriveKeys } from './key-derivation.ts';
 import {
   bodyAad,
@@ -79,22 +84,29 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
     throw new InvalidOptionError('frameLength', `must be an integer from 1 to ${MAX_FRAME_LENGTH}`);
   }
   const cacheOptions = options.dataKeyCache;
-  const cache =
-    cacheOptions === false ? undefined : new DataKeyCache(cacheOptions === undefined ? {} : cacheOptions);
+  const cacheLimits =
+    cacheOptions === false ? undefined : dataKeyCacheLimits(cacheOptions === undefined ? {} : cacheOptions);
+  // Identifies this engine's prepared keys: another engine's (other limits, other frames) are refused.
+  const owner = {};
 
   return {
     name: 'fast',
 
-    async encrypt(plaintext: Plaintext, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
-      return encryptMessage(plaintext, key, context, random, frameLength, cache);
+    prepare(key: WrappingKey): PreparedKey {
+      return new FastPreparedKey(owner, key, cacheLimits && new DataKeyCache(cacheLimits));
+    },
+
+    async encrypt(plaintext: Plaintext, key: PreparedKey, context: EncryptionContext): Promise<Uint8Array> {
+      return encryptMessage(plaintext, FastPreparedKey.stateOf(key, owner), context, random, frameLength);
     },
 
     async decrypt(
       message: Uint8Array,
-      key: WrappingKey,
+      key: PreparedKey,
     ): Promise<{ plaintext: Uint8Array; context: EncryptionContext }> {
+      const state = FastPreparedKey.stateOf(key, owner);
       try {
-        return decryptMessage(message, key, cache);
+        return decryptMessage(message, state);
       } catch (error) {
         // Parse errors are already KeyringErrors; anything else (an OpenSSL tag failure) is opaque.
         if (error instanceof KeyringError) throw error;
@@ -107,58 +119,84 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
 /** The default fast engine: OS randomness, {@link FAST_FRAME_LENGTH} frames. */
 export const fastEngine: EsdkEngine = createFastEngine();
 
-interface KeyIdentity {
+/** What the fast engine derives once per key term. Every buffer here is the prepared key's own. */
+interface KeyState {
+  /** UTF-8 provider id. */
   providerId: Buffer;
+  /** UTF-8 key name. */
   keyName: Buffer;
-  material: Uint8Array;
-  /** The names it was computed from, to notice a WrappingKey object changed since. */
-  names: { providerId: string; keyName: string };
+  /** A copy of the wrapping key material. */
+  material: Buffer;
+  cache: DataKeyCache | undefined;
 }
 
-// Callers (the codec) pass the same WrappingKey object for a key version again and again; its
-// UTF-8 names are computed once.
-const identities = new WeakMap<WrappingKey, KeyIdentity>();
+/**
+ * The fast engine's {@link PreparedKey}: names encoded and checked once, its own copy of the
+ * material, its own data key cache. Its state is reachable only through {@link stateOf}, by the
+ * engine that made it, and only until {@link dispose}.
+ */
+class FastPreparedKey implements PreparedKey {
+  readonly engine = 'fast';
+  readonly #owner: object;
+  #state: KeyState | undefined;
 
-/** UTF-8 provider id and key name, checked once per WrappingKey object. */
-function keyIdentity(key: WrappingKey): KeyIdentity {
-  const known = key && typeof key === 'object' ? identities.get(key) : undefined;
-  if (
-    known &&
-    known.material === key.material &&
-    known.names.keyName === key.keyName &&
-    known.names.providerId === key.providerId
-  ) {
-    return known;
+  constructor(owner: object, key: WrappingKey, cache: DataKeyCache | undefined) {
+    if (!(key?.material instanceof Uint8Array) || key.material.length !== WRAPPING_KEY_LENGTH) {
+      throw new InvalidOptionError('key.material', `must be ${WRAPPING_KEY_LENGTH} bytes`);
+    }
+    if (typeof key.providerId !== 'string' || key.providerId.length === 0) {
+      throw new InvalidOptionError('key.providerId', 'must be a non-empty string');
+    }
+    if (typeof key.keyName !== 'string' || key.keyName.length === 0) {
+      throw new InvalidOptionError('key.keyName', 'must be a non-empty string');
+    }
+    const providerId = ownedUtf8(key.providerId);
+    const keyName = ownedUtf8(key.keyName);
+    if (providerId.length > 0xffff || keyName.length + RAW_AES_INFO_SUFFIX_LENGTH > 0xffff) {
+      throw new InvalidOptionError('key', 'provider id or key name is too long');
+    }
+    const material = Buffer.alloc(WRAPPING_KEY_LENGTH);
+    material.set(key.material);
+    this.#owner = owner;
+    this.#state = { providerId, keyName, material, cache };
   }
-  if (!(key?.material instanceof Uint8Array) || key.material.length !== WRAPPING_KEY_LENGTH) {
-    throw new InvalidOptionError('key.material', `must be ${WRAPPING_KEY_LENGTH} bytes`);
+
+  get disposed(): boolean {
+    return this.#state === undefined;
   }
-  if (typeof key.providerId !== 'string' || key.providerId.length === 0) {
-    throw new InvalidOptionError('key.providerId', 'must be a non-empty string');
+
+  dispose(): void {
+    const state = this.#state;
+    if (!state) return;
+    this.#state = undefined;
+    state.material.fill(0);
+    state.providerId.fill(0);
+    state.keyName.fill(0);
+    state.cache?.dispose();
   }
-  if (typeof key.keyName !== 'string' || key.keyName.length === 0) {
-    throw new InvalidOptionError('key.keyName', 'must be a non-empty string');
+
+  /** The state of `key` if this engine (`owner`) prepared it and it is not disposed. */
+  static stateOf(key: PreparedKey, owner: object): KeyState {
+    if (!(key instanceof FastPreparedKey) || key.#owner !== owner) {
+      throw new InvalidOptionError('key', 'must be a key prepared by this engine (engine.prepare)');
+    }
+    if (!key.#state) throw new KeyRevokedError();
+    return key.#state;
   }
-  const providerId = Buffer.from(key.providerId, 'utf8');
-  const keyName = Buffer.from(key.keyName, 'utf8');
-  if (providerId.length > 0xffff || keyName.length + RAW_AES_INFO_SUFFIX_LENGTH > 0xffff) {
-    throw new InvalidOptionError('key', 'provider id or key name is too long');
-  }
-  const identity: KeyIdentity = {
-    providerId,
-    keyName,
-    material: key.material,
-    names: { providerId: key.providerId, keyName: key.keyName },
-  };
-  identities.set(key, identity);
-  return identity;
+}
+
+/** UTF-8 bytes in a buffer of their own (not a slice of Node's shared pool), so zeroing it is complete. */
+function ownedUtf8(text: string): Buffer {
+  const bytes = Buffer.alloc(Buffer.byteLength(text, 'utf8'));
+  bytes.write(text, 'utf8');
+  return bytes;
 }
 
 /**
  * A fresh data key wrapped exactly as the raw AES keyring does: AES-256-GCM under the wrapping
  * key, AAD = the serialized context; provider info = key name · tag bits · IV length · IV.
  */
-function newDataKey(identity: KeyIdentity, contextBytes: Buffer, random: RandomSource): EncryptionMaterials {
+function newDataKey(identity: KeyState, contextBytes: Buffer, random: RandomSource): EncryptionMaterials {
   const draw = random.bytes(DATA_KEY_DRAW);
   if (draw.length !== DATA_KEY_DRAW)
     throw new InvalidOptionError('random', 'returned the wrong number of bytes');
@@ -182,11 +220,10 @@ function newDataKey(identity: KeyIdentity, contextBytes: Buffer, random: RandomS
 
 function encryptMessage(
   input: Plaintext,
-  key: WrappingKey,
+  identity: KeyState,
   context: EncryptionContext,
   random: RandomSource,
   frameLength: number,
-  cache: DataKeyCache | undefined,
 ): Uint8Array {
   // Parts that fit one frame are encrypted where they lie; more than a frame's worth is joined first.
   let plaintext: Uint8Array | undefined;
@@ -202,23 +239,18 @@ function encryptMessage(
   } else {
     throw new InvalidOptionError('plaintext', 'must be a Uint8Array or an array of them');
   }
-  const identity = keyIdentity(key);
   const contextBytes = serializeEncryptionContext(context);
   const fresh = () => newDataKey(identity, contextBytes, random);
-  const materials = cache
-    ? cache.forEncryption(
-        identity.material,
-        `${key.providerId}\0${key.keyName}\0${contextBytes.toString('latin1')}`,
-        fresh,
-      )
-    : { ...fresh(), last: true };
+  const materials = identity.cache
+    ? identity.cache.forEncryption(contextBytes.toString('latin1'), fresh)
+    : fresh();
 
   const messageId = random.bytes(MESSAGE_ID_LENGTH);
   if (messageId.length !== MESSAGE_ID_LENGTH) {
     throw new InvalidOptionError('random', 'returned the wrong number of bytes');
   }
   const derived = deriveKeys(materials.dataKey, messageId);
-  if (materials.last) materials.dataKey.fill(0);
+  materials.dataKey.fill(0);
 
   const fields = {
     messageId,
@@ -295,19 +327,13 @@ function sealFrame(
 
 function decryptMessage(
   message: Uint8Array,
-  key: WrappingKey,
-  cache: DataKeyCache | undefined,
+  identity: KeyState,
 ): { plaintext: Uint8Array; context: EncryptionContext } {
   const bytes = Buffer.isBuffer(message)
     ? message
     : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
   const header = parseHeader(bytes);
-  let identity: KeyIdentity;
-  try {
-    identity = keyIdentity(key);
-  } catch (cause) {
-    throw new DecryptionFailedError({ cause });
-  }
+  const { cache } = identity;
   const context = parseEncryptionContext(header.context as Buffer);
   assertOurDataKey(header, identity);
   // The EDK as the cache knows it: provider info (wrap IV included), EDK and context, all of which
@@ -315,13 +341,13 @@ function decryptMessage(
   const edkId = cache
     ? `${(header.providerInfo as Buffer).toString('latin1')}\0${(header.encryptedDataKey as Buffer).toString('latin1')}\0${(header.context as Buffer).toString('latin1')}`
     : '';
-  let dataKey = cache?.forDecryption(identity.material, edkId);
+  let dataKey = cache?.forDecryption(edkId);
   if (!dataKey) {
     dataKey = unwrapDataKey(header, identity);
-    if (cache) cache.keepDecrypted(identity.material, edkId, dataKey);
+    cache?.keepDecrypted(edkId, dataKey);
   }
   const derived = deriveKeys(dataKey, header.messageId);
-  if (!cache) dataKey.fill(0);
+  dataKey.fill(0);
   if (!timingSafeEqual(derived.commitment, header.commitment)) throw new DecryptionFailedError();
   try {
     const headerAuth = createDecipheriv(ALGORITHM, derived.key, ZERO_IV);
@@ -342,7 +368,7 @@ function decryptMessage(
  * Refuses an EDK that is not exactly ours: same provider id bytes, provider info = our key name
  * followed by exactly 128 · 12 · IV (no prefix match), 48-byte ciphertext.
  */
-function assertOurDataKey(header: ParsedHeader, identity: KeyIdentity): void {
+function assertOurDataKey(header: ParsedHeader, identity: KeyState): void {
   const info = header.providerInfo as Buffer;
   const nameLength = identity.keyName.length;
   if (
@@ -358,7 +384,7 @@ function assertOurDataKey(header: ParsedHeader, identity: KeyIdentity): void {
 }
 
 /** Unwraps the data key of an EDK {@link assertOurDataKey} accepted. */
-function unwrapDataKey(header: ParsedHeader, identity: KeyIdentity): Buffer {
+function unwrapDataKey(header: ParsedHeader, identity: KeyState): Buffer {
   const info = header.providerInfo as Buffer;
   const nameLength = identity.keyName.length;
   const edk = header.encryptedDataKey as Buffer;

@@ -31,12 +31,24 @@ export interface DerivedKeys {
   key: Buffer;
 }
 
+/**
+ * Both outputs in buffers of exactly 32 bytes: each HMAC's full 64-byte output (and the PRK) is
+ * zeroed here, so a caller zeroing `key` leaves no derived byte behind.
+ */
 export function deriveKeys(dataKey: Uint8Array, messageId: Uint8Array): DerivedKeys {
   const prk = hmacSha512(messageId, dataKey);
-  const commitment = hmacSha512(prk, COMMIT_INFO).subarray(0, OUTPUT_LENGTH);
-  const key = hmacSha512(prk, KEY_INFO).subarray(0, OUTPUT_LENGTH);
+  const commitment = firstBytes(hmacSha512(prk, COMMIT_INFO));
+  const key = firstBytes(hmacSha512(prk, KEY_INFO));
   prk.fill(0);
   return { commitment, key };
+}
+
+/** The first {@link OUTPUT_LENGTH} bytes of `mac` in a buffer of their own; `mac` is zeroed. */
+function firstBytes(mac: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(OUTPUT_LENGTH);
+  mac.copy(out, 0, 0, OUTPUT_LENGTH);
+  mac.fill(0);
+  return out;
 }
 
 const BLOCK = 128; // SHA-512 block size

@@ -5,12 +5,18 @@ import {
   RawAesKeyringNode,
   RawAesWrappingSuiteIdentifier,
 } from '@aws-crypto/client-node';
-import { DecryptionFailedError, MalformedPayloadError } from '../errors.ts';
+import {
+  DecryptionFailedError,
+  InvalidOptionError,
+  KeyRevokedError,
+  MalformedPayloadError,
+} from '../errors.ts';
 import {
   type EncryptionContext,
   type EsdkEngine,
   joinPlaintext,
   type Plaintext,
+  type PreparedKey,
   type WrappingKey,
 } from './engine.ts';
 
@@ -42,17 +48,55 @@ export function assertSupportedHeader(message: Uint8Array): void {
   if (message[0] !== ESDK_MESSAGE_VERSION || suite !== ESDK_SUITE_ID) throw new DecryptionFailedError();
 }
 
-function keyringFor(key: WrappingKey): RawAesKeyringNode {
-  return new RawAesKeyringNode({
-    keyNamespace: key.providerId,
-    keyName: key.keyName,
-    // The keyring takes ownership of the buffer it is given (it may zero it): pass a copy.
-    unencryptedMasterKey: Uint8Array.from(key.material),
-    wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
-    // Serialize the context as the message header does (by UTF-8 bytes, as every other ESDK),
-    // not by localeCompare: otherwise keys like "B" and "a" make messages other SDKs cannot open.
-    utf8Sorting: true,
-  });
+/**
+ * The sdk engine's {@link PreparedKey}: one `RawAesKeyringNode` per key term, built on a copy of
+ * the material that the prepared key owns (and zeroes on dispose).
+ */
+class SdkPreparedKey implements PreparedKey {
+  readonly engine = 'sdk';
+  #material: Uint8Array | undefined;
+  #keyring: RawAesKeyringNode | undefined;
+
+  constructor(key: WrappingKey) {
+    if (!(key?.material instanceof Uint8Array) || key.material.length !== 32) {
+      throw new InvalidOptionError('key.material', 'must be 32 bytes');
+    }
+    if (typeof key.providerId !== 'string' || key.providerId.length === 0) {
+      throw new InvalidOptionError('key.providerId', 'must be a non-empty string');
+    }
+    if (typeof key.keyName !== 'string' || key.keyName.length === 0) {
+      throw new InvalidOptionError('key.keyName', 'must be a non-empty string');
+    }
+    // The keyring keeps the buffer it is given: give it one this prepared key owns.
+    this.#material = Uint8Array.from(key.material);
+    this.#keyring = new RawAesKeyringNode({
+      keyNamespace: key.providerId,
+      keyName: key.keyName,
+      unencryptedMasterKey: this.#material,
+      wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
+      // Serialize the context as the message header does (by UTF-8 bytes, as every other ESDK),
+      // not by localeCompare: otherwise keys like "B" and "a" make messages other SDKs cannot open.
+      utf8Sorting: true,
+    });
+  }
+
+  get disposed(): boolean {
+    return this.#keyring === undefined;
+  }
+
+  dispose(): void {
+    this.#material?.fill(0);
+    this.#material = undefined;
+    this.#keyring = undefined;
+  }
+
+  static keyringOf(key: PreparedKey): RawAesKeyringNode {
+    if (!(key instanceof SdkPreparedKey)) {
+      throw new InvalidOptionError('key', 'must be a key prepared by this engine (engine.prepare)');
+    }
+    if (!key.#keyring) throw new KeyRevokedError();
+    return key.#keyring;
+  }
 }
 
 /**
@@ -63,9 +107,14 @@ function keyringFor(key: WrappingKey): RawAesKeyringNode {
 export const sdkEngine: EsdkEngine = {
   name: 'sdk',
 
-  async encrypt(parts: Plaintext, key: WrappingKey, context: EncryptionContext): Promise<Uint8Array> {
+  prepare(key: WrappingKey): PreparedKey {
+    return new SdkPreparedKey(key);
+  },
+
+  async encrypt(parts: Plaintext, key: PreparedKey, context: EncryptionContext): Promise<Uint8Array> {
+    const keyring = SdkPreparedKey.keyringOf(key);
     const plaintext = joinPlaintext(parts);
-    const { result } = await client.encrypt(keyringFor(key), plaintext, {
+    const { result } = await client.encrypt(keyring, plaintext, {
       suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY,
       encryptionContext: context,
       frameLength: ESDK_FRAME_LENGTH,
@@ -76,12 +125,13 @@ export const sdkEngine: EsdkEngine = {
 
   async decrypt(
     message: Uint8Array,
-    key: WrappingKey,
+    key: PreparedKey,
   ): Promise<{ plaintext: Uint8Array; context: EncryptionContext }> {
+    const keyring = SdkPreparedKey.keyringOf(key);
     assertSupportedHeader(message);
     let out: Awaited<ReturnType<typeof client.decrypt>>;
     try {
-      out = await client.decrypt(keyringFor(key), message);
+      out = await client.decrypt(keyring, message);
     } catch (cause) {
       // Wrong key, flipped bit, truncation and parse errors all look the same from outside.
       throw new DecryptionFailedError({ cause });

@@ -14,7 +14,13 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { isKeyringError, type KeyringErrorCode } from '../../src/errors.ts';
-import { type EsdkEngine, esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
+import {
+  type EsdkEngine,
+  esdkKeyName,
+  PROVIDER_ID,
+  type PreparedKey,
+  type WrappingKey,
+} from '../../src/esdk/engine.ts';
 import { fastEngine } from '../../src/esdk/fast-engine.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -45,6 +51,8 @@ const CODEC_CODES: KeyringErrorCode[] = [
 let keyring: Keyring;
 let key: WrappingKey;
 let otherKey: WrappingKey;
+let fastKey: PreparedKey;
+let sdkKey: PreparedKey;
 const codecs: Record<'fast' | 'sdk', EncryptionCodec> = {} as never;
 let valid: Payload;
 let validMessage: Buffer;
@@ -81,6 +89,8 @@ beforeAll(async () => {
   key = { providerId: PROVIDER_ID, keyName: esdkKeyName('default', 1), material: resolved.material };
   const other = await keyring.decryptionKey('other', 1);
   otherKey = { providerId: PROVIDER_ID, keyName: esdkKeyName('other', 1), material: other.material };
+  fastKey = fastEngine.prepare(key);
+  sdkKey = sdkEngine.prepare(key);
   codecs.fast = new EncryptionCodec({ namespace: 'default', keys: keyring, engine: fastEngine });
   codecs.sdk = new EncryptionCodec({ namespace: 'default', keys: keyring, engine: sdkEngine });
   valid = (await codecs.fast.encode([defaultPayloadConverter.toPayload({ order: 'A-1', amount: 42 })]))[0]!;
@@ -104,7 +114,7 @@ describe('random bytes', () => {
     );
     await fc.assert(
       fc.asyncProperty(bytes, async (b) => {
-        await expectTypedFailure(fastEngine.decrypt(b, key), ENGINE_CODES, 'fast');
+        await expectTypedFailure(fastEngine.decrypt(b, fastKey), ENGINE_CODES, 'fast');
       }),
       fcParams(25_000),
     );
@@ -126,7 +136,7 @@ describe('random bytes', () => {
     );
     await fc.assert(
       fc.asyncProperty(bytes, async (b) => {
-        await expectTypedFailure(sdkEngine.decrypt(b, key), ENGINE_CODES, 'sdk');
+        await expectTypedFailure(sdkEngine.decrypt(b, sdkKey), ENGINE_CODES, 'sdk');
         await expectTypedFailure(codecs.sdk.decode([withData(b)]), CODEC_CODES, 'sdk codec');
       }),
       fcParams(1000),
@@ -138,17 +148,25 @@ describe('tampering with a valid message', () => {
   it('every truncation fails, in both engines and through the codec', async () => {
     for (let length = 0; length < validMessage.length; length++) {
       const cut = validMessage.subarray(0, length);
-      await expectTypedFailure(fastEngine.decrypt(cut, key), ENGINE_CODES, `fast cut ${length}`);
-      await expectTypedFailure(sdkEngine.decrypt(cut, key), ENGINE_CODES, `sdk cut ${length}`);
+      await expectTypedFailure(fastEngine.decrypt(cut, fastKey), ENGINE_CODES, `fast cut ${length}`);
+      await expectTypedFailure(sdkEngine.decrypt(cut, sdkKey), ENGINE_CODES, `sdk cut ${length}`);
       // Length 0 is "no data": malformed before any engine runs.
       await expectTypedFailure(codecs.fast.decode([withData(cut)]), CODEC_CODES, `codec cut ${length}`);
     }
     // A multi-frame message: every truncation with the fast engine, a sample with the SDK.
     for (let length = 0; length < multiFrame.length; length++) {
       const cut = multiFrame.subarray(0, length);
-      await expectTypedFailure(fastEngine.decrypt(cut, key), ENGINE_CODES, `fast multi-frame cut ${length}`);
+      await expectTypedFailure(
+        fastEngine.decrypt(cut, fastKey),
+        ENGINE_CODES,
+        `fast multi-frame cut ${length}`,
+      );
       if (length % 211 === 0 || (length > 4000 && length % 4096 < 40)) {
-        await expectTypedFailure(sdkEngine.decrypt(cut, key), ENGINE_CODES, `sdk multi-frame cut ${length}`);
+        await expectTypedFailure(
+          sdkEngine.decrypt(cut, sdkKey),
+          ENGINE_CODES,
+          `sdk multi-frame cut ${length}`,
+        );
       }
     }
   }, 120_000);
@@ -157,9 +175,9 @@ describe('tampering with a valid message', () => {
     for (let bit = 0; bit < validMessage.length * 8; bit++) {
       const flipped = Buffer.from(validMessage);
       flipped[bit >> 3]! ^= 1 << (bit & 7);
-      await expectTypedFailure(fastEngine.decrypt(flipped, key), ENGINE_CODES, `fast bit ${bit}`);
+      await expectTypedFailure(fastEngine.decrypt(flipped, fastKey), ENGINE_CODES, `fast bit ${bit}`);
       if (bit % 3 === 0)
-        await expectTypedFailure(sdkEngine.decrypt(flipped, key), ENGINE_CODES, `sdk bit ${bit}`);
+        await expectTypedFailure(sdkEngine.decrypt(flipped, sdkKey), ENGINE_CODES, `sdk bit ${bit}`);
       await expectTypedFailure(codecs.fast.decode([withData(flipped)]), CODEC_CODES, `codec bit ${bit}`);
     }
   }, 120_000);
@@ -187,13 +205,13 @@ describe('tampering with a valid message', () => {
       .filter((b) => !b.equals(validMessage));
     await fc.assert(
       fc.asyncProperty(mutation, async (b) => {
-        await expectTypedFailure(fastEngine.decrypt(b, key), ENGINE_CODES, 'fast mutation');
+        await expectTypedFailure(fastEngine.decrypt(b, fastKey), ENGINE_CODES, 'fast mutation');
       }),
       fcParams(15_000),
     );
     await fc.assert(
       fc.asyncProperty(mutation, async (b) => {
-        await expectTypedFailure(sdkEngine.decrypt(b, key), ENGINE_CODES, 'sdk mutation');
+        await expectTypedFailure(sdkEngine.decrypt(b, sdkKey), ENGINE_CODES, 'sdk mutation');
       }),
       fcParams(800),
     );
@@ -284,7 +302,11 @@ describe('well-formed ESDK messages that break our rules (bare @aws-crypto/clien
   /** Refused by both engines directly and by both codecs. */
   async function expectRefused(bytes: Buffer, what: string, engineCodes = ENGINE_CODES): Promise<void> {
     for (const engine of [fastEngine, sdkEngine] as EsdkEngine[]) {
-      await expectTypedFailure(engine.decrypt(bytes, key), engineCodes, `${engine.name} ${what}`);
+      await expectTypedFailure(
+        engine.decrypt(bytes, engine.prepare(key)),
+        engineCodes,
+        `${engine.name} ${what}`,
+      );
     }
     for (const [name, codec] of Object.entries(codecs)) {
       await expectTypedFailure(codec.decode([withData(bytes)]), CODEC_CODES, `${name} codec ${what}`);
@@ -316,7 +338,7 @@ describe('well-formed ESDK messages that break our rules (bare @aws-crypto/clien
       for (const engine of [fastEngine, sdkEngine]) {
         // The engines authenticate the context, not its meaning: they return it, or refuse a
         // message whose context the SDK serialized out of spec order (localeCompare: "N" vs "k").
-        const out = await engine.decrypt(bytes, key).catch((e: unknown) => e);
+        const out = await engine.decrypt(bytes, engine.prepare(key)).catch((e: unknown) => e);
         if (isKeyringError(out)) expect(out.code).toBe('ERR_DECRYPTION_FAILED');
         else expect((out as { context: unknown }).context).toEqual(context);
       }

@@ -23,6 +23,7 @@ import {
   writeHeaderBody,
 } from '../../src/esdk/message-format.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
+import { keyed } from './keyed.ts';
 
 /*
  * The fast engine against the reference: bare @aws-crypto/client-node with a RawAesKeyringNode,
@@ -83,7 +84,7 @@ async function sdkDecrypt(message: Uint8Array): Promise<Outcome> {
 
 async function fastDecrypt(message: Uint8Array): Promise<Outcome> {
   try {
-    const { plaintext, context } = await fastEngine.decrypt(message, key);
+    const { plaintext, context } = await keyed(fastEngine).decrypt(message, key);
     return { ok: true, plaintext: Buffer.from(plaintext), context };
   } catch (error) {
     return { ok: false, error };
@@ -115,7 +116,7 @@ describe('fast engine → SDK', () => {
           const frameLength = tinyFrames !== undefined && n <= 4096 ? tinyFrames : undefined;
           const plaintext = plaintextOf(n);
           const engine = frameLength === undefined ? fastEngine : createFastEngine({ frameLength });
-          const message = await engine.encrypt(plaintext, key, context);
+          const message = await keyed(engine).encrypt(plaintext, key, context);
           const out = await sdkDecrypt(message);
           if (!out.ok) throw out.error;
           expect(Buffer.compare(out.plaintext, plaintext)).toBe(0);
@@ -182,7 +183,11 @@ async function nonFramedMessage(plaintext: Uint8Array, context: EncryptionContex
         : Buffer.from(draw.subarray(32, 64)),
   };
   const framed = Buffer.from(
-    await createFastEngine({ random: fixed, dataKeyCache: false }).encrypt(new Uint8Array(0), key, context),
+    await keyed(createFastEngine({ random: fixed, dataKeyCache: false })).encrypt(
+      new Uint8Array(0),
+      key,
+      context,
+    ),
   );
   const header = parseHeader(framed);
   const derived = deriveKeys(draw.subarray(0, 32), draw.subarray(32, 64));
@@ -211,8 +216,8 @@ async function nonFramedMessage(plaintext: Uint8Array, context: EncryptionContex
 describe('malformed, truncated and bit-flipped messages', () => {
   it('fail in both engines alike (trailing bytes excepted: the fast engine refuses them)', async () => {
     const sources = [
-      await fastEngine.encrypt(randomBytes(100), key, { a: '1' }),
-      await createFastEngine({ frameLength: 16 }).encrypt(randomBytes(100), key, {}),
+      await keyed(fastEngine).encrypt(randomBytes(100), key, { a: '1' }),
+      await keyed(createFastEngine({ frameLength: 16 })).encrypt(randomBytes(100), key, {}),
       await sdkEncrypt(randomBytes(100), { a: '1', B: '2' }, 32),
       await sdkEncrypt(randomBytes(0), {}, 4096),
     ];
@@ -253,7 +258,10 @@ describe('malformed, truncated and bit-flipped messages', () => {
   });
 
   it('trailing bytes: the SDK ignores them, the fast engine refuses them', async () => {
-    const message = Buffer.concat([await fastEngine.encrypt(randomBytes(10), key, {}), Buffer.from([0])]);
+    const message = Buffer.concat([
+      await keyed(fastEngine).encrypt(randomBytes(10), key, {}),
+      Buffer.from([0]),
+    ]);
     expect((await sdkDecrypt(message)).ok).toBe(true);
     const fast = await fastDecrypt(message);
     expect(fast.ok).toBe(false);
@@ -275,10 +283,12 @@ describe('sdkEngine interop on the codec context', () => {
     const context = encryptionContextOf('default', 1);
     for (const n of [0, 1024, 300_000]) {
       const plaintext = randomBytes(n);
-      const bySdk = await sdkEngine.encrypt(plaintext, key, context);
-      const byFast = await fastEngine.encrypt(plaintext, key, context);
-      expect(Buffer.from((await fastEngine.decrypt(bySdk, key)).plaintext).equals(plaintext)).toBe(true);
-      const back = await sdkEngine.decrypt(byFast, key);
+      const bySdk = await keyed(sdkEngine).encrypt(plaintext, key, context);
+      const byFast = await keyed(fastEngine).encrypt(plaintext, key, context);
+      expect(Buffer.from((await keyed(fastEngine).decrypt(bySdk, key)).plaintext).equals(plaintext)).toBe(
+        true,
+      );
+      const back = await keyed(sdkEngine).decrypt(byFast, key);
       expect(Buffer.from(back.plaintext).equals(plaintext)).toBe(true);
       expect(back.context).toEqual(context);
     }

@@ -7,6 +7,7 @@ import { createFastEngine, FAST_FRAME_LENGTH, fastEngine } from '../../src/esdk/
 import { hmacSha512 } from '../../src/esdk/key-derivation.ts';
 import { parseHeader, serializeEncryptionContext } from '../../src/esdk/message-format.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
+import { keyed } from './keyed.ts';
 
 const key: WrappingKey = {
   providerId: PROVIDER_ID,
@@ -32,15 +33,15 @@ describe('fastEngine', () => {
     const context = { 'temporal-keyring:namespace': 'default', 'temporal-keyring:key-version': '1' };
     for (const n of [0, 1, 1024, FAST_FRAME_LENGTH, FAST_FRAME_LENGTH + 1]) {
       const plaintext = randomBytes(n);
-      const message = await fastEngine.encrypt(plaintext, key, context);
-      const out = await fastEngine.decrypt(message, key);
+      const message = await keyed(fastEngine).encrypt(plaintext, key, context);
+      const out = await keyed(fastEngine).decrypt(message, key);
       expect(Buffer.from(out.plaintext).equals(plaintext)).toBe(true);
       expect(out.context).toEqual(context);
     }
   });
 
   it('writes the header the spec describes: v2, suite 0x0478, one EDK named exactly by the key', async () => {
-    const message = Buffer.from(await fastEngine.encrypt(randomBytes(10), key, { b: '2', a: '1' }));
+    const message = Buffer.from(await keyed(fastEngine).encrypt(randomBytes(10), key, { b: '2', a: '1' }));
     const header = parseHeader(message);
     expect(message[0]).toBe(2);
     expect(message.readUInt16BE(1)).toBe(0x0478);
@@ -70,8 +71,8 @@ describe('fastEngine', () => {
         },
       },
     });
-    const a = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
-    const b = await engine.encrypt(Buffer.from('hello'), key, { x: 'y' });
+    const a = await keyed(engine).encrypt(Buffer.from('hello'), key, { x: 'y' });
+    const b = await keyed(engine).encrypt(Buffer.from('hello'), key, { x: 'y' });
     expect(draws).toEqual([44, 32, 44, 32]);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
   });
@@ -83,45 +84,55 @@ describe('fastEngine', () => {
         fc.constantFrom(8, FAST_FRAME_LENGTH),
         async (parts, frameLength) => {
           const engine = createFastEngine({ frameLength });
-          const message = await engine.encrypt(parts, key, { a: 'b' });
+          const message = await keyed(engine).encrypt(parts, key, { a: 'b' });
           const joined = Buffer.concat(parts);
-          expect(Buffer.from((await sdkEngine.decrypt(message, key)).plaintext).equals(joined)).toBe(true);
-          expect(Buffer.from((await engine.decrypt(message, key)).plaintext).equals(joined)).toBe(true);
+          expect(Buffer.from((await keyed(sdkEngine).decrypt(message, key)).plaintext).equals(joined)).toBe(
+            true,
+          );
+          expect(Buffer.from((await keyed(engine).decrypt(message, key)).plaintext).equals(joined)).toBe(
+            true,
+          );
         },
       ),
       { numRuns: 100 },
     );
-    await expect(fastEngine.encrypt([Buffer.alloc(1), 'x' as never], key, {})).rejects.toThrow(/plaintext/);
+    await expect(keyed(fastEngine).encrypt([Buffer.alloc(1), 'x' as never], key, {})).rejects.toThrow(
+      /plaintext/,
+    );
   });
 
   it('validates options and inputs up front, naming the field', async () => {
     expect(() => createFastEngine({ frameLength: 0 })).toThrow(InvalidOptionError);
     expect(() => createFastEngine({ frameLength: 2 ** 32 })).toThrow(/frameLength/);
     await expect(
-      fastEngine.encrypt(Buffer.alloc(1), { ...key, material: randomBytes(16) }, {}),
+      keyed(fastEngine).encrypt(Buffer.alloc(1), { ...key, material: randomBytes(16) }, {}),
     ).rejects.toThrow(/key\.material/);
-    await expect(fastEngine.encrypt(Buffer.alloc(1), key, { 'aws-crypto-public-key': 'x' })).rejects.toThrow(
-      InvalidOptionError,
+    await expect(
+      keyed(fastEngine).encrypt(Buffer.alloc(1), key, { 'aws-crypto-public-key': 'x' }),
+    ).rejects.toThrow(InvalidOptionError);
+    await expect(keyed(fastEngine).encrypt(Buffer.alloc(1), key, { bad: '\ud800' })).rejects.toThrow(
+      /well-formed/,
     );
-    await expect(fastEngine.encrypt(Buffer.alloc(1), key, { bad: '\ud800' })).rejects.toThrow(/well-formed/);
   });
 
   it('classifies non-ESDK bytes as malformed and other versions or suites as opaque failures', async () => {
-    expect(await failure(fastEngine.decrypt(Buffer.from('{"not":"esdk"}'), key))).toBeInstanceOf(
+    expect(await failure(keyed(fastEngine).decrypt(Buffer.from('{"not":"esdk"}'), key))).toBeInstanceOf(
       MalformedPayloadError,
     );
-    expect(await failure(fastEngine.decrypt(new Uint8Array(0), key))).toBeInstanceOf(MalformedPayloadError);
-    const message = Buffer.from(await fastEngine.encrypt(randomBytes(10), key, {}));
+    expect(await failure(keyed(fastEngine).decrypt(new Uint8Array(0), key))).toBeInstanceOf(
+      MalformedPayloadError,
+    );
+    const message = Buffer.from(await keyed(fastEngine).encrypt(randomBytes(10), key, {}));
     const v1 = Buffer.from(message);
     v1[0] = 1;
-    expect(await failure(fastEngine.decrypt(v1, key))).toBeInstanceOf(DecryptionFailedError);
+    expect(await failure(keyed(fastEngine).decrypt(v1, key))).toBeInstanceOf(DecryptionFailedError);
     const otherSuite = Buffer.from(message);
     otherSuite.writeUInt16BE(0x0578, 1);
-    expect(await failure(fastEngine.decrypt(otherSuite, key))).toBeInstanceOf(DecryptionFailedError);
+    expect(await failure(keyed(fastEngine).decrypt(otherSuite, key))).toBeInstanceOf(DecryptionFailedError);
   });
 
   it('refuses a message under another key, provider or key name (no prefix match)', async () => {
-    const message = await fastEngine.encrypt(randomBytes(10), key, {});
+    const message = await keyed(fastEngine).encrypt(randomBytes(10), key, {});
     const others: WrappingKey[] = [
       { ...key, material: randomBytes(32) },
       { ...key, providerId: 'someone-else' },
@@ -129,33 +140,33 @@ describe('fastEngine', () => {
       { ...key, keyName: 'default/v1/x' },
     ];
     for (const other of others) {
-      expect(await failure(fastEngine.decrypt(message, other))).toBeInstanceOf(DecryptionFailedError);
+      expect(await failure(keyed(fastEngine).decrypt(message, other))).toBeInstanceOf(DecryptionFailedError);
     }
     // Names without the trailing slash: `a/v1` must not open what `a/v10` wrote.
     const v10 = { ...key, keyName: 'a/v10' };
-    const written = await fastEngine.encrypt(randomBytes(10), v10, {});
-    expect(await failure(fastEngine.decrypt(written, { ...v10, keyName: 'a/v1' }))).toBeInstanceOf(
+    const written = await keyed(fastEngine).encrypt(randomBytes(10), v10, {});
+    expect(await failure(keyed(fastEngine).decrypt(written, { ...v10, keyName: 'a/v1' }))).toBeInstanceOf(
       DecryptionFailedError,
     );
   });
 
   it('refuses more than one encrypted data key', async () => {
-    const message = Buffer.from(await fastEngine.encrypt(randomBytes(10), key, {}));
+    const message = Buffer.from(await keyed(fastEngine).encrypt(randomBytes(10), key, {}));
     const countAt = 1 + 2 + 32 + 2; // empty context: AAD length 0, count right after
     expect(message.readUInt16BE(countAt)).toBe(1);
     message.writeUInt16BE(2, countAt);
-    expect(await failure(fastEngine.decrypt(message, key))).toBeInstanceOf(DecryptionFailedError);
+    expect(await failure(keyed(fastEngine).decrypt(message, key))).toBeInstanceOf(DecryptionFailedError);
   });
 
   it('refuses every truncation and any trailing byte', async () => {
     const message = Buffer.from(
-      await createFastEngine({ frameLength: 8 }).encrypt(randomBytes(20), key, { a: 'b' }),
+      await keyed(createFastEngine({ frameLength: 8 })).encrypt(randomBytes(20), key, { a: 'b' }),
     );
     for (let length = 0; length < message.length; length++) {
-      expect(isOpaque(await failure(fastEngine.decrypt(message.subarray(0, length), key)))).toBe(true);
+      expect(isOpaque(await failure(keyed(fastEngine).decrypt(message.subarray(0, length), key)))).toBe(true);
     }
     const longer = Buffer.concat([message, Buffer.from([0])]);
-    expect(await failure(fastEngine.decrypt(longer, key))).toBeInstanceOf(DecryptionFailedError);
+    expect(await failure(keyed(fastEngine).decrypt(longer, key))).toBeInstanceOf(DecryptionFailedError);
   });
 
   it('rejects absurd claimed lengths without allocating them', async () => {
@@ -163,10 +174,12 @@ describe('fastEngine', () => {
     const message = Buffer.alloc(60, 0xff);
     message[0] = 2;
     message.writeUInt16BE(0x0478, 1);
-    expect(await failure(fastEngine.decrypt(message, key))).toBeInstanceOf(DecryptionFailedError);
-    const nonFramedHuge = Buffer.from(await fastEngine.encrypt(Buffer.alloc(0), key, {}));
+    expect(await failure(keyed(fastEngine).decrypt(message, key))).toBeInstanceOf(DecryptionFailedError);
+    const nonFramedHuge = Buffer.from(await keyed(fastEngine).encrypt(Buffer.alloc(0), key, {}));
     expect(
-      isOpaque(await failure(fastEngine.decrypt(nonFramedHuge.subarray(0, nonFramedHuge.length - 1), key))),
+      isOpaque(
+        await failure(keyed(fastEngine).decrypt(nonFramedHuge.subarray(0, nonFramedHuge.length - 1), key)),
+      ),
     ).toBe(true);
   });
 
@@ -178,7 +191,7 @@ describe('fastEngine', () => {
           fc.uint8Array({ maxLength: 400 }).map((tail) => Buffer.concat([Buffer.from([2, 4, 0x78]), tail])),
         ),
         async (bytes) => {
-          expect(isOpaque(await failure(fastEngine.decrypt(bytes, key)))).toBe(true);
+          expect(isOpaque(await failure(keyed(fastEngine).decrypt(bytes, key)))).toBe(true);
         },
       ),
       { numRuns: 2000 },
@@ -187,7 +200,10 @@ describe('fastEngine', () => {
 
   it('keeps a context key named __proto__ as plain data', async () => {
     const context = JSON.parse('{"__proto__":"x","a":"b"}') as Record<string, string>;
-    const out = await fastEngine.decrypt(await fastEngine.encrypt(Buffer.alloc(1), key, context), key);
+    const out = await keyed(fastEngine).decrypt(
+      await keyed(fastEngine).encrypt(Buffer.alloc(1), key, context),
+      key,
+    );
     expect(Object.getPrototypeOf(out.context)).toBe(Object.prototype);
     expect(Object.entries(out.context)).toEqual(Object.entries(context));
   });

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { DecryptionFailedError, MalformedPayloadError } from '../../src/errors.ts';
 import { esdkKeyName, PROVIDER_ID, type WrappingKey } from '../../src/esdk/engine.ts';
 import { ESDK_SUITE_ID, sdkEngine } from '../../src/esdk/sdk-engine.ts';
+import { keyed } from './keyed.ts';
 
 const keyOf = (namespace: string, version: number, material = randomBytes(32)): WrappingKey => ({
   providerId: PROVIDER_ID,
@@ -32,8 +33,8 @@ describe('sdkEngine', () => {
     const key = keyOf('default', 1);
     for (const size of [0, 1, 4095, 4096, 4097, 100_000]) {
       const plaintext = randomBytes(size);
-      const message = await sdkEngine.encrypt(plaintext, key, context);
-      const out = await sdkEngine.decrypt(message, key);
+      const message = await keyed(sdkEngine).encrypt(plaintext, key, context);
+      const out = await keyed(sdkEngine).decrypt(message, key);
       expect(Buffer.from(out.plaintext).equals(plaintext)).toBe(true);
       // The unsigned suite adds no context keys of its own (signing suites would add aws-crypto-public-key).
       expect(out.context).toEqual(context);
@@ -41,7 +42,7 @@ describe('sdkEngine', () => {
   });
 
   it('writes message format 2 with suite 0x0478', async () => {
-    const message = await sdkEngine.encrypt(Buffer.from('x'), keyOf('default', 1), context);
+    const message = await keyed(sdkEngine).encrypt(Buffer.from('x'), keyOf('default', 1), context);
     expect(message[0]).toBe(0x02);
     expect((message[1]! << 8) | message[2]!).toBe(ESDK_SUITE_ID);
     expect(ESDK_SUITE_ID).toBe(0x0478);
@@ -49,35 +50,41 @@ describe('sdkEngine', () => {
 
   it('fails opaquely with another key or another key name', async () => {
     const key = keyOf('default', 1);
-    const message = await sdkEngine.encrypt(Buffer.from('secret'), key, context);
-    await expect(sdkEngine.decrypt(message, keyOf('default', 1))).rejects.toThrow(DecryptionFailedError);
-    await expect(sdkEngine.decrypt(message, { ...key, keyName: esdkKeyName('other', 1) })).rejects.toThrow(
+    const message = await keyed(sdkEngine).encrypt(Buffer.from('secret'), key, context);
+    await expect(keyed(sdkEngine).decrypt(message, keyOf('default', 1))).rejects.toThrow(
       DecryptionFailedError,
     );
-    await expect(sdkEngine.decrypt(message, { ...key, providerId: 'someone-else' })).rejects.toThrow(
+    await expect(
+      keyed(sdkEngine).decrypt(message, { ...key, keyName: esdkKeyName('other', 1) }),
+    ).rejects.toThrow(DecryptionFailedError);
+    await expect(keyed(sdkEngine).decrypt(message, { ...key, providerId: 'someone-else' })).rejects.toThrow(
       DecryptionFailedError,
     );
-    const error = await sdkEngine.decrypt(message, keyOf('default', 1)).catch((e: unknown) => e);
+    const error = await keyed(sdkEngine)
+      .decrypt(message, keyOf('default', 1))
+      .catch((e: unknown) => e);
     expect((error as Error).message).toBe('decryption failed');
   });
 
   it('keeps versions 1, 10 and 100 apart: each decrypts only with its own key', async () => {
     const keys = [1, 10, 100].map((v) => keyOf('default', v));
     const messages = await Promise.all(
-      keys.map((k) => sdkEngine.encrypt(Buffer.from(k.keyName), k, context)),
+      keys.map((k) => keyed(sdkEngine).encrypt(Buffer.from(k.keyName), k, context)),
     );
     for (const [i, message] of messages.entries()) {
       for (const [j, key] of keys.entries()) {
         if (i === j)
-          expect(Buffer.from((await sdkEngine.decrypt(message, key)).plaintext).toString()).toBe(key.keyName);
-        else await expect(sdkEngine.decrypt(message, key)).rejects.toThrow(DecryptionFailedError);
+          expect(Buffer.from((await keyed(sdkEngine).decrypt(message, key)).plaintext).toString()).toBe(
+            key.keyName,
+          );
+        else await expect(keyed(sdkEngine).decrypt(message, key)).rejects.toThrow(DecryptionFailedError);
       }
     }
   });
 
   it('needs the trailing slash: the JS raw AES keyring selects data keys by key-name prefix', async () => {
     const material = randomBytes(32);
-    const m10 = await sdkEngine.encrypt(Buffer.from('ten'), keyOf('default', 10, material), context);
+    const m10 = await keyed(sdkEngine).encrypt(Buffer.from('ten'), keyOf('default', 10, material), context);
     const header = (
       await buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT).decrypt(
         rawKeyring(keyOf('default', 10, material)),
@@ -97,7 +104,7 @@ describe('sdkEngine', () => {
     expect(unslashed._filter(edk)).toBe(true);
     // ...with it, it does not; and even with the same material the message stays closed to it.
     expect(rawKeyring(keyOf('default', 1, material))._filter(edk)).toBe(false);
-    await expect(sdkEngine.decrypt(m10, keyOf('default', 1, material))).rejects.toThrow(
+    await expect(keyed(sdkEngine).decrypt(m10, keyOf('default', 1, material))).rejects.toThrow(
       DecryptionFailedError,
     );
   });
@@ -110,7 +117,7 @@ describe('sdkEngine', () => {
       Buffer.from([0x02]),
       Buffer.from([0x03, 4, 0x78]),
     ]) {
-      await expect(sdkEngine.decrypt(bytes, key)).rejects.toThrow(MalformedPayloadError);
+      await expect(keyed(sdkEngine).decrypt(bytes, key)).rejects.toThrow(MalformedPayloadError);
     }
   });
 
@@ -121,7 +128,7 @@ describe('sdkEngine', () => {
       suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY_ECDSA_P384,
       encryptionContext: context,
     });
-    await expect(sdkEngine.decrypt(signed.result, key)).rejects.toThrow(DecryptionFailedError);
+    await expect(keyed(sdkEngine).decrypt(signed.result, key)).rejects.toThrow(DecryptionFailedError);
 
     const legacy = buildClient(CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT);
     const v1 = await legacy.encrypt(rawKeyring(key), Buffer.from('x'), {
@@ -129,7 +136,7 @@ describe('sdkEngine', () => {
       encryptionContext: context,
     });
     expect(v1.result[0]).toBe(0x01);
-    await expect(sdkEngine.decrypt(v1.result, key)).rejects.toThrow(DecryptionFailedError);
+    await expect(keyed(sdkEngine).decrypt(v1.result, key)).rejects.toThrow(DecryptionFailedError);
 
     const two = await strict.encrypt(
       new MultiKeyringNode({ generator: rawKeyring(key), children: [rawKeyring(keyOf('default', 2))] }),
@@ -140,14 +147,14 @@ describe('sdkEngine', () => {
       },
     );
     expect(two.messageHeader.encryptedDataKeys).toHaveLength(2);
-    await expect(sdkEngine.decrypt(two.result, key)).rejects.toThrow(DecryptionFailedError);
+    await expect(keyed(sdkEngine).decrypt(two.result, key)).rejects.toThrow(DecryptionFailedError);
   });
 
   it('detects truncation at every frame boundary and inside the header', async () => {
     const key = keyOf('default', 1);
-    const message = await sdkEngine.encrypt(randomBytes(10_000), key, context);
+    const message = await keyed(sdkEngine).encrypt(randomBytes(10_000), key, context);
     for (const length of [3, 10, 100, 200, message.length - 4097, message.length - 17, message.length - 1]) {
-      await expect(sdkEngine.decrypt(message.subarray(0, length), key)).rejects.toThrow(
+      await expect(keyed(sdkEngine).decrypt(message.subarray(0, length), key)).rejects.toThrow(
         DecryptionFailedError,
       );
     }
