@@ -39,6 +39,7 @@ export {
   KEYRING_ERROR_CODES,
   KekMismatchError,
   KeyProviderFaultError,
+  KeyRevokedError,
   KeyringClosedError,
   KeyringError,
   type KeyringErrorCode,
@@ -74,9 +75,15 @@ export {
   loadKek,
 } from './kek/kek-source.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
+export {
+  createKeyHandle,
+  KeyHandle,
+  type KeyProvider,
+  type OwnedKeyHandle,
+  type RawKey,
+} from './keyring/key-handle.ts';
 // The keyring and the keys it hands out
 export {
-  type KeyProvider,
   Keyring,
   type KeyringOptions,
   type RotationMode,

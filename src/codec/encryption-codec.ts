@@ -10,7 +10,7 @@ import {
 import type { EsdkEngine, PreparedKey } from '../esdk/engine.ts';
 import { fastEngine } from '../esdk/fast-engine.ts';
 import { parseEncryptionContext, parseHeader } from '../esdk/message-format.ts';
-import type { KeyProvider, ResolvedKey } from '../keyring/keyring.ts';
+import type { KeyHandle, KeyProvider } from '../keyring/key-handle.ts';
 import { isValidNamespace, validateNamespace } from '../model/namespace.ts';
 import {
   ENCODING_ENCRYPTED,
@@ -33,7 +33,7 @@ const ProtoPayload = proto.temporal.api.common.v1.Payload;
 export interface EncryptionCodecOptions {
   /** The Temporal namespace whose keys encrypt and decrypt. Bound into every ciphertext. */
   namespace: string;
-  /** Where keys come from: usually a `Keyring`. */
+  /** Where keys come from, as {@link KeyHandle}s: usually a `Keyring`. */
   keys: KeyProvider;
   /**
    * How ESDK messages are written and read. Default: `fastEngine` (node:crypto, the same bytes as the
@@ -68,12 +68,6 @@ export class EncryptionCodec implements PayloadCodec {
   readonly #keys: KeyProvider;
   readonly #engine: EsdkEngine;
   readonly #format: FormatNames;
-  // One engine-prepared key per key material and format, so that names are encoded and data keys
-  // cached once per key rather than per call. Interim: key handles will own the prepared keys.
-  readonly #prepared: Record<PayloadFormat, WeakMap<Uint8Array, { keyName: string; key: PreparedKey }>> = {
-    1: new WeakMap(),
-    2: new WeakMap(),
-  };
 
   constructor(options: EncryptionCodecOptions) {
     if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
@@ -133,7 +127,7 @@ export class EncryptionCodec implements PayloadCodec {
   async decode(payloads: Payload[], _context?: SerializationContext): Promise<Payload[]> {
     // Parse everything first, so a malformed payload fails the batch before any key is fetched.
     const named = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
-    const keys = new Map<number, Promise<ResolvedKey>>();
+    const keys = new Map<number, Promise<KeyHandle>>();
     for (const n of named) {
       if (n !== undefined && !keys.has(n.version)) {
         keys.set(n.version, this.#keys.decryptionKey(this.namespace, n.version));
@@ -152,7 +146,7 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  async #decryptOne(payload: Payload, key: ResolvedKey, format: FormatNames): Promise<Payload> {
+  async #decryptOne(payload: Payload, key: KeyHandle, format: FormatNames): Promise<Payload> {
     const data = payload.data;
     if (!(data instanceof Uint8Array) || data.length === 0) {
       throw new MalformedPayloadError('an encrypted payload has no data');
@@ -250,20 +244,23 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  #preparedKeyOf(key: ResolvedKey, format: FormatNames): PreparedKey {
-    const cache = this.#prepared[format.format];
-    const known = cache.get(key.material);
-    const keyName = format.keyName(key.namespace, key.version);
-    if (known?.keyName === keyName && !known.key.disposed) return known.key;
-    known?.key.dispose();
-    const prepared = this.#engine.prepare({ providerId: format.providerId, keyName, material: key.material });
-    cache.set(key.material, { keyName, key: prepared });
-    return prepared;
+  /** The engine's prepared key for a handle under a format's names; the handle makes and owns it. */
+  #preparedKeyOf(key: KeyHandle, format: FormatNames): PreparedKey {
+    return key.prepared(this.#engine, {
+      providerId: format.providerId,
+      keyName: format.keyName(key.namespace, key.version),
+    });
   }
 
-  #assertKey(key: ResolvedKey, version: number): void {
-    // Guards against a KeyProvider that answers for another namespace or version than asked.
-    if (key.namespace !== this.namespace || key.version !== version || key.material?.length !== 32) {
+  #assertKey(key: KeyHandle, version: number): void {
+    // Guards against a KeyProvider that answers with something else than a handle of the key asked
+    // for: a fault of the provider (5xx), not of the payload or the caller.
+    if (typeof key?.prepared !== 'function') {
+      throw new KeyProviderFaultError(
+        'the key provider returned something other than a KeyHandle (make one with createKeyHandle)',
+      );
+    }
+    if (key.namespace !== this.namespace || key.version !== version) {
       throw new KeyProviderFaultError(
         `the key provider returned a key other than ${keyIdFor(this.namespace, version)}`,
       );

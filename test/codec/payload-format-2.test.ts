@@ -62,7 +62,7 @@ describe('payload format 2 (compact)', () => {
     const esdkKeyring = new RawAesKeyringNode({
       keyNamespace: 'tk',
       keyName: 'v1/',
-      unencryptedMasterKey: Uint8Array.from(key.material),
+      unencryptedMasterKey: Uint8Array.from(key.exportMaterial()),
       wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
       utf8Sorting: true,
     });
