@@ -12,6 +12,7 @@ import {
   NamespaceExistsError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  RandomSourceError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
@@ -506,6 +507,9 @@ export class Keyring implements KeyProvider {
   async #commitNew(change: NamespaceChange): Promise<KeyVersion[]> {
     const add = change.add!;
     const material = this.#random.bytes(DATA_KEY_LENGTH);
+    if (material?.length !== DATA_KEY_LENGTH) {
+      throw new RandomSourceError('the random source returned the wrong number of bytes for a new key');
+    }
     const keyId = `${change.namespace}/v${add.version}`;
     for (let attempt = 0; ; attempt++) {
       await this.#followKekRotation();
