@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
-  InvalidOptionError,
   KeystoreUnavailableError,
+  MeterClosedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from '../../src/errors.ts';
@@ -153,7 +153,7 @@ describe('UsageMeter', () => {
     await meter.spend('default', 1, 8);
     await meter.close();
     expect((await keystore.getUsage('default', 1)).used).toBe(50);
-    expect(() => meter.spend('default', 1, 1)).toThrow(InvalidOptionError);
+    expect(() => meter.spend('default', 1, 1)).toThrow(MeterClosedError);
   });
 
   it('validates its options up front, naming the field', () => {
