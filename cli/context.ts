@@ -56,7 +56,8 @@ export function requireKek(settings: ResolvedSettings): KekInput {
 
 /**
  * Opens the keyring the settings name. The CLI does not encrypt, so it meters nothing by default;
- * `allowDeprecatedDecrypt` follows the config file.
+ * `allowDeprecatedDecrypt` and the rotation policies (the propagation delay the lifecycle owner
+ * applies) follow the config file.
  */
 export function openFromSettings(
   settings: ResolvedSettings,
@@ -69,6 +70,7 @@ export function openFromSettings(
     previousKeks: settings.previousKeks(),
     meter: false,
     allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
+    policies: (ns) => settings.rotationPolicy(ns),
     ...overrides,
   });
 }

@@ -42,6 +42,10 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_KEYSTORE_UNAVAILABLE: EXIT.unavailable,
   ERR_LOCK_TIMEOUT: EXIT.unavailable,
   ERR_USAGE_RESERVATION_FAILED: EXIT.unavailable,
+  ERR_REMOTE_CODEC_UNAVAILABLE: EXIT.unavailable,
+  ERR_REMOTE_CODEC_TIMEOUT: EXIT.unavailable,
+  ERR_REMOTE_CODEC_REJECTED: EXIT.error,
+  ERR_NOT_EXPORTABLE: EXIT.state,
   // Faults of this process, not of what the user typed: the generic failure.
   ERR_KEYRING_CLOSED: EXIT.error,
   ERR_METER_CLOSED: EXIT.error,

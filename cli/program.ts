@@ -4,11 +4,13 @@ import { registerConfigCommands } from './commands/config-show.ts';
 import { registerDecodeCommand } from './commands/decode.ts';
 import { registerKeygenCommand } from './commands/keygen.ts';
 import { registerKeysCreateCommand } from './commands/keys-create.ts';
+import { registerKeysExportCommand } from './commands/keys-export.ts';
 import { registerKeysListCommand } from './commands/keys-list.ts';
 import { registerKeysRekeyCommand } from './commands/keys-rekey.ts';
 import { registerKeysRotateCommand } from './commands/keys-rotate.ts';
 import { registerKeysSetStateCommand } from './commands/keys-set-state.ts';
 import { registerKeysStatusCommand } from './commands/keys-status.ts';
+import { registerRewrapCommand } from './commands/rewrap.ts';
 import { registerRotatorCommand } from './commands/rotator.ts';
 import { registerTokenCommands } from './commands/token-create.ts';
 import { EXIT, reportError } from './exit-codes.ts';
@@ -52,8 +54,10 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   registerKeysSetStateCommand(keys);
   registerKeysRekeyCommand(keys);
   registerKeysStatusCommand(keys);
+  registerKeysExportCommand(keys);
 
   registerDecodeCommand(program);
+  registerRewrapCommand(program);
   registerTokenCommands(program);
   registerConfigCommands(program);
   // The codec server (Express, pino, the ESDK) loads only when `serve` runs: it would double the

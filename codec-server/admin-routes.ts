@@ -4,19 +4,24 @@ import type { ServerConfig } from '../src/config/server-config.ts';
 import type { Keyring } from '../src/keyring/keyring.ts';
 import { KEY_STATES } from '../src/model/key-version.ts';
 import { validateNamespace } from '../src/model/namespace.ts';
-import { assertPropagated } from '../src/rotation/rotation-policy.ts';
 import type { Logger } from '../src/runtime/logger.ts';
 import type { Authenticator } from './auth/identity.ts';
+import { registerExportRoutes } from './export-routes.ts';
 import { HttpError, malformed } from './http-error.ts';
 import { contextOf, isLoopback } from './request-context.ts';
 
 /**
  * Key administration over HTTP, mounted at `/admin`:
  * - `GET  /admin/namespaces/{ns}/keys`: versions with state and usage;
- * - `POST /admin/namespaces/{ns}/keys/rotate` `{"mode": "immediate" | "prepublish", "force": false}`
- *   (body optional). Activating a prepublished version before its propagation delay has passed is
- *   refused (409) unless `force`; every POST needs `Content-Type: application/json`.
- * - `POST /admin/namespaces/{ns}/keys/{version}/state` `{"state": "inactive" | ...}`.
+ * - `POST /admin/namespaces/{ns}/keys/rotate`
+ *   `{"mode": "immediate" | "prepublish", "force": false, "expectedActiveVersion": n}` (body
+ *   optional);
+ * - `POST /admin/namespaces/{ns}/keys/{version}/state` `{"state": "inactive" | ..., "force": false}`.
+ *
+ * Every rule is the lifecycle owner's (`keyring.manager`): activating a prepublished version
+ * before its propagation delay is refused (409) unless `"force": true`; of concurrent changes
+ * decided on the same state one is performed and the others answer `performed: false` (200).
+ * Every POST needs `Content-Type: application/json`.
  *
  * Needs the `admin` permission on the namespace (JWT `<ns>:admin`, or a token with `admin`). In
  * dev mode without auth, allowed from loopback addresses only.
@@ -27,8 +32,6 @@ export function adminRouter(deps: {
   config: ServerConfig;
   /** The audit logger: every key change is recorded there. */
   audit: Logger;
-  /** A namespace's propagation delay (ms), from its rotation policy. */
-  propagationDelay: (namespace: string) => number;
 }): Router {
   const { keyring, auth, audit } = deps;
   const record = (_req: Request, res: Response, action: string, details: object) => {
@@ -96,15 +99,16 @@ export function adminRouter(deps: {
   const rotateBody = z.strictObject({
     mode: z.enum(['immediate', 'prepublish']).default('immediate'),
     force: z.boolean().default(false),
+    expectedActiveVersion: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   });
   router.post('/namespaces/:namespace/keys/rotate', async (req: Request, res: Response) => {
     const namespace = await authorize(req, res);
-    const { mode, force } = await body(req, res, rotateBody);
-    if (mode === 'immediate' && !force) {
-      const pending = (await keyring.versions(namespace)).find((v) => v.state === 'prepublished');
-      assertPropagated(pending, deps.propagationDelay(namespace), keyring.clock.now(), 'send "force": true');
-    }
-    const result = await keyring.rotate(namespace, { mode });
+    const { mode, force, expectedActiveVersion } = await body(req, res, rotateBody);
+    const result = await keyring.manager.rotate(namespace, {
+      mode,
+      force,
+      ...(expectedActiveVersion === undefined ? {} : { expectedActiveVersion }),
+    });
     record(req, res, 'rotate', {
       namespace,
       mode,
@@ -115,18 +119,26 @@ export function adminRouter(deps: {
     res.json(result);
   });
 
-  const stateBody = z.strictObject({ state: z.enum(KEY_STATES as [string, ...string[]]) });
+  const stateBody = z.strictObject({
+    state: z.enum(KEY_STATES as [string, ...string[]]),
+    force: z.boolean().default(false),
+  });
   router.post('/namespaces/:namespace/keys/:version/state', async (req: Request, res: Response) => {
     const namespace = await authorize(req, res);
     const version = Number(req.params.version);
     if (!/^[1-9][0-9]{0,15}$/.test(String(req.params.version)) || !Number.isSafeInteger(version)) {
       throw malformed('version must be a positive integer');
     }
-    const { state } = await body(req, res, stateBody);
-    const updated = await keyring.setState(namespace, version, state as (typeof KEY_STATES)[number]);
-    record(req, res, 'set-state', { namespace, version, state });
-    res.json(updated);
+    const { state, force } = await body(req, res, stateBody);
+    const result = await keyring.manager.setState(namespace, version, state as (typeof KEY_STATES)[number], {
+      force,
+    });
+    record(req, res, 'set-state', { namespace, version, state, force, performed: result.performed });
+    // The version as it is now, and whether this request changed it.
+    res.json({ ...result.current, performed: result.performed });
   });
+
+  registerExportRoutes(router, { keyring, authorize, body, record });
 
   return router;
 }

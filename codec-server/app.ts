@@ -8,7 +8,6 @@ import { InternalError, NamespaceMismatchError, NamespaceNotFoundError } from '.
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { errorSummary, type Keyring } from '../src/keyring/keyring.ts';
 import { validateNamespace } from '../src/model/namespace.ts';
-import { DEFAULT_ROTATION_POLICY, type RotationPolicy } from '../src/rotation/rotation-policy.ts';
 import { type Clock, systemClock } from '../src/runtime/clock.ts';
 import { adminRouter } from './admin-routes.ts';
 import { auditLogger, writeAudit } from './audit.ts';
@@ -21,6 +20,7 @@ import { opsRouter } from './ops-routes.ts';
 import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
 import { contextOf } from './request-context.ts';
 import { requestLog } from './request-log.ts';
+import { rewrapRoute } from './rewrap-route.ts';
 
 /** A pino logger (the app uses `child` for the audit channel); tests pass `pino({ level: 'silent' })`. */
 export type PinoLogger = pino.Logger;
@@ -39,11 +39,6 @@ export interface AppDeps {
   engine?: EsdkEngine;
   /** The payload format `/encode` writes (`/decode` reads both). Default: the codec's default, 1. */
   payloadFormat?: PayloadFormat;
-  /**
-   * Rotation policy of a namespace: the admin API refuses to activate a prepublished version
-   * before its `propagationDelay`. Default: {@link DEFAULT_ROTATION_POLICY} for every namespace.
-   */
-  rotationPolicy?: (namespace: string) => RotationPolicy;
   /** Builds the codec of a namespace. Default: `new EncryptionCodec({ namespace, keys: keyring, engine, format })`. */
   codecFor?: (namespace: string) => PayloadCodec;
 }
@@ -65,6 +60,14 @@ export function createApp(deps: AppDeps): Express {
   const metrics = deps.metrics ?? new Metrics();
   const auth = deps.auth ?? createAuthenticator(config, clock);
   const audit = auditLogger(logger);
+  // Every lifecycle change made through this keyring (admin API, rotator) reaches the audit log;
+  // an activation forced past its propagation delay at warn.
+  keyring.manager?.subscribe((event) => {
+    const record = { audit: { ...event, action: `key-${event.action}` } };
+    if (event.forced)
+      audit.warn(record, `key ${event.action}: activated before its propagation delay (forced)`);
+    else audit.info(record, `key ${event.action}`);
+  });
   const codecs = new Map<string, PayloadCodec>();
   const codecFor =
     deps.codecFor ??
@@ -182,14 +185,25 @@ export function createApp(deps: AppDeps): Express {
 
   // Codec routes first: they carry the traffic, and every router passed costs a path match.
   const codecPaths = express.Router();
+  const rewrap = rewrapRoute({
+    keyring,
+    auth,
+    audit,
+    namespaceOf,
+    requireKeys,
+    readJson: (req, res) =>
+      new Promise<void>((resolve, reject) =>
+        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      ),
+  });
+  codecPaths.post('/rewrap', rewrap);
+  codecPaths.post('/:namespace/rewrap', rewrap);
   codecPaths.post('/:op', codecRoute);
   codecPaths.post('/:namespace/:op', codecRoute);
   app.use(config.pathPrefix || '/', codecPaths);
   app.use(opsRouter({ keyring, config, metrics }));
   if (config.admin.enabled) {
-    const policy = deps.rotationPolicy ?? (() => DEFAULT_ROTATION_POLICY);
-    const propagationDelay = (namespace: string) => policy(namespace).propagationDelay;
-    app.use('/admin', adminRouter({ keyring, auth, config, audit, propagationDelay }));
+    app.use('/admin', adminRouter({ keyring, auth, config, audit }));
   }
 
   app.use((_req: Request, _res: Response) => {

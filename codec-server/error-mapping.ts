@@ -43,6 +43,11 @@ export const KEYRING_STATUS: Readonly<Record<KeyringErrorCode, number>> = {
   ERR_NO_ACTIVE_KEY: 503,
   ERR_KEYRING_CLOSED: 503,
   ERR_METER_CLOSED: 503,
+  // A codec server never calls another one; listed so that the map names every code.
+  ERR_REMOTE_CODEC_UNAVAILABLE: 502,
+  ERR_REMOTE_CODEC_TIMEOUT: 504,
+  ERR_REMOTE_CODEC_REJECTED: 502,
+  ERR_NOT_EXPORTABLE: 403,
   // The server's own setup or code is broken: not the caller's fault.
   ERR_KEK_MISMATCH: 500,
   ERR_INVALID_KEK: 500,

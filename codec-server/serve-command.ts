@@ -192,6 +192,7 @@ export async function runServe(
     logger,
     createNamespacesOnFirstUse: config.dev,
     allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
+    policies: (ns) => settings.rotationPolicy(ns),
   });
   const metrics = new Metrics({ defaultMetrics: true });
   // Every server runs a rotator; the keystore lease makes exactly one of them act at a time.
@@ -218,7 +219,6 @@ export async function runServe(
       engine,
       payloadFormat,
       metrics,
-      rotationPolicy: (ns) => settings.rotationPolicy(ns),
     });
     rotator?.start();
     return running;

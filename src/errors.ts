@@ -30,6 +30,7 @@ export const KEYRING_ERROR_CODES = [
   'ERR_NAMESPACE_MISMATCH',
   'ERR_MALFORMED_PAYLOAD',
   'ERR_DECRYPTION_FAILED',
+  'ERR_NOT_EXPORTABLE',
   // Setup, storage and capacity
   'ERR_INVALID_KEK',
   'ERR_KEK_MISMATCH',
@@ -39,6 +40,9 @@ export const KEYRING_ERROR_CODES = [
   'ERR_LOCK_TIMEOUT',
   'ERR_USAGE_LIMIT_REACHED',
   'ERR_USAGE_RESERVATION_FAILED',
+  'ERR_REMOTE_CODEC_UNAVAILABLE',
+  'ERR_REMOTE_CODEC_TIMEOUT',
+  'ERR_REMOTE_CODEC_REJECTED',
   // Runtime faults: never the caller's doing
   'ERR_KEYRING_CLOSED',
   'ERR_KEY_REVOKED',
@@ -149,6 +153,20 @@ export class InvalidStateTransitionError extends KeyringError {
   static override code = 'ERR_INVALID_STATE_TRANSITION' as const;
   constructor(message: string) {
     super('ERR_INVALID_STATE_TRANSITION', message);
+  }
+}
+
+/**
+ * A prepublished version may not become active yet: its propagation delay (the time every process
+ * needs to learn it) has not passed. Same code as any refused transition; `activatableAt` (epoch
+ * ms) says when it may, and `force` is the explicit way past it.
+ */
+export class PropagationPendingError extends InvalidStateTransitionError {
+  constructor(
+    message: string,
+    readonly activatableAt: number,
+  ) {
+    super(message);
   }
 }
 
@@ -310,6 +328,98 @@ export class InternalError extends KeyringError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_INTERNAL', message, options);
   }
+}
+
+/**
+ * A remote codec server could not be reached, or answered 503, on every attempt (connection
+ * refused or reset, server restarting, keystore unavailable behind it). Waiting helps.
+ */
+export class RemoteCodecUnavailableError extends KeyringError {
+  static override code = 'ERR_REMOTE_CODEC_UNAVAILABLE' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_REMOTE_CODEC_UNAVAILABLE', message, options);
+  }
+}
+
+/** A remote codec server did not answer within the timeout. */
+export class RemoteCodecTimeoutError extends KeyringError {
+  static override code = 'ERR_REMOTE_CODEC_TIMEOUT' as const;
+  constructor(message: string) {
+    super('ERR_REMOTE_CODEC_TIMEOUT', message);
+  }
+}
+
+/**
+ * A remote codec server refused a request with a code that is not one of this library's (its own
+ * HTTP-level codes: `ERR_UNAUTHORIZED`, `ERR_FORBIDDEN`, `ERR_PAYLOAD_TOO_LARGE`, ...). Library
+ * codes come back as their own classes instead (see {@link keyringErrorFromCode}).
+ */
+export class RemoteCodecRejectedError extends KeyringError {
+  static override code = 'ERR_REMOTE_CODEC_REJECTED' as const;
+  constructor(
+    /** HTTP status of the answer. */
+    readonly status: number,
+    /** The server's `code` (e.g. `ERR_FORBIDDEN`), or `undefined` when its body had none. */
+    readonly remoteCode: string | undefined,
+    message: string,
+  ) {
+    super('ERR_REMOTE_CODEC_REJECTED', message);
+  }
+}
+
+/**
+ * Key export was asked for a namespace whose policy does not say `exportable: true` (Vault
+ * Transit's rule: keys leave the keyring only where that was decided beforehand).
+ */
+export class NotExportableError extends KeyringError {
+  static override code = 'ERR_NOT_EXPORTABLE' as const;
+  constructor(readonly namespace: string) {
+    super(
+      'ERR_NOT_EXPORTABLE',
+      `namespace "${namespace}" is not exportable (set "exportable": true under namespaces.${namespace} in the config file, or POST /admin/namespaces/${namespace}/exportable; the mark is irreversible)`,
+    );
+  }
+}
+
+const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
+  InvalidOptionError,
+  InvalidNamespaceError,
+  NamespaceNotFoundError,
+  NamespaceExistsError,
+  NoActiveKeyError,
+  KeyVersionNotFoundError,
+  KeyVersionDeprecatedError,
+  KeyVersionDestroyedError,
+  InvalidStateTransitionError,
+  NamespaceMismatchError,
+  MalformedPayloadError,
+  DecryptionFailedError,
+  InvalidKekError,
+  KekMismatchError,
+  KeystoreCorruptError,
+  KeystoreConflictError,
+  KeystoreUnavailableError,
+  LockTimeoutError,
+  UsageLimitReachedError,
+  UsageReservationError,
+  RemoteCodecUnavailableError,
+  RemoteCodecTimeoutError,
+  NotExportableError,
+] as unknown as (typeof KeyringError)[];
+
+const CLASS_BY_CODE = new Map<string, typeof KeyringError>(ERROR_CLASSES.map((c) => [c.code, c]));
+
+/**
+ * The error of this library's class for `code`, with `message` as is: how a code that crossed a
+ * wire (a codec server's `{code, message}`) becomes the same typed error on the other side.
+ * Class-specific fields (`namespace`, `version`, ...) are not carried; `code`, class and message
+ * are. `undefined` for a code that is not one of ours.
+ */
+export function keyringErrorFromCode(code: string, message: string): KeyringError | undefined {
+  const cls = CLASS_BY_CODE.get(code);
+  if (!cls) return undefined;
+  // The base constructor with the subclass as new.target: right prototype and name, any arity.
+  return Reflect.construct(KeyringError, [code, message], cls) as KeyringError;
 }
 
 export function isKeyringError(error: unknown): error is KeyringError {

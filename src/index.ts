@@ -16,7 +16,18 @@ export {
   keyIdOfPayload,
   keyVersionOf,
 } from './codec/encryption-codec.ts';
+export {
+  type EsdkNames,
+  type ExportedVersion,
+  exportableSince,
+  exportKeys,
+  type KeyExport,
+  markExportable,
+  setExportable,
+} from './codec/key-export.ts';
 export type { PayloadFormat } from './codec/payload-format.ts';
+export { RemoteCodec, type RemoteCodecOptions } from './codec/remote-codec.ts';
+export { Rewrapper, type RewrapResult } from './codec/rewrap.ts';
 // Configuration files and the settings the CLI reads
 export type { KekConfig, KeyringConfig, NamespaceConfig } from './config/config-schema.ts';
 export { type LoadedConfig, loadConfigFile, parseConfig } from './config/load-config.ts';
@@ -56,7 +67,12 @@ export {
   NamespaceMismatchError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  NotExportableError,
+  PropagationPendingError,
   RandomSourceError,
+  RemoteCodecRejectedError,
+  RemoteCodecTimeoutError,
+  RemoteCodecUnavailableError,
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
@@ -82,6 +98,14 @@ export {
   type OwnedKeyHandle,
   type RawKey,
 } from './keyring/key-handle.ts';
+// The key lifecycle (keyring.manager)
+export {
+  KeyManager,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type StateChangeResult,
+} from './keyring/key-manager.ts';
 // The keyring and the keys it hands out
 export {
   Keyring,
@@ -101,6 +125,7 @@ export type {
 export { type KeystoreLocation, parseKeystoreLocation } from './keystore/keystore-location.ts';
 export { MemoryKeystore } from './keystore/memory-keystore.ts';
 export { type OpenKeystoreOptions, openKeystore } from './keystore/open-keystore.ts';
+export { ValidatingKeystore } from './keystore/validating-keystore.ts';
 // Key versions and their states
 export type { KeyState, KeyVersion, NamespaceChange, StateTransition } from './model/key-version.ts';
 // The high-level factory

@@ -3,7 +3,7 @@ import { InvalidOptionError } from './errors.ts';
 import type { KeyEncryptionKey } from './kek/kek.ts';
 import { type KekSource, kekFromPassphrase, loadKek } from './kek/kek-source.ts';
 import type { EncryptionMeter } from './keyring/encryption-meter.ts';
-import { Keyring } from './keyring/keyring.ts';
+import { Keyring, type LifecycleEvent } from './keyring/keyring.ts';
 import type { Keystore } from './keystore/keystore.ts';
 import {
   DEFAULT_DATA_DIR,
@@ -11,6 +11,7 @@ import {
   parseKeystoreLocation,
 } from './keystore/keystore-location.ts';
 import { openKeystore } from './keystore/open-keystore.ts';
+import type { RotationPolicy } from './rotation/rotation-policy.ts';
 import { UsageMeter } from './rotation/usage-meter.ts';
 import { type Clock, systemClock } from './runtime/clock.ts';
 import { type Logger, silentLogger } from './runtime/logger.ts';
@@ -50,6 +51,13 @@ export interface OpenKeyringOptions {
   allowDeprecatedDecrypt?: boolean | ((namespace: string) => boolean);
   /** How often cached key metadata is re-read. Default 30 s. */
   refreshIntervalMs?: number;
+  /**
+   * Each namespace's rotation policy; the keyring's lifecycle owner applies its propagation delay
+   * to every activation. Default: `DEFAULT_ROTATION_POLICY` for every namespace.
+   */
+  policies?: (namespace: string) => Pick<RotationPolicy, 'propagationDelay'>;
+  /** Told of every lifecycle change made through the keyring (audit logs). */
+  onLifecycleEvent?: (event: LifecycleEvent) => void;
   /** File keystore: how long to wait for its lock. Default: the file keystore's. */
   lockTimeoutMs?: number;
   /** PostgreSQL keystore: TLS options passed to `pg` (or put `sslmode` in the URL). */
@@ -116,6 +124,8 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
       createNamespacesOnFirstUse: options.createNamespacesOnFirstUse,
       allowDeprecatedDecrypt: options.allowDeprecatedDecrypt,
       refreshIntervalMs: options.refreshIntervalMs,
+      policies: options.policies,
+      onLifecycleEvent: options.onLifecycleEvent,
     });
     let closed: Promise<void> | undefined;
     return {

@@ -150,7 +150,7 @@ describe('openKeyring', () => {
     const script = `
       import { createRequire } from 'node:module';
       const { openKeyring } = await import(${JSON.stringify(`${src}/open-keyring.ts`)});
-      const { generateKekBase64 } = await import(${JSON.stringify(`${src}/kek-source.ts`)});
+      const { generateKekBase64 } = await import(${JSON.stringify(`${src}/kek/kek-source.ts`)});
       const pgLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/node_modules/pg/'));
       const o = await openKeyring({ keystore: ${JSON.stringify(await tempDir())}, kek: { type: 'base64', value: generateKekBase64() } });
       await o.close();

@@ -14,7 +14,7 @@ export function registerKeysCreateCommand(keys: Command): void {
       const namespace = namespaceArg(options.namespace);
       const created = await withKeyring(
         command,
-        ({ keyring }) => keyring.createNamespace(namespace),
+        ({ keyring }) => keyring.manager.createNamespace(namespace),
         undefined,
         {
           create: true,

@@ -8,7 +8,7 @@ import { openFromSettings, requireExistingKeystore, settingsOf } from '../contex
 import { out, printJson, progress } from '../output.ts';
 
 /**
- * `keys rekey`: KEK rotation. Every key version is re-wrapped under the new KEK (`Keyring.rekey`).
+ * `keys rekey`: KEK rotation. Every key version is re-wrapped under the new KEK (`KeyManager.rekey`).
  * Resumable: the keystore records the rotation in progress and which KEK wraps each key, so after
  * an interruption the same command continues where it stopped. Until it completes, the old and
  * the new KEK are both accepted; afterwards only the new one is.
@@ -41,7 +41,7 @@ export function registerKeysRekeyCommand(keys: Command): void {
             // The KEK the keys are moving away from (when resuming, the one recorded at the start).
             const info = await keystore.getKekInfo();
             const from = info?.rekey?.fromKekId ?? info?.currentKekId ?? opened.keyring.kekId;
-            const { rewrapped } = await opened.keyring.rekey(newKek);
+            const { rewrapped } = await opened.keyring.manager.rekey(newKek);
             if (options.json) {
               printJson({ fromKekId: from, toKekId: newKek.id, rewrapped });
             } else {

@@ -7,7 +7,9 @@ import { namespaceArg, versionArg } from './parse.ts';
 
 /**
  * `keys set-state`: moves one version along its lifecycle (see key-version.ts for the allowed
- * transitions). `destroyed` erases the material for good, so it asks for `--yes`.
+ * transitions). `destroyed` erases the material for good, so it asks for `--yes`. `active` is an
+ * activation: the lifecycle owner refuses it before the version's propagation delay has passed,
+ * unless `--force`.
  */
 export function registerKeysSetStateCommand(keys: Command): void {
   keys
@@ -17,10 +19,18 @@ export function registerKeysSetStateCommand(keys: Command): void {
     .requiredOption('--version <n>', 'key version number', (v) => versionArg(v))
     .addOption(new Option('--state <state>', 'new state').choices(KEY_STATES).makeOptionMandatory())
     .option('--yes', 'confirm an irreversible change (required for --state destroyed)')
+    .option('--force', 'activate a prepublished version even before its propagation delay has passed')
     .option('--json', 'print the version as JSON')
     .action(
       async (
-        options: { namespace: string; version: number; state: KeyState; yes?: boolean; json?: boolean },
+        options: {
+          namespace: string;
+          version: number;
+          state: KeyState;
+          yes?: boolean;
+          force?: boolean;
+          json?: boolean;
+        },
         command: Command,
       ) => {
         const namespace = namespaceArg(options.namespace);
@@ -30,14 +40,16 @@ export function registerKeysSetStateCommand(keys: Command): void {
             'destroying a key version erases it for good: payloads encrypted with it can never be decrypted again; add --yes to confirm',
           );
         }
-        const { before, after } = await withKeyring(command, async ({ keyring }) => {
-          const found = (await keyring.versions(namespace)).find((v) => v.version === options.version);
-          const changed = await keyring.setState(namespace, options.version, options.state);
-          return { before: found, after: changed };
-        });
-        if (options.json) printJson(versionJson(after));
-        else if (before?.state === after.state) out(`${after.keyId} is already ${after.state}`);
-        else out(`${after.keyId}: ${before?.state ?? '?'} -> ${after.state}`);
+        const result = await withKeyring(command, ({ keyring }) =>
+          keyring.manager.setState(namespace, options.version, options.state, {
+            force: options.force === true,
+          }),
+        );
+        const { previous, current } = result;
+        if (options.json) printJson(versionJson(current));
+        else if (result.performed) out(`${current.keyId}: ${previous.state} -> ${current.state}`);
+        else if (current.state === options.state) out(`${current.keyId} is already ${current.state}`);
+        else out(`nothing done: another change came first; ${current.keyId} is ${current.state}`);
       },
     );
 }

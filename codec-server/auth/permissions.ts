@@ -9,7 +9,8 @@ import type { Operation } from '../../src/config/server-config.ts';
 export type Role = 'read' | 'write' | 'admin';
 
 const RANK: Record<Role, number> = { read: 1, write: 2, admin: 3 };
-const NEEDED: Record<Operation, Role> = { decode: 'read', encode: 'write', admin: 'admin' };
+// `rewrap` re-encrypts archives and spends encryptions on a key-management task: admins only.
+const NEEDED: Record<Operation, Role> = { decode: 'read', encode: 'write', admin: 'admin', rewrap: 'admin' };
 
 /** Reads the claim (an array of strings, or one space/comma-separated string) into namespace → best role. */
 export function parsePermissions(claim: unknown): Map<string, Role> {

@@ -32,6 +32,11 @@ export const namespaceConfigSchema = z.strictObject({
   rotation: rotationSchema.optional(),
   /** Let deprecated key versions of this namespace decrypt. Default: `defaults.allowDeprecatedDecrypt`. */
   allowDeprecatedDecrypt: z.boolean().optional(),
+  /**
+   * Let `keys export` hand out this namespace's raw keys (workers in other languages). Marks the
+   * namespace in the keystore on first export; as in Vault, a mark is never removed.
+   */
+  exportable: z.boolean().optional(),
 });
 
 export const configSchema = z.strictObject({

@@ -20,7 +20,7 @@ export const DEV_CORS_ORIGINS = [
   'http://localhost:8080',
 ] as const;
 
-export const CODEC_OPERATIONS = ['encode', 'decode', 'admin'] as const;
+export const CODEC_OPERATIONS = ['encode', 'decode', 'admin', 'rewrap'] as const;
 export type Operation = (typeof CODEC_OPERATIONS)[number];
 
 const origin = z.string().refine(

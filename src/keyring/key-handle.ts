@@ -2,8 +2,8 @@ import { InvalidOptionError, KeyRevokedError } from '../errors.ts';
 import type { EsdkEngine, PreparedKey } from '../esdk/engine.ts';
 import { validateNamespace } from '../model/namespace.ts';
 
-/** Length of a data key (a key version's material): AES-256. */
-export const DATA_KEY_LENGTH = 32;
+/** Length of a key version's material: AES-256. */
+const KEY_LENGTH = 32;
 
 /** A key version's raw material, to make a {@link KeyHandle} of (see {@link createKeyHandle}). */
 export interface RawKey {
@@ -66,10 +66,10 @@ export class KeyHandle {
     if (typeof this.keyId !== 'string' || this.keyId.length === 0) {
       throw new InvalidOptionError('keyId', 'must be a non-empty string');
     }
-    if (!(key.material instanceof Uint8Array) || key.material.length !== DATA_KEY_LENGTH) {
-      throw new InvalidOptionError('material', `must be ${DATA_KEY_LENGTH} bytes`);
+    if (!(key.material instanceof Uint8Array) || key.material.length !== KEY_LENGTH) {
+      throw new InvalidOptionError('material', `must be ${KEY_LENGTH} bytes`);
     }
-    const material = new Uint8Array(DATA_KEY_LENGTH);
+    const material = new Uint8Array(KEY_LENGTH);
     material.set(key.material);
     this.#material = material;
   }

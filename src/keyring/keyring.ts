@@ -1,7 +1,6 @@
 import {
   DecryptionFailedError,
   InvalidOptionError,
-  InvalidStateTransitionError,
   KekMismatchError,
   KeyringClosedError,
   KeystoreConflictError,
@@ -12,19 +11,36 @@ import {
   NamespaceExistsError,
   NamespaceNotFoundError,
   NoActiveKeyError,
-  RandomSourceError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
-import type { KeyState, KeyVersion, NamespaceChange } from '../model/key-version.ts';
+import { ValidatingKeystore } from '../keystore/validating-keystore.ts';
+import type { KeyState, KeyVersion } from '../model/key-version.ts';
 import { validateNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
 import { type RandomSource, systemRandom } from '../runtime/random.ts';
 import type { EncryptionMeter } from './encryption-meter.ts';
-import { DATA_KEY_LENGTH, KeyHandle, type KeyProvider, type OwnedKeyHandle } from './key-handle.ts';
+import { KeyHandle, type KeyProvider, type OwnedKeyHandle } from './key-handle.ts';
+import {
+  DATA_KEY_LENGTH,
+  KeyManager,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type RotationResult,
+} from './key-manager.ts';
 
-export { DATA_KEY_LENGTH, type KeyProvider } from './key-handle.ts';
+export type { KeyProvider } from './key-handle.ts';
+export {
+  DATA_KEY_LENGTH,
+  type LifecycleEvent,
+  type LifecyclePolicy,
+  type RotateOptions,
+  type RotationMode,
+  type RotationResult,
+  type StateChangeResult,
+} from './key-manager.ts';
 
 export interface KeyringOptions {
   keystore: Keystore;
@@ -45,20 +61,14 @@ export interface KeyringOptions {
   createNamespacesOnFirstUse?: boolean;
   /** Namespaces whose deprecated versions may still decrypt: `true` for all, or a predicate. */
   allowDeprecatedDecrypt?: boolean | ((namespace: string) => boolean);
+  /**
+   * Each namespace's rotation policy, of which the lifecycle owner ({@link KeyManager}) applies the
+   * propagation delay. Default: `DEFAULT_ROTATION_POLICY`'s (2 minutes) for every namespace.
+   */
+  policies?: (namespace: string) => LifecyclePolicy;
+  /** Told of every lifecycle change made through this keyring (audit logs). */
+  onLifecycleEvent?: (event: LifecycleEvent) => void;
 }
-
-/** What a rotation did. */
-export interface RotationResult {
-  namespace: string;
-  /** False when another process rotated first (or a prepublished version already existed). */
-  performed: boolean;
-  /** The version that was active before. */
-  previous: KeyVersion | undefined;
-  /** The new (or already existing) version: active after `immediate`, prepublished after `prepublish`. */
-  current: KeyVersion;
-}
-
-export type RotationMode = 'immediate' | 'prepublish';
 
 interface NamespaceCache {
   versions: KeyVersion[];
@@ -67,10 +77,12 @@ interface NamespaceCache {
 }
 
 /**
- * Per-namespace versioned keys over a {@link Keystore}: the place where key states are enforced,
- * material is wrapped and unwrapped with the KEK, and metadata is cached and refreshed.
+ * Per-namespace versioned keys over a {@link Keystore}: the read side (the key to encrypt with,
+ * the key a payload names, as their states allow), material unwrapped with the KEK, and metadata
+ * cached and refreshed. Lifecycle changes belong to its {@link KeyManager} (`keyring.manager`);
+ * the lifecycle methods here are shorthands for it.
  *
- * Pipeline position: `PayloadCodec` → `KeyProvider` (this) → `Keystore` (wrapped keys only).
+ * Pipeline position: `PayloadCodec` → `KeyProvider` (this) → `ValidatingKeystore` → backend.
  */
 export class Keyring implements KeyProvider {
   readonly keystore: Keystore;
@@ -84,6 +96,9 @@ export class Keyring implements KeyProvider {
   readonly #minOnDemandRefreshMs: number;
   readonly #createOnFirstUse: boolean;
   readonly #allowDeprecated: (namespace: string) => boolean;
+  readonly #policies: ((namespace: string) => LifecyclePolicy) | undefined;
+  readonly #onLifecycleEvent: ((event: LifecycleEvent) => void) | undefined;
+  #manager: KeyManager | undefined;
   readonly #cache = new Map<string, NamespaceCache>();
   // One handle per key version (by key id), made on first use; revoked on destroy and on close.
   readonly #handles = new Map<string, OwnedKeyHandle>();
@@ -93,7 +108,7 @@ export class Keyring implements KeyProvider {
   #closed = false;
 
   private constructor(options: KeyringOptions) {
-    this.keystore = options.keystore;
+    this.keystore = ValidatingKeystore.wrap(options.keystore);
     this.clock = options.clock ?? systemClock;
     this.#primaryKek = options.kek;
     this.#keks = new Map([options.kek, ...(options.previousKeks ?? [])].map((k) => [k.id, k]));
@@ -105,6 +120,8 @@ export class Keyring implements KeyProvider {
     this.#createOnFirstUse = options.createNamespacesOnFirstUse ?? false;
     const allow = options.allowDeprecatedDecrypt ?? false;
     this.#allowDeprecated = typeof allow === 'function' ? allow : () => allow;
+    this.#policies = options.policies;
+    this.#onLifecycleEvent = options.onLifecycleEvent;
   }
 
   /**
@@ -115,13 +132,26 @@ export class Keyring implements KeyProvider {
     validateKeyringOptions(options);
     const keyring = new Keyring(options);
     await keyring.#verifyKek();
+    keyring.#manager = new KeyManager({
+      keystore: keyring.keystore,
+      keks: keyring.#keks,
+      primaryKek: keyring.#primaryKek,
+      clock: keyring.clock,
+      random: keyring.#random,
+      logger: keyring.#logger,
+      ...(keyring.#policies ? { policies: keyring.#policies } : {}),
+      ...(keyring.#onLifecycleEvent ? { onEvent: keyring.#onLifecycleEvent } : {}),
+      onCommitted: (namespace, versions) => {
+        if (!keyring.#closed) keyring.#store(namespace, structuredClone(versions));
+      },
+    });
     keyring.#startRefresh();
     return keyring;
   }
 
   /** Id of the KEK new keys are wrapped with. */
   get kekId(): string {
-    return this.#primaryKek.id;
+    return this.#manager?.kekId ?? this.#primaryKek.id;
   }
 
   // --- KeyProvider -------------------------------------------------------------------------
@@ -185,186 +215,39 @@ export class Keyring implements KeyProvider {
     return structuredClone((await this.#load(namespace)).versions);
   }
 
-  /** Creates version 1 (active) of a new namespace. */
-  async createNamespace(namespace: string): Promise<KeyVersion> {
-    validateNamespace(namespace);
-    try {
-      const versions = await this.#commitNew({
-        namespace,
-        at: this.clock.now(),
-        expectedLatestVersion: 0,
-        add: { version: 1, state: 'active' },
-      });
-      this.#logger.info({ namespace, version: 1 }, 'namespace created');
-      return versions[0]!;
-    } catch (error) {
-      if (error instanceof KeystoreConflictError) throw new NamespaceExistsError(namespace);
-      throw error;
-    }
+  /** The owner of the key lifecycle (create, rotate, set-state, destroy, rekey) over this keyring's keystore. */
+  get manager(): KeyManager {
+    return this.#manager!;
   }
 
-  /**
-   * Rotates a namespace's key.
-   * - `immediate`: the new version becomes active now; the old active one becomes inactive. If a
-   *   prepublished version exists it is promoted instead (it is already known everywhere).
-   * - `prepublish`: phase one of a two-phase rotation; the new version is created `prepublished`,
-   *   and {@link promote} makes it active once every process has seen it.
-   *
-   * With `expectedActiveVersion`, nothing happens unless that version is still the active one, so
-   * that concurrent rotators rotate once. Concurrent rotations yield exactly one new version.
-   */
-  async rotate(
+  /** Shorthand for `manager.createNamespace`. */
+  createNamespace(namespace: string): Promise<KeyVersion> {
+    return this.manager.createNamespace(namespace);
+  }
+
+  /** Shorthand for `manager.rotate`: every rule (propagation delay, compare-and-set) is the manager's. */
+  rotate(namespace: string, options?: RotateOptions): Promise<RotationResult> {
+    return this.manager.rotate(namespace, options);
+  }
+
+  /** Shorthand for `manager.promote`. */
+  promote(namespace: string, version: number, options?: { force?: boolean }): Promise<RotationResult> {
+    return this.manager.promote(namespace, version, options);
+  }
+
+  /** Shorthand for `manager.setState`, answering the version afterwards. */
+  async setState(
     namespace: string,
-    options: { mode?: RotationMode; expectedActiveVersion?: number } = {},
-  ): Promise<RotationResult> {
-    validateNamespace(namespace);
-    const mode = options.mode ?? 'immediate';
-    const before = (await this.#load(namespace)).versions;
-    if (before.length === 0) throw new NamespaceNotFoundError(namespace);
-    const active = before.find((v) => v.state === 'active');
-    if (!active) throw new NoActiveKeyError(namespace);
-    const pending = before.find((v) => v.state === 'prepublished');
-    const unchanged = (current: KeyVersion): RotationResult => ({
-      namespace,
-      performed: false,
-      previous: active,
-      current,
-    });
-    if (options.expectedActiveVersion !== undefined && active.version !== options.expectedActiveVersion) {
-      return unchanged(active);
-    }
-    if (pending) {
-      if (mode === 'prepublish') return unchanged(pending);
-      return this.promote(namespace, pending.version);
-    }
-    const latest = before.at(-1)!.version;
-    const change: NamespaceChange = {
-      namespace,
-      at: this.clock.now(),
-      expectedLatestVersion: latest,
-      add: { version: latest + 1, state: mode === 'immediate' ? 'active' : 'prepublished' },
-      transitions: mode === 'immediate' ? [{ version: active.version, from: 'active', to: 'inactive' }] : [],
-    };
-    try {
-      const after = await this.#commitNew(change);
-      const current = after.find((v) => v.version === latest + 1)!;
-      this.#logger.info({ namespace, from: active.version, to: current.version, mode }, 'key rotated');
-      return { namespace, performed: true, previous: active, current };
-    } catch (error) {
-      if (!(error instanceof KeystoreConflictError)) throw error;
-      // Someone else rotated between our read and our write: theirs is the rotation.
-      const after = (await this.#load(namespace)).versions;
-      const newer = after.filter((v) => v.version > latest);
-      const current =
-        newer.find((v) => v.state === 'active') ??
-        newer.find((v) => v.state === 'prepublished') ??
-        after.at(-1)!;
-      return unchanged(current);
-    }
+    version: number,
+    state: KeyState,
+    options?: { force?: boolean },
+  ): Promise<KeyVersion> {
+    return (await this.manager.setState(namespace, version, state, options)).current;
   }
 
-  /** Makes a prepublished (or inactive) version active; the active one becomes inactive. */
-  async promote(namespace: string, version: number): Promise<RotationResult> {
-    validateNamespace(namespace);
-    const before = (await this.#load(namespace)).versions;
-    const target = before.find((v) => v.version === version);
-    if (!target) throw new KeyVersionNotFoundError(namespace, version);
-    const active = before.find((v) => v.state === 'active');
-    if (target.state === 'active') return { namespace, performed: false, previous: target, current: target };
-    if (target.state !== 'prepublished' && target.state !== 'inactive') {
-      throw new InvalidStateTransitionError(
-        `key version ${version} of namespace "${namespace}" is ${target.state} and cannot become active`,
-      );
-    }
-    const transitions: NamespaceChange['transitions'] = [{ version, from: target.state, to: 'active' }];
-    if (active) transitions.unshift({ version: active.version, from: 'active', to: 'inactive' });
-    const after = await this.keystore.commit({ namespace, at: this.clock.now(), transitions });
-    this.#store(namespace, after);
-    this.#logger.info({ namespace, from: active?.version, to: version }, 'key version activated');
-    return {
-      namespace,
-      performed: true,
-      previous: active,
-      current: after.find((v) => v.version === version)!,
-    };
-  }
-
-  /**
-   * Moves a version to another state. `active` goes through {@link promote}; leaving `active` is
-   * only possible by rotating or promoting another version (a namespace always has one active).
-   */
-  async setState(namespace: string, version: number, state: KeyState): Promise<KeyVersion> {
-    validateNamespace(namespace);
-    if (state === 'active') return (await this.promote(namespace, version)).current;
-    const before = (await this.#load(namespace)).versions;
-    const target = before.find((v) => v.version === version);
-    if (!target) throw new KeyVersionNotFoundError(namespace, version);
-    if (target.state === state) return target;
-    if (target.state === 'active') {
-      throw new InvalidStateTransitionError(
-        `key version ${version} of namespace "${namespace}" is active; rotate first (temporal-keyring keys rotate --namespace ${namespace})`,
-      );
-    }
-    const after = await this.keystore.commit({
-      namespace,
-      at: this.clock.now(),
-      transitions: [{ version, from: target.state, to: state }],
-    });
-    this.#store(namespace, after);
-    if (state === 'destroyed') this.#forget(target.keyId);
-    this.#logger.info({ namespace, version, from: target.state, to: state }, 'key state changed');
-    return after.find((v) => v.version === version)!;
-  }
-
-  /**
-   * KEK rotation: re-wraps every key under `newKek`. Resumable: the keystore records the rekey in
-   * progress, and each key says which KEK wraps it, so running it again after a crash continues
-   * where it stopped. Until it completes, both KEKs are accepted.
-   */
-  async rekey(newKek: KeyEncryptionKey): Promise<{ rewrapped: number }> {
-    const info = (await this.keystore.getKekInfo())!;
-    if (info.currentKekId === newKek.id && !info.rekey) return { rewrapped: 0 };
-    this.#keks.set(newKek.id, newKek);
-    let inProgress = info;
-    if (!info.rekey || info.rekey.toKekId !== newKek.id) {
-      const check = Buffer.from(await newKek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK_AAD)).toString('base64');
-      inProgress = {
-        ...info,
-        checks: [...info.checks.filter((c) => c.kekId !== newKek.id), { kekId: newKek.id, check }],
-        rekey: {
-          fromKekId: info.rekey?.fromKekId ?? info.currentKekId,
-          toKekId: newKek.id,
-          startedAt: this.clock.now(),
-        },
-      };
-      await this.keystore.putKekInfo(inProgress, info);
-    }
-    this.#primaryKek = newKek;
-    let rewrapped = 0;
-    for (const namespace of await this.keystore.listNamespaces()) {
-      for (const v of await this.keystore.getVersions(namespace)) {
-        const wrapped = await this.keystore.getMaterial(namespace, v.version);
-        if (!wrapped || wrapped.kekId === newKek.id) continue;
-        const material = await this.#unwrap(v, wrapped);
-        const aad = materialAad(v.namespace, v.version, v.keyId);
-        const next: WrappedKey = {
-          kekId: newKek.id,
-          alg: 'A256GCM',
-          ciphertext: await newKek.wrap(material, aad),
-        };
-        await this.keystore.rewrapMaterial(namespace, v.version, next, wrapped.kekId);
-        rewrapped++;
-      }
-    }
-    const done: KekInfo = {
-      ...inProgress,
-      currentKekId: newKek.id,
-      checks: inProgress.checks.filter((c) => c.kekId === newKek.id),
-    };
-    delete done.rekey;
-    await this.keystore.putKekInfo(done, inProgress);
-    this.#logger.info({ kekId: newKek.id, rewrapped }, 'KEK rotation complete');
-    return { rewrapped };
+  /** Shorthand for `manager.rekey`. */
+  rekey(newKek: KeyEncryptionKey): Promise<{ rewrapped: number }> {
+    return this.manager.rekey(newKek);
   }
 
   /** Re-reads every cached namespace from the keystore. */
@@ -485,54 +368,6 @@ export class Keyring implements KeyProvider {
     if (versions.length > 0 || previous) this.#cache.set(namespace, entry);
     for (const v of versions) if (v.state === 'destroyed') this.#forget(v.keyId);
     return entry;
-  }
-
-  /**
-   * New keys must be wrapped with the keystore's current (or rekey target) KEK. A process opened
-   * before another one rotated the KEK would otherwise wrap them with the retired KEK, which
-   * processes holding only the new KEK cannot unwrap.
-   */
-  async #followKekRotation(): Promise<void> {
-    const info = await this.keystore.getKekInfo();
-    const target = info ? (info.rekey?.toKekId ?? info.currentKekId) : this.#primaryKek.id;
-    const kek = this.#keks.get(target);
-    if (!kek) {
-      throw new KekMismatchError(
-        `the keystore's keys are now wrapped with KEK ${target}, which this process does not hold; restart it with that KEK`,
-      );
-    }
-    this.#primaryKek = kek;
-  }
-
-  async #commitNew(change: NamespaceChange): Promise<KeyVersion[]> {
-    const add = change.add!;
-    const material = this.#random.bytes(DATA_KEY_LENGTH);
-    if (material?.length !== DATA_KEY_LENGTH) {
-      throw new RandomSourceError('the random source returned the wrong number of bytes for a new key');
-    }
-    const keyId = `${change.namespace}/v${add.version}`;
-    for (let attempt = 0; ; attempt++) {
-      await this.#followKekRotation();
-      const wrapped: WrappedKey = {
-        kekId: this.#primaryKek.id,
-        alg: 'A256GCM',
-        ciphertext: await this.#primaryKek.wrap(material, materialAad(change.namespace, add.version, keyId)),
-      };
-      try {
-        const after = await this.keystore.commit(change, wrapped);
-        if (!this.#closed && !this.#handles.has(keyId)) {
-          const version = { namespace: change.namespace, version: add.version, keyId, material };
-          this.#handles.set(keyId, KeyHandle.create(version));
-        }
-        material.fill(0);
-        this.#store(change.namespace, after);
-        return after;
-      } catch (error) {
-        // A KEK rotation began between our read of the KEK record and the commit, and the store
-        // refused the retiring KEK: wrap again with the rotation's target (if we hold it).
-        if (!(error instanceof KekMismatchError) || attempt > 0) throw error;
-      }
-    }
   }
 
   /** The handle of a version: made once from the unwrapped material, which only the handle keeps. */

@@ -1,17 +1,15 @@
 import { promises as fsp } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
   InvalidOptionError,
-  KekMismatchError,
   KeyringError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeystoreUnavailableError,
 } from '../errors.ts';
 import { applyChange, type KeyVersion, keyIdOf, type NamespaceChange } from '../model/key-version.ts';
-import { isValidNamespace, validateNamespace } from '../model/namespace.ts';
+import { isValidNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
 import {
@@ -24,7 +22,15 @@ import {
   writeFileAtomic,
 } from './atomic-file.ts';
 import { FileLock } from './file-lock.ts';
-import { type KekInfo, type Keystore, trimSamples, type UsageRecord, type WrappedKey } from './keystore.ts';
+import {
+  type CommitGuard,
+  type KekInfo,
+  type Keystore,
+  sameKekInfo,
+  trimSamples,
+  type UsageRecord,
+  type WrappedKey,
+} from './keystore.ts';
 
 export interface FileKeystoreOptions {
   /** The data directory. Created (0700) if missing; must be empty or hold a keystore. */
@@ -95,6 +101,9 @@ const kekInfoSchema = z.strictObject({
   checks: z.array(z.strictObject({ kekId: z.string().min(1), check: base64 })),
   rekey: z.strictObject({ fromKekId: z.string(), toKekId: z.string(), startedAt: millis }).optional(),
   passphraseSalt: base64.optional(),
+  exportableNamespaces: z
+    .array(z.strictObject({ namespace: z.string().min(1), markedAt: millis }))
+    .optional(),
 });
 const count = z.number().int().nonnegative();
 const usageSchema = z.strictObject({
@@ -109,7 +118,8 @@ const leaseSchema = z.strictObject({ format: z.literal(1), holder: z.string(), u
  * The embedded, default {@link Keystore}: a data directory of small JSON files, safe to share
  * between processes on one machine (or on a file system with working `link`/`rename`).
  *
- * Layout (names come only from validated namespaces and integers):
+ * Layout (names come only from integers and from namespaces that `ValidatingKeystore`, in front of
+ * every backend, checked against the allow-list):
  * ```
  * keystore.json                         format marker
  * kek.json                              KekInfo (KEK check values, rekey in progress, salt)
@@ -120,7 +130,8 @@ const leaseSchema = z.strictObject({ format: z.literal(1), holder: z.string(), u
  * lock                                  the cross-process lock, while held
  * ```
  * Every write is atomic and durable (see atomic-file.ts) and every read-modify-write runs under
- * the cross-process lock (see file-lock.ts). New material is written before the metadata that
+ * the cross-process lock (see file-lock.ts), including a commit's guard on the KEK record.
+ * Arguments are trusted: the `ValidatingKeystore` in front checks them. New material is written before the metadata that
  * makes it visible; destroyed material is erased after the metadata says so. Every read is
  * validated: a damaged file raises `KeystoreCorruptError` naming it and is never repaired.
  */
@@ -192,19 +203,17 @@ export class FileKeystore implements Keystore {
 
   async getVersions(namespace: string): Promise<KeyVersion[]> {
     this.#assertOpen();
-    return this.#readVersions(validateNamespace(namespace));
+    return this.#readVersions(namespace);
   }
 
-  async commit(change: NamespaceChange, material?: WrappedKey): Promise<KeyVersion[]> {
+  async commit(change: NamespaceChange, material?: WrappedKey, guard?: CommitGuard): Promise<KeyVersion[]> {
     this.#assertOpen();
-    const namespace = validateNamespace(change?.namespace);
-    if (Boolean(change.add) !== Boolean(material)) {
-      throw new InvalidOptionError('material', 'must be given exactly when a version is added');
-    }
-    if (material) validateWrappedKey(material);
+    const namespace = change.namespace;
     return this.#lock.withLock(async () => {
       const next = applyChange(await this.#readVersions(namespace), change);
-      if (material) await this.#assertTargetKek(material.kekId);
+      if (guard && !sameKekInfo(await this.#read(KEK, kekInfoSchema), guard.kekInfo)) {
+        throw new KeystoreConflictError('the KEK record changed meanwhile');
+      }
       // The material goes first: until versions.json names the version, the file is invisible.
       if (change.add && material)
         await this.#write(materialFile(namespace, change.add.version), encodeMaterial(material));
@@ -216,8 +225,6 @@ export class FileKeystore implements Keystore {
 
   async getMaterial(namespace: string, version: number): Promise<WrappedKey | undefined> {
     this.#assertOpen();
-    validateNamespace(namespace);
-    validateVersion(version);
     const v = (await this.#readVersions(namespace)).find((x) => x.version === version);
     if (!v || v.state === 'destroyed') return undefined; // orphans of crashed commits stay invisible
     const stored = await this.#read(materialFile(namespace, version), materialSchema);
@@ -231,9 +238,6 @@ export class FileKeystore implements Keystore {
     expectedKekId: string,
   ): Promise<void> {
     this.#assertOpen();
-    validateNamespace(namespace);
-    validateVersion(version);
-    validateWrappedKey(material);
     await this.#lock.withLock(async () => {
       const v = (await this.#readVersions(namespace)).find((x) => x.version === version);
       const file = materialFile(namespace, version);
@@ -254,15 +258,12 @@ export class FileKeystore implements Keystore {
 
   async putKekInfo(info: KekInfo, expected: KekInfo | undefined): Promise<void> {
     this.#assertOpen();
-    const parsed = kekInfoSchema.safeParse(plain(info));
-    if (!parsed.success)
-      throw new InvalidOptionError('info', `is not a valid KEK record (${describeIssues(parsed.error)})`);
     await this.#lock.withLock(async () => {
       const current = await this.#read(KEK, kekInfoSchema);
-      if (!isDeepStrictEqual(plain(current), plain(expected))) {
+      if (!sameKekInfo(current, expected)) {
         throw new KeystoreConflictError('the KEK record changed meanwhile');
       }
-      await this.#write(KEK, parsed.data);
+      await this.#write(KEK, plain(info));
     });
   }
 
@@ -270,10 +271,6 @@ export class FileKeystore implements Keystore {
 
   async reserveUsage(namespace: string, version: number, count: number, at: number): Promise<UsageRecord> {
     this.#assertOpen();
-    validateNamespace(namespace);
-    validateVersion(version);
-    validateCount('count', count);
-    validateTime('at', at);
     return this.#lock.withLock(async () => {
       const file = usageFile(namespace, version);
       const u = (await this.#read(file, usageSchema)) ?? emptyUsage();
@@ -289,14 +286,9 @@ export class FileKeystore implements Keystore {
     version: number,
     holder: string,
     used: number,
-    at: number,
+    _at: number,
   ): Promise<void> {
     this.#assertOpen();
-    validateNamespace(namespace);
-    validateVersion(version);
-    validateHolder(holder);
-    validateCount('used', used);
-    validateTime('at', at);
     await this.#lock.withLock(async () => {
       const file = usageFile(namespace, version);
       const u = (await this.#read(file, usageSchema)) ?? emptyUsage();
@@ -310,8 +302,6 @@ export class FileKeystore implements Keystore {
 
   async getUsage(namespace: string, version: number): Promise<UsageRecord> {
     this.#assertOpen();
-    validateNamespace(namespace);
-    validateVersion(version);
     return toRecord((await this.#read(usageFile(namespace, version), usageSchema)) ?? emptyUsage());
   }
 
@@ -319,10 +309,6 @@ export class FileKeystore implements Keystore {
 
   async tryAcquireLease(name: string, holder: string, ttlMs: number, now: number): Promise<boolean> {
     this.#assertOpen();
-    validateLeaseName(name);
-    validateHolder(holder);
-    validateTime('ttlMs', ttlMs);
-    validateTime('now', now);
     return this.#lock.withLock(async () => {
       const file = leaseFile(name);
       const lease = await this.#read(file, leaseSchema);
@@ -334,8 +320,6 @@ export class FileKeystore implements Keystore {
 
   async releaseLease(name: string, holder: string): Promise<void> {
     this.#assertOpen();
-    validateLeaseName(name);
-    validateHolder(holder);
     await this.#lock.withLock(async () => {
       const file = leaseFile(name);
       if ((await this.#read(file, leaseSchema))?.holder === holder)
@@ -390,20 +374,6 @@ export class FileKeystore implements Keystore {
   }
 
   // --- Internals -----------------------------------------------------------------------------
-
-  /**
-   * New material must be wrapped with the KEK the store is moving to: a process that opened
-   * before a KEK rotation began would otherwise add a key that only the retiring KEK unwraps.
-   */
-  async #assertTargetKek(kekId: string): Promise<void> {
-    const info = await this.#read(KEK, kekInfoSchema);
-    const target = info?.rekey?.toKekId ?? info?.currentKekId;
-    if (target !== undefined && kekId !== target) {
-      throw new KekMismatchError(
-        `new key material is wrapped with KEK ${kekId} but this keystore's keys are now wrapped with KEK ${target} (a KEK rotation happened); reopen the keyring with the new KEK`,
-      );
-    }
-  }
 
   #assertOpen(): void {
     if (this.#closed) throw new KeystoreUnavailableError('the file keystore is closed');
@@ -522,7 +492,8 @@ export class FileKeystore implements Keystore {
     const temps: string[] = [];
     const destroyed: string[] = [];
     const isTemp = (name: string) =>
-      name.startsWith(TEMP_PREFIX) && !name.startsWith(`${TEMP_PREFIX}${LOCK}-`);
+      // Lock and breaker temp files (`.tmp-lock-*`, `.tmp-lock.break-*`) belong to live lockers.
+      name.startsWith(TEMP_PREFIX) && !name.startsWith(`${TEMP_PREFIX}${LOCK}`);
     const collect = async (rel: string) => {
       for (const name of await this.#readdir(rel))
         if (isTemp(name) || name.startsWith(`${LOCK}.stale-`)) temps.push(join(rel, name));
@@ -630,46 +601,5 @@ function validateOptions(options: FileKeystoreOptions): void {
   }
   if (options.lockStaleMs !== undefined && options.lockStaleMs < 100) {
     throw new InvalidOptionError('lockStaleMs', 'must be at least 100 ms');
-  }
-}
-
-function validateVersion(version: number): void {
-  if (!Number.isSafeInteger(version) || version < 1)
-    throw new InvalidOptionError('version', 'must be a positive integer');
-}
-
-function validateCount(field: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new InvalidOptionError(field, 'must be a non-negative integer');
-}
-
-function validateTime(field: string, value: number): void {
-  if (!Number.isFinite(value)) throw new InvalidOptionError(field, 'must be a finite number of milliseconds');
-}
-
-function validateHolder(holder: string): void {
-  if (typeof holder !== 'string' || holder.length === 0 || holder.length > 200) {
-    throw new InvalidOptionError('holder', 'must be a non-empty string of at most 200 characters');
-  }
-}
-
-function validateLeaseName(name: string): void {
-  if (!isValidNamespace(name)) {
-    throw new InvalidOptionError('name', 'a lease name may hold only letters, digits, ".", "-" and "_"');
-  }
-}
-
-function validateWrappedKey(m: WrappedKey): void {
-  if (
-    !m ||
-    typeof m.kekId !== 'string' ||
-    m.kekId === '' ||
-    m.alg !== 'A256GCM' ||
-    !(m.ciphertext instanceof Uint8Array)
-  ) {
-    throw new InvalidOptionError(
-      'material',
-      'must be a WrappedKey { kekId, alg: "A256GCM", ciphertext: Uint8Array }',
-    );
   }
 }

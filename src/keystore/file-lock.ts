@@ -16,14 +16,23 @@ import { FILE_MODE, isNotFound } from './atomic-file.ts';
  * SIGKILLed process), or after `staleMs` without the holder refreshing the file's mtime (a holder
  * on another host sharing the directory). Takeovers are serialized by a second lock file
  * (`<lock>.break`): under it a waiter re-reads the lock and removes it only if it is still the
- * very file it judged stale, so a waiter never removes a lock another has just taken. Within one
- * process, holders of the same lock path queue in memory first, so they never spin on each other.
+ * very file it judged stale, so a waiter never removes a lock another has just taken. Release
+ * goes under the same breaker: the holder checks that the lock is still its own and removes it
+ * there, so a lock taken over between the check and the removal cannot be removed by mistake.
+ * Within one process, holders of the same lock path queue in memory first, so they never spin on
+ * each other.
  */
 export interface FileLockOptions {
   /** Longest wait for the lock before {@link LockTimeoutError}. */
   timeoutMs: number;
   /** A lock not refreshed for this long is stale even if its pid looks alive. */
   staleMs: number;
+  /**
+   * Called each time a release finds the breaker held (a takeover in progress) and waits.
+   * For tests only.
+   * @internal
+   */
+  onReleaseWait?: () => void;
 }
 
 const ownerSchema = z.object({ pid: z.number().int(), host: z.string(), token: z.string(), at: z.number() });
@@ -184,10 +193,40 @@ export class FileLock {
     timer.unref();
     return async () => {
       clearInterval(timer);
-      // Remove the lock only if it is still ours (it could have been judged stale and taken over).
-      const current = safeJson(await fsp.readFile(this.path, 'utf8').catch(() => ''));
-      if ((current as Owner | undefined)?.token === owner.token) await fsp.unlink(this.path).catch(() => {});
+      await this.#release(owner);
     };
+  }
+
+  /**
+   * Removes the lock only if it is still ours (it could have been judged stale and taken over),
+   * under the breaker: whoever removes a stale lock does so under the breaker too, so between our
+   * check and our unlink nobody can remove our file and put theirs in its place. (Reading and then
+   * unlinking without it was the same race the takeover had before the breaker.)
+   */
+  async #release(owner: Owner): Promise<void> {
+    const breaker = `${this.path}.break`;
+    const releaser: Owner = { ...owner, token: randomBytes(12).toString('hex'), at: Date.now() };
+    let delay = 1;
+    for (;;) {
+      if (await createExclusive(breaker, releaser)) {
+        try {
+          const current = safeJson(await fsp.readFile(this.path, 'utf8').catch(() => ''));
+          if ((current as Owner | undefined)?.token === owner.token) {
+            await fsp.unlink(this.path).catch((error) => {
+              if (!isNotFound(error)) throw error;
+            });
+          }
+        } finally {
+          await fsp.unlink(breaker).catch(() => {});
+        }
+        return;
+      }
+      // A waiter is judging our lock (or breaking it, if it went stale): let it finish.
+      this.#options.onReleaseWait?.();
+      await this.#clearStaleBreaker(breaker);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 20);
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { KeyVersion, NamespaceChange } from '../model/key-version.ts';
 
 /**
@@ -6,7 +7,10 @@ import type { KeyVersion, NamespaceChange } from '../model/key-version.ts';
  * KEK or an unwrapped key, so its contents are useless without the KEK (which lives elsewhere).
  *
  * Backends: `FileKeystore` (embedded default), `PostgresKeystore` (shared), `MemoryKeystore`
- * (tests). Every backend passes the shared contract suite in `test/keystore/contract.ts`.
+ * (tests). Backends are plain storage: they trust their arguments. Argument checks and the
+ * KEK-target rule live once above them, in `ValidatingKeystore` (validating-keystore.ts), which
+ * `openKeystore` and the keyring always put in front. Every backend, behind it, passes the shared
+ * contract suite in `test/keystore/contract.ts`.
  */
 export interface Keystore {
   /** Short name of the backend, for logs and `/readyz`: `file`, `postgres`, `memory`. */
@@ -26,10 +30,12 @@ export interface Keystore {
    *   in the same atomic step (or before it, invisibly, so that a crash never leaves a version
    *   without its material).
    * - A transition to `destroyed` erases that version's material in the same change.
+   * - `guard.kekInfo`, when given: the commit applies only if the KEK record is still exactly that
+   *   one (compared atomically with the change, as `putKekInfo` compares `expected`).
    * - Throws `KeystoreConflictError` when a precondition fails, `InvalidStateTransitionError` on a
    *   rule violation; nothing is written in either case.
    */
-  commit(change: NamespaceChange, material?: WrappedKey): Promise<KeyVersion[]>;
+  commit(change: NamespaceChange, material?: WrappedKey, guard?: CommitGuard): Promise<KeyVersion[]>;
 
   /** The wrapped material of a version, or `undefined` if it has none (unknown or destroyed). */
   getMaterial(namespace: string, version: number): Promise<WrappedKey | undefined>;
@@ -88,6 +94,26 @@ export interface Keystore {
   close(): Promise<void>;
 }
 
+/** A precondition on the KEK record that a {@link Keystore.commit} checks atomically with its change. */
+export interface CommitGuard {
+  /** The KEK record as read before the commit (`undefined`: there was none). */
+  kekInfo: KekInfo | undefined;
+}
+
+/**
+ * The KEK new material must be wrapped with: the target of a KEK rotation in progress, else the
+ * current one; `undefined` for a keystore without a KEK record yet.
+ */
+export function kekTarget(info: KekInfo | undefined): string | undefined {
+  return info?.rekey?.toKekId ?? info?.currentKekId;
+}
+
+/** Whether two KEK records are the same, by content (key order and undefined fields ignored). */
+export function sameKekInfo(a: KekInfo | undefined, b: KekInfo | undefined): boolean {
+  const plain = (v: unknown) => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
+  return isDeepStrictEqual(plain(a), plain(b));
+}
+
 /** A data key wrapped by a KEK. The keystore stores it as it is and never unwraps it. */
 export interface WrappedKey {
   /** Id of the KEK that wrapped it (its fingerprint: see kek.ts). */
@@ -113,6 +139,12 @@ export interface KekInfo {
   rekey?: { fromKekId: string; toKekId: string; startedAt: number };
   /** Salt for passphrase-derived KEKs (base64), created with the record. */
   passphraseSalt?: string;
+  /**
+   * Namespaces marked exportable, and when (see keyring/key-export.ts). Kept in this record because
+   * it is the keystore's one compare-and-set document every backend already stores as it is; a
+   * mark is only ever added, never removed (Vault Transit's rule).
+   */
+  exportableNamespaces?: { namespace: string; markedAt: number }[];
 }
 
 /** Encryption counts of one key version, shared by every process using the keystore. */

@@ -1,12 +1,12 @@
-import { InvalidOptionError, KeystoreConflictError } from '../errors.ts';
+import { KeystoreConflictError } from '../errors.ts';
 import { applyChange, type KeyVersion, type NamespaceChange } from '../model/key-version.ts';
-import { validateNamespace } from '../model/namespace.ts';
-import type { KekInfo, Keystore, KeystoreEvent, UsageRecord, WrappedKey } from './keystore.ts';
-import { trimSamples } from './keystore.ts';
+import type { CommitGuard, KekInfo, Keystore, KeystoreEvent, UsageRecord, WrappedKey } from './keystore.ts';
+import { sameKekInfo, trimSamples } from './keystore.ts';
 
 /**
  * A keystore in process memory: the reference implementation of the {@link Keystore} contract, for
  * tests and for simulations. Nothing survives the process; never use it to encrypt real data.
+ * Plain storage like the other backends: the keyring puts `ValidatingKeystore` in front of it.
  */
 export class MemoryKeystore implements Keystore {
   readonly kind = 'memory';
@@ -26,14 +26,12 @@ export class MemoryKeystore implements Keystore {
   }
 
   async getVersions(namespace: string): Promise<KeyVersion[]> {
-    validateNamespace(namespace);
     return structuredClone(this.#s.versions.get(namespace) ?? []);
   }
 
-  async commit(change: NamespaceChange, material?: WrappedKey): Promise<KeyVersion[]> {
-    validateNamespace(change.namespace);
-    if (Boolean(change.add) !== Boolean(material)) {
-      throw new InvalidOptionError('material', 'must be given exactly when a version is added');
+  async commit(change: NamespaceChange, material?: WrappedKey, guard?: CommitGuard): Promise<KeyVersion[]> {
+    if (guard && !sameKekInfo(guard.kekInfo, this.#s.kekInfo)) {
+      throw new KeystoreConflictError('the KEK record changed meanwhile');
     }
     const next = applyChange(this.#s.versions.get(change.namespace) ?? [], change);
     if (change.add && material) {
@@ -48,7 +46,6 @@ export class MemoryKeystore implements Keystore {
   }
 
   async getMaterial(namespace: string, version: number): Promise<WrappedKey | undefined> {
-    validateNamespace(namespace);
     const m = this.#s.material.get(`${namespace}/${version}`);
     return m && structuredClone(m);
   }
@@ -67,7 +64,7 @@ export class MemoryKeystore implements Keystore {
   }
 
   async putKekInfo(info: KekInfo, expected: KekInfo | undefined): Promise<void> {
-    if (JSON.stringify(this.#s.kekInfo) !== JSON.stringify(expected)) {
+    if (!sameKekInfo(this.#s.kekInfo, expected)) {
       throw new KeystoreConflictError('the KEK record changed meanwhile');
     }
     this.#s.kekInfo = structuredClone(info);

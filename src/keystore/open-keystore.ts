@@ -4,6 +4,7 @@ import { type Logger, silentLogger } from '../runtime/logger.ts';
 import { FileKeystore } from './file-keystore.ts';
 import type { Keystore } from './keystore.ts';
 import { type KeystoreLocation, parseKeystoreLocation } from './keystore-location.ts';
+import { ValidatingKeystore } from './validating-keystore.ts';
 
 export interface OpenKeystoreOptions {
   clock?: Clock;
@@ -26,18 +27,20 @@ export async function openKeystore(
   const where = typeof location === 'string' ? parseKeystoreLocation(location) : location;
   const clock = options.clock ?? systemClock;
   if (where.kind === 'file') {
-    return FileKeystore.open({
+    const store = await FileKeystore.open({
       dir: where.dir,
       clock,
       ...(options.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: options.lockTimeoutMs }),
     });
+    return ValidatingKeystore.wrap(store);
   }
   // Loaded only when used, so that file-keystore users never load `pg`.
   const { PostgresKeystore } = await import('./postgres-keystore.ts');
-  return PostgresKeystore.open({
+  const store = await PostgresKeystore.open({
     connectionString: where.connectionString,
     clock,
     logger: options.logger ?? silentLogger,
     ...(options.ssl === undefined ? {} : { ssl: options.ssl }),
   });
+  return ValidatingKeystore.wrap(store);
 }

@@ -2,7 +2,6 @@ import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import {
   InvalidOptionError,
-  KekMismatchError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeystoreUnavailableError,
@@ -14,13 +13,14 @@ import {
   type KeyVersion,
   type NamespaceChange,
 } from '../model/key-version.ts';
-import { validateNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
 import {
+  type CommitGuard,
   type KekInfo,
   type Keystore,
   type KeystoreEvent,
+  sameKekInfo,
   USAGE_SAMPLE_MAX,
   USAGE_SAMPLE_RETENTION_MS,
   type UsageRecord,
@@ -66,7 +66,10 @@ const NAMESPACE_LOCK_CLASS = 0x746b7267;
  *
  * Concurrency: `commit` serializes writers of one namespace with a transaction-scoped advisory lock,
  * re-reads the namespace under it and applies the shared `applyChange`; a partial unique index
- * makes two active versions of a namespace impossible even to raw SQL. Usage counters are atomic
+ * makes two active versions of a namespace impossible even to raw SQL. A commit with a guard (the
+ * validating layer passes one with new material) reads the KEK record `FOR SHARE` in the same
+ * transaction and refuses if it is not the one the guard names. Arguments are trusted: the
+ * `ValidatingKeystore` in front checks them. Usage counters are atomic
  * upserts; leases and the KEK record are compare-and-set statements. Time-based decisions use the
  * caller's `now`, never the database clock.
  *
@@ -151,7 +154,6 @@ export class PostgresKeystore implements Keystore {
   }
 
   async getVersions(namespace: string): Promise<KeyVersion[]> {
-    validateNamespace(namespace);
     const { rows } = await this.#query<VersionRow>(
       'SELECT * FROM temporal_keyring_key_versions WHERE namespace = $1 ORDER BY version',
       [namespace],
@@ -159,27 +161,18 @@ export class PostgresKeystore implements Keystore {
     return rows.map(fromVersionRow);
   }
 
-  async commit(change: NamespaceChange, material?: WrappedKey): Promise<KeyVersion[]> {
-    validateNamespace(change.namespace);
-    if (Boolean(change.add) !== Boolean(material)) {
-      throw new InvalidOptionError('material', 'must be given exactly when a version is added');
-    }
+  async commit(change: NamespaceChange, material?: WrappedKey, guard?: CommitGuard): Promise<KeyVersion[]> {
     const ns = change.namespace;
     return this.#transaction(async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [NAMESPACE_LOCK_CLASS, ns]);
-      if (material) {
-        // New material must be wrapped with the KEK the store is moving to, or a KEK rotation that
-        // already went past this namespace leaves it under the retired KEK. The row lock makes a
-        // KEK rotation's start (putKekInfo) wait for this commit, or this commit see its start.
+      if (guard) {
+        // The KEK record must still be the one the caller read. The row lock makes a KEK
+        // rotation's start (putKekInfo) wait for this commit, or this commit see its start.
         const kek = await client.query<{ info: KekInfo }>(
           'SELECT info FROM temporal_keyring_kek_info FOR SHARE',
         );
-        const info = kek.rows[0]?.info;
-        const target = info?.rekey?.toKekId ?? info?.currentKekId;
-        if (target !== undefined && material.kekId !== target) {
-          throw new KekMismatchError(
-            `new key material is wrapped with KEK ${material.kekId} but this keystore's keys are now wrapped with KEK ${target} (a KEK rotation happened); reopen the keyring with the new KEK`,
-          );
+        if (!sameKekInfo(kek.rows[0]?.info, guard.kekInfo)) {
+          throw new KeystoreConflictError('the KEK record changed meanwhile');
         }
       }
       const { rows } = await client.query<VersionRow>(
@@ -236,7 +229,6 @@ export class PostgresKeystore implements Keystore {
   }
 
   async getMaterial(namespace: string, version: number): Promise<WrappedKey | undefined> {
-    validateNamespace(namespace);
     const { rows } = await this.#query<{ kek_id: string; alg: string; ciphertext: Buffer }>(
       'SELECT kek_id, alg, ciphertext FROM temporal_keyring_key_material WHERE namespace = $1 AND version = $2',
       [namespace, version],
@@ -257,7 +249,6 @@ export class PostgresKeystore implements Keystore {
     material: WrappedKey,
     expectedKekId: string,
   ): Promise<void> {
-    validateNamespace(namespace);
     const { rowCount } = await this.#query(
       `UPDATE temporal_keyring_key_material SET kek_id = $3, alg = $4, ciphertext = $5
         WHERE namespace = $1 AND version = $2 AND kek_id = $6`,
@@ -291,8 +282,6 @@ export class PostgresKeystore implements Keystore {
   }
 
   async reserveUsage(namespace: string, version: number, count: number, at: number): Promise<UsageRecord> {
-    validateNamespace(namespace);
-    validateCount('count', count);
     return this.#run(async (client) => {
       // The upsert's row lock orders the reservations (and samples) of a version; it is held for
       // two statements only, and the record is read after COMMIT.
@@ -319,8 +308,6 @@ export class PostgresKeystore implements Keystore {
     used: number,
     at: number,
   ): Promise<void> {
-    validateNamespace(namespace);
-    validateCount('used', used);
     await this.#query(
       `INSERT INTO temporal_keyring_usage_holders AS h (namespace, version, holder, used, updated_at_ms)
        VALUES ($1, $2, $3, $4, $5)
@@ -331,7 +318,6 @@ export class PostgresKeystore implements Keystore {
   }
 
   async getUsage(namespace: string, version: number): Promise<UsageRecord> {
-    validateNamespace(namespace);
     return this.#run((client) => readUsage(client, namespace, version));
   }
 
@@ -550,11 +536,6 @@ async function readUsage(client: pg.ClientBase, namespace: string, version: numb
     used: Number(row?.used ?? 0),
     samples: (row?.samples ?? []).map(([at, reserved]) => ({ at: Number(at), reserved: Number(reserved) })),
   };
-}
-
-function validateCount(field: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new InvalidOptionError(field, 'must be a non-negative integer');
 }
 
 function validateOptions(options: PostgresKeystoreOptions): void {

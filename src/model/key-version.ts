@@ -76,6 +76,17 @@ export function transitionVersion(current: KeyVersion, to: KeyState, at: number)
   return next;
 }
 
+/**
+ * A namespace's state as a short comparable string (`1:inactive,2:active`): what a lifecycle change
+ * was decided on, compared again by the keystore inside its commit ({@link NamespaceChange.expectedState}).
+ */
+export function namespaceStateOf(versions: readonly KeyVersion[]): string {
+  return [...versions]
+    .sort((a, b) => a.version - b.version)
+    .map((v) => `${v.version}:${v.state}`)
+    .join(',');
+}
+
 /** One state change inside a {@link NamespaceChange}, with a precondition on the current state. */
 export interface StateTransition {
   version: number;
@@ -93,6 +104,12 @@ export interface NamespaceChange {
   at: number;
   /** Precondition: the highest existing version number (0 for a namespace with no versions). */
   expectedLatestVersion?: number;
+  /**
+   * Precondition: the namespace's state as the writer read it ({@link namespaceStateOf}). A change
+   * decided on that state is refused when any version changed meanwhile, so that of two processes
+   * deciding on the same state exactly one writes (compare-and-set).
+   */
+  expectedState?: string;
   /** A new version. Its number must be the latest + 1 and its state `prepublished` or `active`. */
   add?: { version: number; state: 'prepublished' | 'active' };
   /** State changes; each fails the whole change if the version is not in `from`. */
@@ -108,6 +125,11 @@ export interface NamespaceChange {
  */
 export function applyChange(current: readonly KeyVersion[], change: NamespaceChange): KeyVersion[] {
   const latest = current.reduce((max, v) => Math.max(max, v.version), 0);
+  if (change.expectedState !== undefined && change.expectedState !== namespaceStateOf(current)) {
+    throw new KeystoreConflictError(
+      `namespace "${change.namespace}" changed since it was read (expected ${change.expectedState || 'no versions'}, found ${namespaceStateOf(current) || 'no versions'})`,
+    );
+  }
   if (change.expectedLatestVersion !== undefined && change.expectedLatestVersion !== latest) {
     throw new KeystoreConflictError(
       `namespace "${change.namespace}": expected latest version ${change.expectedLatestVersion}, found ${latest}`,

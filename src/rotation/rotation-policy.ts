@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { InvalidOptionError, InvalidStateTransitionError } from '../errors.ts';
+import { InvalidOptionError } from '../errors.ts';
+import { DEFAULT_PROPAGATION_DELAY_MS } from '../keyring/key-manager.ts';
 
 /**
  * When a namespace's key is rotated: the per-namespace policy the {@link Rotator} applies to the
@@ -41,14 +42,15 @@ const DAY = 24 * 60 * 60 * 1000;
  *   seconds-until-limit) and reacts: a long weekend plus a working day or two. It is capped at half
  *   the version's projected life so that very high rates do not rotate continuously.
  * - `propagationDelay` 2 minutes: twice the keyring's 30 s refresh interval plus a minute of margin
- *   (a process that misses a refresh still learns the version on its next one).
+ *   (a process that misses a refresh still learns the version on its next one). The rule it feeds
+ *   is the lifecycle owner's (`KeyManager`), which defines this default.
  */
 export const DEFAULT_ROTATION_POLICY: Readonly<RotationPolicy> = Object.freeze({
   enabled: true,
   maxEncryptions: Math.floor(0.9 * AES_GCM_RANDOM_IV_LIMIT),
   maxAge: 30 * DAY,
   leadTime: 7 * DAY,
-  propagationDelay: 2 * 60 * 1000,
+  propagationDelay: DEFAULT_PROPAGATION_DELAY_MS,
 });
 
 const UNITS: Readonly<Record<string, number>> = {
@@ -188,25 +190,4 @@ export function resolvePolicy(
     );
   }
   return policy;
-}
-
-/**
- * Phase two of a two-phase rotation (activating the prepublished version) before its propagation
- * delay has passed would let a process encrypt with a version that others have not loaded yet:
- * the one check both the CLI (`keys rotate`) and the admin API (`POST .../keys/rotate`) make
- * before activating one. Throws `InvalidStateTransitionError` naming when it may be activated;
- * `override` says how to activate it anyway (`--force`, `"force": true`).
- */
-export function assertPropagated(
-  pending: { keyId: string; createdAt: number } | undefined,
-  propagationDelay: number,
-  now: number,
-  override: string,
-): void {
-  if (!pending) return;
-  const age = now - pending.createdAt;
-  if (age >= propagationDelay) return;
-  throw new InvalidStateTransitionError(
-    `${pending.keyId} was prepublished ${formatDuration(age)} ago; the propagation delay is ${formatDuration(propagationDelay)}, so activate it after ${new Date(pending.createdAt + propagationDelay).toISOString()} (or ${override})`,
-  );
 }

@@ -1,4 +1,4 @@
-import { InvalidOptionError, KeystoreConflictError } from '../errors.ts';
+import { InvalidOptionError, PropagationPendingError } from '../errors.ts';
 import { errorSummary, type Keyring } from '../keyring/keyring.ts';
 import type { Keystore } from '../keystore/keystore.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
@@ -188,14 +188,14 @@ export class Rotator {
 
     const pending = versions.find((v) => v.state === 'prepublished');
     if (pending) {
-      if (now - pending.createdAt < policy.propagationDelay) {
-        return { namespace, action: 'waiting-for-propagation', version: pending.version, projection };
-      }
+      // The lifecycle owner decides whether the propagation delay has passed.
       try {
-        const result = await this.#keyring.promote(namespace, pending.version);
+        const result = await this.#keyring.manager.promote(namespace, pending.version);
         if (!result.performed) return { namespace, action: 'none', version: pending.version, projection };
       } catch (error) {
-        if (error instanceof KeystoreConflictError) return { namespace, action: 'none', projection };
+        if (error instanceof PropagationPendingError) {
+          return { namespace, action: 'waiting-for-propagation', version: pending.version, projection };
+        }
         throw error;
       }
       this.#logger.info(
@@ -208,7 +208,7 @@ export class Rotator {
 
     if (!projection.due || !projection.reason)
       return { namespace, action: 'none', version: active.version, projection };
-    const result = await this.#keyring.rotate(namespace, {
+    const result = await this.#keyring.manager.rotate(namespace, {
       mode: 'prepublish',
       expectedActiveVersion: active.version,
     });

@@ -9,6 +9,7 @@ import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { isKeyringError } from '../../src/errors.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { ValidatingKeystore } from '../../src/keystore/validating-keystore.ts';
 import { MAX_NAMESPACE_LENGTH, validateNamespace } from '../../src/model/namespace.ts';
 import {
   type AdversarialServer,
@@ -243,7 +244,8 @@ describe('keyring, codec and keystore APIs', () => {
   it('refuse hostile names with ERR_INVALID_NAMESPACE before touching the file keystore', async () => {
     const parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-api-'));
     const dir = join(parent, 'data');
-    const keystore = await FileKeystore.open({ dir });
+    // As openKeystore and the keyring give it: behind the validating layer.
+    const keystore = ValidatingKeystore.wrap(await FileKeystore.open({ dir }));
     const { Keyring } = await import('../../src/keyring/keyring.ts');
     const { LocalKek } = await import('../../src/kek/kek.ts');
     const keyring = await Keyring.open({ keystore, kek: LocalKek.fromBase64(generateKekBase64()) });

@@ -167,7 +167,9 @@ describe('temporal-keyring token create', { timeout: 180_000 }, () => {
       'delete',
     ]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/--operations: unknown operation "delete" \(use encode, decode, admin\)/);
+    expect(bad.stderr).toMatch(
+      /--operations: unknown operation "delete" \(use encode, decode, admin, rewrap\)/,
+    );
   });
 });
 

@@ -52,7 +52,7 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
     const early = await cli(['keys', 'rotate', '-n', 'payments'], { env });
     expect(early.code).toBe(5);
     expect(early.stderr).toMatch(
-      /payments\/v2 was prepublished .* ago; the propagation delay is 2 min, so activate it after .* \(or pass --force\) \[ERR_INVALID_STATE_TRANSITION\]/,
+      /payments\/v2 was prepublished .* ago and its namespace's propagation delay is 2 min: .* Activate it after .*, or force it \(keys rotate --force, .*\) \[ERR_INVALID_STATE_TRANSITION\]/,
     );
 
     const promoted = await cli(['keys', 'rotate', '-n', 'payments', '--force', '--json'], { env });

@@ -166,7 +166,7 @@ describe('EncryptionCodec', () => {
       written.push(...(await c.encode([jsonPayload({ version: i + 1 })])));
       if (i === 2) {
         await keyring.rotate('default', { mode: 'prepublish' });
-        await keyring.promote('default', 4);
+        await keyring.promote('default', 4, { force: true });
       } else {
         await keyring.rotate('default');
       }

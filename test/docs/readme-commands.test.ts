@@ -134,6 +134,7 @@ describe('documented commands', () => {
         'package.json',
         'node_modules',
         'src',
+        'cli',
         'codec-server',
         'bin',
         'examples',

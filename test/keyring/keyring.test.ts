@@ -133,7 +133,7 @@ describe('Keyring', () => {
   });
 
   it('rotates in two phases: prepublish (decrypts, does not encrypt), then promote', async () => {
-    const { keyring } = await setup();
+    const { keyring, clock } = await setup();
     await keyring.createNamespace('default');
     const r = await keyring.rotate('default', { mode: 'prepublish' });
     expect(r).toMatchObject({ performed: true, current: { version: 2, state: 'prepublished' } });
@@ -145,6 +145,10 @@ describe('Keyring', () => {
       performed: false,
       current: { version: 2 },
     });
+    // Not before the propagation delay (2 min by default) has passed.
+    expect(await codeOf(keyring.promote('default', 2))).toBe('ERR_INVALID_STATE_TRANSITION');
+    expect(await states(keyring)).toEqual(['1:active', '2:prepublished']);
+    clock.advance(120_000);
     const p = await keyring.promote('default', 2);
     expect(p).toMatchObject({
       performed: true,
@@ -156,7 +160,8 @@ describe('Keyring', () => {
     expect(await keyring.promote('default', 2)).toMatchObject({ performed: false });
     // An immediate rotation with a prepublished version pending promotes it rather than adding one.
     await keyring.rotate('default', { mode: 'prepublish' });
-    expect(await keyring.rotate('default')).toMatchObject({
+    expect(await codeOf(keyring.rotate('default'))).toBe('ERR_INVALID_STATE_TRANSITION');
+    expect(await keyring.rotate('default', { force: true })).toMatchObject({
       performed: true,
       current: { version: 3, state: 'active' },
     });
@@ -191,7 +196,7 @@ describe('Keyring', () => {
         `${version}->${state}: ERR_INVALID_STATE_TRANSITION`,
       );
     }
-    await keyring.rotate('default'); // promotes 3
+    await keyring.rotate('default', { force: true }); // promotes 3
     expect(await codeOf(keyring.setState('default', 2, 'destroyed'))).toBe('ERR_INVALID_STATE_TRANSITION'); // deprecate first
     expect(await codeOf(keyring.promote('default', 1))).toBe('ERR_INVALID_STATE_TRANSITION');
     expect(await codeOf(keyring.setState('default', 9, 'inactive'))).toBe('ERR_KEY_VERSION_NOT_FOUND');
@@ -288,8 +293,8 @@ describe('Keyring', () => {
     expect(await codeOf(a.decryptionKey('default', 3))).toBe('ERR_KEY_VERSION_NOT_FOUND');
     clock.advance(1000);
     expect((await a.decryptionKey('default', 3)).version).toBe(3);
-    // Version 2 became active elsewhere; the periodic refresh makes A encrypt with it.
-    await b.rotate('default');
+    // Version 3 became active elsewhere; the periodic refresh makes A encrypt with it.
+    await b.rotate('default', { force: true });
     expect((await a.encryptionKey('default', 1)).version).toBe(2);
     clock.advance(30_000);
     await settle();

@@ -1,11 +1,14 @@
 /**
- * The shared contract every {@link Keystore} backend must pass. A backend's test file calls
- * `keystoreContract(name, factory)`; the factory returns a fresh, empty store (and may return a
+ * The shared contract every {@link Keystore} backend must pass, behind the validating layer that
+ * `openKeystore` and the keyring always put in front of it. A backend's test file calls
+ * `keystoreContract(name, factory)`; the factory returns a fresh, empty backend (and may return a
  * second handle on the same store via `reopen`, to test what another process would see).
  */
 import { describe, expect, it } from 'vitest';
-import { InvalidStateTransitionError, KeystoreConflictError } from '../../src/errors.ts';
+import { InvalidStateTransitionError, KekMismatchError, KeystoreConflictError } from '../../src/errors.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../../src/keystore/keystore.ts';
+import { ValidatingKeystore } from '../../src/keystore/validating-keystore.ts';
+import { namespaceStateOf } from '../../src/model/key-version.ts';
 
 export interface KeystoreFixture {
   store: Keystore;
@@ -21,12 +24,30 @@ const wrapped = (kekId = 'kek-a', fill = 1): WrappedKey => ({
   ciphertext: new Uint8Array(60).fill(fill),
 });
 
+const kekInfo = (currentKekId: string, rekeyTo?: string): KekInfo => ({
+  format: 1,
+  currentKekId,
+  checks: [{ kekId: currentKekId, check: 'AAAA' }],
+  ...(rekeyTo ? { rekey: { fromKekId: currentKekId, toKekId: rekeyTo, startedAt: T0 } } : {}),
+});
+
+interface ContractFixture extends KeystoreFixture {
+  /** The backend alone, without the validating layer. */
+  raw: Keystore;
+}
+
 export function keystoreContract(name: string, makeFixture: () => Promise<KeystoreFixture>): void {
   describe(`Keystore contract: ${name}`, () => {
-    const withStore = (fn: (f: KeystoreFixture) => Promise<void>) => async () => {
+    const withStore = (fn: (f: ContractFixture) => Promise<void>) => async () => {
       const f = await makeFixture();
+      const validated: ContractFixture = {
+        raw: f.store,
+        store: ValidatingKeystore.wrap(f.store),
+        reopen: async () => ValidatingKeystore.wrap(await f.reopen()),
+        cleanup: f.cleanup,
+      };
       try {
-        await fn(f);
+        await fn(validated);
       } finally {
         await f.store.close();
         await f.cleanup();
@@ -289,6 +310,178 @@ export function keystoreContract(name: string, makeFixture: () => Promise<Keysto
           expect((await store.getVersions('race')).map((v) => v.state)).toEqual(['inactive', 'active']);
         } finally {
           for (const h of handles.slice(1)) await h.close();
+        }
+      }),
+    );
+
+    it(
+      'validates every argument before touching storage',
+      withStore(async ({ store }) => {
+        const code = async (p: Promise<unknown>) => {
+          try {
+            await p;
+            return 'resolved';
+          } catch (error) {
+            return (error as { code?: string }).code;
+          }
+        };
+        const ok = {
+          namespace: 'v',
+          at: T0,
+          expectedLatestVersion: 0,
+          add: { version: 1, state: 'active' as const },
+        };
+        for (const bad of ['', '..', '../x', 'a/b', 'x'.repeat(300)]) {
+          expect(await code(store.getMaterial(bad, 1))).toBe('ERR_INVALID_NAMESPACE');
+          expect(await code(store.commit({ ...ok, namespace: bad }, wrapped()))).toBe(
+            'ERR_INVALID_NAMESPACE',
+          );
+          expect(await code(store.reserveUsage(bad, 1, 1, T0))).toBe('ERR_INVALID_NAMESPACE');
+          expect(await code(store.recordUsed(bad, 1, 'p', 1, T0))).toBe('ERR_INVALID_NAMESPACE');
+          expect(await code(store.getUsage(bad, 1))).toBe('ERR_INVALID_NAMESPACE');
+          expect(await code(store.rewrapMaterial(bad, 1, wrapped(), 'k'))).toBe('ERR_INVALID_NAMESPACE');
+        }
+        const invalid: [string, Promise<unknown>][] = [
+          ['version 0', store.getMaterial('v', 0)],
+          ['version 1.5', store.getUsage('v', 1.5)],
+          ['negative count', store.reserveUsage('v', 1, -1, T0)],
+          ['fractional count', store.reserveUsage('v', 1, 0.5, T0)],
+          ['infinite time', store.reserveUsage('v', 1, 1, Number.POSITIVE_INFINITY)],
+          ['negative used', store.recordUsed('v', 1, 'p', -3, T0)],
+          ['empty holder', store.recordUsed('v', 1, '', 3, T0)],
+          ['bad lease name', store.tryAcquireLease('../lease', 'p', 1000, T0)],
+          ['negative ttl', store.tryAcquireLease('rotator', 'p', -1, T0)],
+          ['release without holder', store.releaseLease('rotator', '')],
+          ['material without a new version', store.commit({ namespace: 'v', at: T0 }, wrapped())],
+          ['new version without material', store.commit(ok)],
+          [
+            'malformed material',
+            store.commit(ok, { kekId: '', alg: 'A256GCM', ciphertext: new Uint8Array(4) }),
+          ],
+          ['unknown algorithm', store.commit(ok, { ...wrapped(), alg: 'XOR' as never })],
+          [
+            'unknown state',
+            store.commit({ ...ok, add: { version: 1, state: 'enabled' as never } }, wrapped()),
+          ],
+          [
+            'unknown transition state',
+            store.commit({
+              namespace: 'v',
+              at: T0,
+              transitions: [{ version: 1, from: 'active', to: 'gone' as never }],
+            }),
+          ],
+          ['time not finite', store.commit({ ...ok, at: Number.NaN }, wrapped())],
+          ['malformed KEK record', store.putKekInfo({ format: 2 } as never, undefined)],
+        ];
+        for (const [what, p] of invalid)
+          expect(`${what}: ${await code(p)}`).toBe(`${what}: ERR_INVALID_OPTION`);
+        expect(await store.listNamespaces()).toEqual([]);
+        expect(await store.getKekInfo()).toBeUndefined();
+        expect((await store.getUsage('v', 1)).reserved).toBe(0);
+      }),
+    );
+
+    it(
+      'wraps new material only under the KEK target, also during a KEK rotation',
+      withStore(async ({ store }) => {
+        await store.putKekInfo(kekInfo('k1'), undefined);
+        const create = (ns: string) => ({
+          namespace: ns,
+          at: T0,
+          expectedLatestVersion: 0,
+          add: { version: 1, state: 'active' as const },
+        });
+        await expect(store.commit(create('a'), wrapped('k2'))).rejects.toBeInstanceOf(KekMismatchError);
+        await store.commit(create('a'), wrapped('k1'));
+        await store.putKekInfo(kekInfo('k1', 'k2'), kekInfo('k1'));
+        // A rekey to k2 is in progress: new keys go under k2 only.
+        await expect(store.commit(create('b'), wrapped('k1'))).rejects.toBeInstanceOf(KekMismatchError);
+        await expect(store.rewrapMaterial('a', 1, wrapped('k3'), 'k1')).rejects.toBeInstanceOf(
+          KekMismatchError,
+        );
+        expect(await store.listNamespaces()).toEqual(['a']);
+        await store.commit(create('b'), wrapped('k2'));
+        await store.rewrapMaterial('a', 1, wrapped('k2'), 'k1');
+        expect((await store.getMaterial('a', 1))!.kekId).toBe('k2');
+        expect((await store.getMaterial('b', 1))!.kekId).toBe('k2');
+      }),
+    );
+
+    it(
+      'commits under a KEK-record guard only while the record is unchanged',
+      withStore(async ({ raw, store }) => {
+        await store.putKekInfo(kekInfo('k1'), undefined);
+        const change = {
+          namespace: 'g',
+          at: T0,
+          expectedLatestVersion: 0,
+          add: { version: 1, state: 'active' as const },
+        };
+        await expect(raw.commit(change, wrapped('k1'), { kekInfo: kekInfo('k0') })).rejects.toBeInstanceOf(
+          KeystoreConflictError,
+        );
+        await expect(raw.commit(change, wrapped('k1'), { kekInfo: undefined })).rejects.toBeInstanceOf(
+          KeystoreConflictError,
+        );
+        expect(await raw.getVersions('g')).toEqual([]);
+        await raw.commit(change, wrapped('k1'), { kekInfo: kekInfo('k1') });
+        expect((await raw.getVersions('g')).length).toBe(1);
+      }),
+    );
+
+    it(
+      'refuses a change decided on a state that changed meanwhile (compare-and-set)',
+      withStore(async ({ store, reopen }) => {
+        const v1 = await store.commit(
+          { namespace: 'cas', at: T0, expectedLatestVersion: 0, add: { version: 1, state: 'active' } },
+          wrapped(),
+        );
+        const v2 = await store.commit(
+          {
+            namespace: 'cas',
+            at: T0 + 1,
+            expectedState: namespaceStateOf(v1),
+            add: { version: 2, state: 'prepublished' },
+          },
+          wrapped(),
+        );
+        const promote = {
+          namespace: 'cas',
+          at: T0 + 2,
+          expectedState: namespaceStateOf(v2),
+          transitions: [
+            { version: 1, from: 'active' as const, to: 'inactive' as const },
+            { version: 2, from: 'prepublished' as const, to: 'active' as const },
+          ],
+        };
+        const other = await reopen();
+        try {
+          // Another process changed the namespace after it was read: the decision is stale.
+          await other.commit({
+            namespace: 'cas',
+            at: T0 + 2,
+            expectedState: namespaceStateOf(v2),
+            transitions: [{ version: 2, from: 'prepublished', to: 'destroyed' }],
+          });
+          await expect(store.commit(promote)).rejects.toBeInstanceOf(KeystoreConflictError);
+          expect((await store.getVersions('cas')).map((v) => v.state)).toEqual(['active', 'destroyed']);
+          // Same-state decisions race: exactly one of them is written.
+          const now = await store.getVersions('cas');
+          const add = (h: Keystore) =>
+            h.commit(
+              {
+                namespace: 'cas',
+                at: T0 + 3,
+                expectedState: namespaceStateOf(now),
+                add: { version: 3, state: 'prepublished' },
+              },
+              wrapped(),
+            );
+          const results = await Promise.allSettled([add(store), add(other), add(store), add(other)]);
+          expect(results.filter((r) => r.status === 'fulfilled').length).toBe(1);
+        } finally {
+          await other.close();
         }
       }),
     );

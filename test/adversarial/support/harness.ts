@@ -118,6 +118,10 @@ export function rawPathRequest(
         method: options.method ?? 'POST',
         headers: { 'content-type': 'application/json', ...options.headers },
         timeout: REQUEST_TIMEOUT_MS,
+        // A fresh connection per request: Node's global agent keeps sockets alive, and a reused
+        // socket that the server's keep-alive timeout closes at the same moment answers ECONNRESET
+        // (seen in the CORS fuzz on a loaded machine). These tests are about what one request gets.
+        agent: false,
       },
       (res) => {
         const chunks: Buffer[] = [];
