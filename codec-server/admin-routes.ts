@@ -4,6 +4,8 @@ import type { ServerConfig } from '../src/config/server-config.ts';
 import type { Keyring } from '../src/keyring/keyring.ts';
 import { KEY_STATES } from '../src/model/key-version.ts';
 import { validateNamespace } from '../src/model/namespace.ts';
+import { DEFAULT_ROTATION_POLICY, type RotationPolicy } from '../src/rotation/rotation-policy.ts';
+import { namespaceStatus } from '../src/rotation/usage-status.ts';
 import type { Logger } from '../src/runtime/logger.ts';
 import type { Authenticator } from './auth/identity.ts';
 import { registerExportRoutes } from './export-routes.ts';
@@ -12,7 +14,8 @@ import { contextOf, isLoopback } from './request-context.ts';
 
 /**
  * Key administration over HTTP, mounted at `/admin`:
- * - `GET  /admin/namespaces/{ns}/keys`: versions with state and usage;
+ * - `GET  /admin/namespaces/{ns}/keys`: versions with state and usage, and `rotation`: the rate,
+ *   the projected limit and the next step, from the same plan as `keys status` and the rotator;
  * - `POST /admin/namespaces/{ns}/keys/rotate`
  *   `{"mode": "immediate" | "prepublish", "force": false, "expectedActiveVersion": n}` (body
  *   optional);
@@ -32,6 +35,8 @@ export function adminRouter(deps: {
   config: ServerConfig;
   /** The audit logger: every key change is recorded there. */
   audit: Logger;
+  /** A namespace's rotation policy, for the `rotation` part of the key listing. Default: the built-in one. */
+  rotationPolicy?: (namespace: string) => RotationPolicy;
 }): Router {
   const { keyring, auth, audit } = deps;
   const record = (_req: Request, res: Response, action: string, details: object) => {
@@ -93,7 +98,18 @@ export function adminRouter(deps: {
         return { ...v, usage: { reserved: usage.reserved, used: usage.used } };
       }),
     );
-    res.json({ namespace, versions: withUsage });
+    // The same plan as `keys status` and the rotator (planNamespace), times in ISO 8601.
+    const policy = (deps.rotationPolicy ?? (() => DEFAULT_ROTATION_POLICY))(namespace);
+    const status = await namespaceStatus(keyring.keystore, namespace, policy, keyring.clock.now());
+    const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+    const active = status.versions.find((v) => v.state === 'active');
+    const rotation = {
+      rate: status.rate ?? null,
+      limitReached: active?.limitReached ?? false,
+      limitAt: iso(active?.limitAt),
+      nextRotation: status.nextRotation ? { ...status.nextRotation, at: iso(status.nextRotation.at) } : null,
+    };
+    res.json({ namespace, versions: withUsage, rotation });
   });
 
   const rotateBody = z.strictObject({

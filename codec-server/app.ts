@@ -8,6 +8,7 @@ import { InternalError, NamespaceMismatchError, NamespaceNotFoundError } from '.
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { errorSummary, type Keyring } from '../src/keyring/keyring.ts';
 import { validateNamespace } from '../src/model/namespace.ts';
+import type { RotationPolicy } from '../src/rotation/rotation-policy.ts';
 import { type Clock, systemClock } from '../src/runtime/clock.ts';
 import { adminRouter } from './admin-routes.ts';
 import { auditLogger, writeAudit } from './audit.ts';
@@ -41,6 +42,11 @@ export interface AppDeps {
   payloadFormat?: PayloadFormat;
   /** Builds the codec of a namespace. Default: `new EncryptionCodec({ namespace, keys: keyring, engine, format })`. */
   codecFor?: (namespace: string) => PayloadCodec;
+  /**
+   * Each namespace's rotation policy, for the rotation plan in the admin key listing (the same one
+   * `serve` gives its keyring and rotator). Default: the built-in policy.
+   */
+  rotationPolicy?: (namespace: string) => RotationPolicy;
 }
 
 type CodecOperation = 'encode' | 'decode';
@@ -203,7 +209,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(config.pathPrefix || '/', codecPaths);
   app.use(opsRouter({ keyring, config, metrics }));
   if (config.admin.enabled) {
-    app.use('/admin', adminRouter({ keyring, auth, config, audit }));
+    app.use('/admin', adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy }));
   }
 
   app.use((_req: Request, _res: Response) => {

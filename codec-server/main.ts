@@ -27,6 +27,8 @@ export interface StartServerOptions {
   auth?: Authenticator;
   /** See `AppDeps.codecFor`. */
   codecFor?: AppDeps['codecFor'];
+  /** See `AppDeps.rotationPolicy`. */
+  rotationPolicy?: AppDeps['rotationPolicy'];
 }
 
 export interface RunningServer {
@@ -57,6 +59,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     engine: options.engine,
     payloadFormat: options.payloadFormat,
     codecFor: options.codecFor,
+    rotationPolicy: options.rotationPolicy,
   });
   const server = config.tls ? https.createServer(await tlsOptions(config.tls), app) : http.createServer(app);
   // Keep-alive idle sockets must not hold a shutdown open.

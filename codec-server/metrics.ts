@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RotatorMetrics } from '../src/rotation/rotator.ts';
+import type { UsageMeterListener } from '../src/rotation/usage-meter.ts';
 
 /**
  * The codec server's Prometheus metrics, on a registry of their own (one per app, so tests and
@@ -13,6 +14,7 @@ export class Metrics {
   readonly payloads: Counter<'namespace' | 'operation' | 'key_version'>;
   readonly errors: Counter<'code'>;
   readonly rotations: Counter<'namespace' | 'phase' | 'reason'>;
+  readonly budgetExhausted: Counter<'namespace' | 'key_version' | 'action'>;
   readonly encryptionsReserved: Gauge<'namespace' | 'key_version'>;
   readonly encryptionsUsed: Gauge<'namespace' | 'key_version'>;
   readonly encryptionRate: Gauge<'namespace' | 'key_version'>;
@@ -49,8 +51,14 @@ export class Metrics {
     });
     this.rotations = new Counter({
       name: `${prefix}rotations_total`,
-      help: 'Key rotations by namespace, phase (prepublish, promote) and reason',
+      help: 'Key rotations by namespace, phase (prepublish, promote, emergency) and reason',
       labelNames: ['namespace', 'phase', 'reason'],
+      registers,
+    });
+    this.budgetExhausted = new Counter({
+      name: `${prefix}encryption_budget_exhausted_total`,
+      help: 'Times this process found a key version at its maxEncryptions budget, by the policy action taken (rotate, refuse)',
+      labelNames: ['namespace', 'key_version', 'action'],
       registers,
     });
     const gauge = (name: string, help: string) =>
@@ -74,17 +82,41 @@ export class Metrics {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix });
   }
 
-  /** The rotator's telemetry hook, mapped onto these metrics (only the rotator leader reports). */
+  /**
+   * The rotator's telemetry hook, mapped onto these metrics. Every server's rotator reports usage
+   * at each check, leader or not (and an observing one under `--no-rotator`).
+   */
   rotatorMetrics(): RotatorMetrics {
     return {
       rotation: ({ namespace, phase, reason }) => this.rotations.inc({ namespace, phase, reason }),
-      usage: ({ namespace, version, reserved, used, ratePerSecond, secondsUntilLimit }) => {
-        const labels = { namespace, key_version: String(version) };
-        this.encryptionsReserved.set(labels, reserved);
-        this.encryptionsUsed.set(labels, used);
-        if (ratePerSecond !== undefined) this.encryptionRate.set(labels, ratePerSecond);
-        if (secondsUntilLimit !== undefined) this.secondsUntilLimit.set(labels, secondsUntilLimit);
-      },
+      usage: (sample) => this.#usage(sample),
     };
+  }
+
+  /** The usage meter's events: gauges at each reservation, the budget counter, emergency rotations. */
+  meterListener(): UsageMeterListener {
+    return {
+      reservation: (e) =>
+        this.#usage({
+          namespace: e.namespace,
+          version: e.version,
+          reserved: e.reserved,
+          used: e.used,
+          ratePerSecond: e.projection.rates.projectionPerSecond,
+          secondsUntilLimit: e.secondsUntilLimit,
+        }),
+      budgetExhausted: ({ namespace, version, action }) =>
+        this.budgetExhausted.inc({ namespace, key_version: String(version), action }),
+      emergencyRotation: ({ namespace }) =>
+        this.rotations.inc({ namespace, phase: 'emergency', reason: 'budget-spent' }),
+    };
+  }
+
+  #usage(s: Parameters<RotatorMetrics['usage']>[0]): void {
+    const labels = { namespace: s.namespace, key_version: String(s.version) };
+    this.encryptionsReserved.set(labels, s.reserved);
+    this.encryptionsUsed.set(labels, s.used);
+    if (s.ratePerSecond !== undefined) this.encryptionRate.set(labels, s.ratePerSecond);
+    if (s.secondsUntilLimit !== undefined) this.secondsUntilLimit.set(labels, s.secondsUntilLimit);
   }
 }

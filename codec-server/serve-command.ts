@@ -6,6 +6,7 @@ import { parseServerConfig, type ServerConfig, type ServerConfigInput } from '..
 import { InvalidOptionError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { openKeyring } from '../src/open-keyring.ts';
+import { parseCheckInterval } from '../src/rotation/rotation-policy.ts';
 import { Rotator } from '../src/rotation/rotator.ts';
 import { ensureDevKek } from './dev-kek.ts';
 import { type RunningServer, startServer } from './main.ts';
@@ -27,6 +28,7 @@ export const SERVE_ENV = {
   payloadFormat: 'TEMPORAL_KEYRING_PAYLOAD_FORMAT',
   logLevel: 'TEMPORAL_KEYRING_LOG_LEVEL',
   rotator: 'TEMPORAL_KEYRING_ROTATOR',
+  checkInterval: 'TEMPORAL_KEYRING_CHECK_INTERVAL',
 } as const;
 
 export interface ServeFlags {
@@ -45,6 +47,7 @@ export interface ServeFlags {
   logLevel?: string;
   /** commander's `--no-rotator` sets this to false. */
   rotator?: boolean;
+  checkInterval?: string;
 }
 
 /**
@@ -109,6 +112,10 @@ export function registerServeCommand(program: Command): Command {
       '--no-rotator',
       `do not run the key rotator in this server (env ${SERVE_ENV.rotator}=false; default: run it, one acts per keystore)`,
     )
+    .option(
+      '--check-interval <duration>',
+      `the rotator's backstop check interval, e.g. 10s (env ${SERVE_ENV.checkInterval}, config rotator.checkInterval; default 1m); reservations and promotion timers wake it sooner`,
+    )
     .action(async (_flags: ServeFlags, command: Command) => {
       const globals = command.optsWithGlobals() as SettingsFlags & ServeFlags;
       const starting = runServe(globals, process.env);
@@ -139,7 +146,7 @@ export async function runServe(
   env: NodeJS.ProcessEnv,
   cwd: string = process.cwd(),
 ): Promise<RunningServer> {
-  const settings = await resolveSettings(
+  let settings = await resolveSettings(
     {
       config: flags.config,
       keystore: flags.keystore,
@@ -151,6 +158,11 @@ export async function runServe(
     env,
     cwd,
   );
+  const intervalText = flags.checkInterval ?? (env[SERVE_ENV.checkInterval] || undefined);
+  if (intervalText !== undefined) {
+    const field = flags.checkInterval !== undefined ? '--check-interval' : SERVE_ENV.checkInterval;
+    settings = settings.withCheckInterval(parseCheckInterval(intervalText, field));
+  }
   const config = parseServerConfig(serverConfigInput(flags, env, settings.config.server));
   const level = flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
   const logger = pino({ level, base: { service: 'temporal-keyring' } });
@@ -195,17 +207,21 @@ export async function runServe(
     policies: (ns) => settings.rotationPolicy(ns),
   });
   const metrics = new Metrics({ defaultMetrics: true });
+  // Usage gauges and budget events in every server, whether or not its rotator is the leader.
+  opened.meter?.on(metrics.meterListener());
   // Every server runs a rotator; the keystore lease makes exactly one of them act at a time.
   const runRotator = flags.rotator !== false && bool(env[SERVE_ENV.rotator], SERVE_ENV.rotator) !== false;
-  const rotator = runRotator
-    ? new Rotator({
-        keyring: opened.keyring,
-        keystore: opened.keystore,
-        policies: (ns) => settings.rotationPolicy(ns),
-        logger: logger.child({ channel: 'rotator' }),
-        metrics: metrics.rotatorMetrics(),
-      })
-    : undefined;
+  // With --no-rotator an observing rotator still reports the usage gauges at each interval.
+  const rotator = new Rotator({
+    keyring: opened.keyring,
+    keystore: opened.keystore,
+    policies: (ns) => settings.rotationPolicy(ns),
+    logger: logger.child({ channel: 'rotator' }),
+    metrics: metrics.rotatorMetrics(),
+    checkIntervalMs: settings.checkIntervalMs,
+    meter: opened.meter,
+    act: runRotator,
+  });
   const closeKeyring = async () => {
     await rotator?.stop();
     await opened.close();
@@ -219,6 +235,7 @@ export async function runServe(
       engine,
       payloadFormat,
       metrics,
+      rotationPolicy: (ns) => settings.rotationPolicy(ns),
     });
     rotator?.start();
     return running;

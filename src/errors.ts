@@ -39,6 +39,7 @@ export const KEYRING_ERROR_CODES = [
   'ERR_KEYSTORE_UNAVAILABLE',
   'ERR_LOCK_TIMEOUT',
   'ERR_USAGE_LIMIT_REACHED',
+  'ERR_KEY_BUDGET_EXHAUSTED',
   'ERR_USAGE_RESERVATION_FAILED',
   'ERR_REMOTE_CODEC_UNAVAILABLE',
   'ERR_REMOTE_CODEC_TIMEOUT',
@@ -254,7 +255,34 @@ export class LockTimeoutError extends KeyringError {
   }
 }
 
-/** The key version has spent its encryption budget; it must be rotated before encrypting more. */
+/**
+ * The active key version reached its `maxEncryptions` budget. With the policy
+ * `onBudgetExhausted: "refuse"` encryption fails closed with this error (HTTP 503) until the key is
+ * rotated; with the default `"rotate"` the meter has just rotated (`rotated`), and the keyring
+ * retries with the new version, so callers do not see it.
+ */
+export class KeyBudgetExhaustedError extends KeyringError {
+  static override code = 'ERR_KEY_BUDGET_EXHAUSTED' as const;
+  constructor(
+    readonly namespace: string,
+    readonly version: number,
+    readonly maxEncryptions: number,
+    /** True when an emergency rotation made another version active: encrypt again with it. */
+    readonly rotated = false,
+  ) {
+    super(
+      'ERR_KEY_BUDGET_EXHAUSTED',
+      rotated
+        ? `key version ${version} of namespace "${namespace}" spent its budget of ${maxEncryptions} encryptions; a new version is active`
+        : `key version ${version} of namespace "${namespace}" spent its budget of ${maxEncryptions} encryptions and the policy refuses further encryptions with it; rotate the key (temporal-keyring keys rotate --namespace ${namespace})`,
+    );
+  }
+}
+
+/**
+ * The key version reached the hard stop of 2^32 encryptions (the AES-GCM limit for random IVs);
+ * it must be rotated before encrypting more.
+ */
 export class UsageLimitReachedError extends KeyringError {
   static override code = 'ERR_USAGE_LIMIT_REACHED' as const;
   constructor(

@@ -11,6 +11,7 @@ import {
   parseKeystoreLocation,
 } from './keystore/keystore-location.ts';
 import { openKeystore } from './keystore/open-keystore.ts';
+import { emergencyRotation } from './rotation/budget-guard.ts';
 import type { RotationPolicy } from './rotation/rotation-policy.ts';
 import { UsageMeter } from './rotation/usage-meter.ts';
 import { type Clock, systemClock } from './runtime/clock.ts';
@@ -52,10 +53,12 @@ export interface OpenKeyringOptions {
   /** How often cached key metadata is re-read. Default 30 s. */
   refreshIntervalMs?: number;
   /**
-   * Each namespace's rotation policy; the keyring's lifecycle owner applies its propagation delay
-   * to every activation. Default: `DEFAULT_ROTATION_POLICY` for every namespace.
+   * Each namespace's rotation policy, one source for every rule that needs it: the lifecycle owner
+   * applies its propagation delay to every activation, and the default meter keeps its budget
+   * (`maxEncryptions`, `onBudgetExhausted`) and wakes a rotator at its threshold. Default:
+   * `DEFAULT_ROTATION_POLICY` for every namespace.
    */
-  policies?: (namespace: string) => Pick<RotationPolicy, 'propagationDelay'>;
+  policies?: (namespace: string) => RotationPolicy;
   /** Told of every lifecycle change made through the keyring (audit logs). */
   onLifecycleEvent?: (event: LifecycleEvent) => void;
   /** File keystore: how long to wait for its lock. Default: the file keystore's. */
@@ -67,6 +70,8 @@ export interface OpenKeyringOptions {
 export interface OpenedKeyring {
   keyring: Keyring;
   keystore: Keystore;
+  /** The default usage meter (undefined with `meter: false` or a meter of your own): a rotator wakes on its events. */
+  meter: UsageMeter | undefined;
   /** Flushes the meter, stops timers, forgets keys, and closes the keystore if it was opened here. */
   close(): Promise<void>;
 }
@@ -109,7 +114,7 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
     const chosen = options.meter ?? 'default';
     meter =
       chosen === 'default'
-        ? new UsageMeter({ keystore, clock, logger })
+        ? new UsageMeter({ keystore, clock, logger, policies: options.policies })
         : chosen === false
           ? undefined
           : chosen;
@@ -127,10 +132,12 @@ export async function openKeyring(options: OpenKeyringOptions): Promise<OpenedKe
       policies: options.policies,
       onLifecycleEvent: options.onLifecycleEvent,
     });
+    if (meter instanceof UsageMeter) meter.setBudgetExhaustedHandler(emergencyRotation(keyring, logger));
     let closed: Promise<void> | undefined;
     return {
       keyring,
       keystore,
+      meter: meter instanceof UsageMeter ? meter : undefined,
       close: () => {
         closed ??= (async () => {
           await keyring.close();

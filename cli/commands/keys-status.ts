@@ -15,7 +15,9 @@ import { namespaceArg } from './parse.ts';
  * JSON form (stable): `{namespace, now, policy: {enabled, maxEncryptions, maxAgeMs, leadTimeMs,
  * propagationDelayMs}, rate: {perSecond, basis} | null, nextRotation: {at, action, reason} | null,
  * versions: [{version, keyId, state, createdAt, activatedAt, deactivatedAt, reserved, used,
- * rates: {"1m", "1h", "1d"} (per second or null), limitAt}]}`, timestamps ISO 8601 or null.
+ * rates: {"1m", "1h", "1d"} (per second or null), limitReached, limitAt (projected, future, or
+ * null)}]}`, timestamps ISO 8601 or null. `nextRotation` is `{at, action, version, reason}`: the
+ * rotator's own plan (`planNamespace`), so this and `rotator --once` agree.
  */
 export function registerKeysStatusCommand(keys: Command): void {
   keys
@@ -51,7 +53,12 @@ export function statusJson(s: NamespaceStatus) {
     },
     rate: s.rate ?? null,
     nextRotation: s.nextRotation
-      ? { at: isoOrNull(s.nextRotation.at), action: s.nextRotation.action, reason: s.nextRotation.reason }
+      ? {
+          at: isoOrNull(s.nextRotation.at),
+          action: s.nextRotation.action,
+          version: s.nextRotation.version,
+          reason: s.nextRotation.reason,
+        }
       : null,
     versions: s.versions.map((v) => ({
       version: v.version,
@@ -63,9 +70,17 @@ export function statusJson(s: NamespaceStatus) {
       reserved: v.reserved,
       used: v.used,
       rates: v.rates,
+      limitReached: v.limitReached,
       limitAt: isoOrNull(v.limitAt),
     })),
   };
+}
+
+/** The BUDGET LIMIT column: "reached", a projected (future) time, or why there is none. */
+function budgetLimit(v: NamespaceStatus['versions'][number]): string {
+  if (v.limitReached) return 'reached';
+  if (v.state !== 'active') return '';
+  return v.limitAt === undefined ? 'no rate yet' : `${shortTime(v.limitAt)} (projected)`;
 }
 
 export function statusText(s: NamespaceStatus): string {
@@ -84,7 +99,7 @@ export function statusText(s: NamespaceStatus): string {
         'RESERVED',
         'USED',
         ...windows.map((w) => `RATE ${w}`),
-        'LIMIT REACHED',
+        'BUDGET LIMIT',
       ],
       s.versions.map((v) => [
         String(v.version),
@@ -93,7 +108,7 @@ export function statusText(s: NamespaceStatus): string {
         formatCount(v.reserved),
         formatCount(v.used),
         ...windows.map((w) => (v.rates[w] === null ? '-' : formatRate(v.rates[w]))),
-        v.state !== 'active' ? '' : v.limitAt === undefined ? 'no rate yet' : shortTime(v.limitAt),
+        budgetLimit(v),
       ]),
     ),
     '',
@@ -101,7 +116,7 @@ export function statusText(s: NamespaceStatus): string {
       ? `projection rate: ${formatRate(s.rate.perSecond)} (${s.rate.basis} window)`
       : 'projection rate: not enough reservations yet',
     s.nextRotation
-      ? `next rotation: ${s.nextRotation.action} ${shortTime(s.nextRotation.at)}${s.nextRotation.at <= s.now ? ' (due now)' : ''}: ${s.nextRotation.reason}`
+      ? `next rotation: ${s.nextRotation.action} v${s.nextRotation.version} ${s.nextRotation.at <= s.now ? 'due now' : `at ${shortTime(s.nextRotation.at)}`}: ${s.nextRotation.reason}`
       : 'next rotation: none scheduled (no max age and no measured rate)',
   ];
   return lines.join('\n');

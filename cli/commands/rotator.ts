@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import pino from 'pino';
-import { InvalidOptionError } from '../../src/errors.ts';
-import { parseDuration } from '../../src/rotation/rotation-policy.ts';
+import { formatDuration, parseCheckInterval } from '../../src/rotation/rotation-policy.ts';
 import { Rotator, type RotatorRun } from '../../src/rotation/rotator.ts';
 import { openFromSettings, settingsOf } from '../context.ts';
 import { out, printJson } from '../output.ts';
@@ -9,28 +8,38 @@ import { out, printJson } from '../output.ts';
 interface RotatorFlags {
   once?: boolean;
   interval?: string;
+  checkInterval?: string;
   json?: boolean;
   logLevel?: string;
 }
 
 /**
- * `rotator [--once] [--interval 1m]`: rotates keys from measured usage (see rotator.ts). Runs until
- * SIGTERM or SIGINT, logging JSON lines (pino) on stdout; with `--once`, checks once and prints
- * what it did. Only one rotator acts per keystore at a time (a keystore lease), so running several
- * for availability is safe.
+ * `rotator [--once] [--check-interval 1m]`: rotates keys from measured usage (see rotator.ts).
+ * Runs until SIGTERM or SIGINT, logging JSON lines (pino) on stdout, one line per namespace and
+ * check with its decision; with `--once`, checks once and prints what it did and the next step
+ * (the same plan `keys status` shows). Only one rotator acts per keystore at a time (a keystore
+ * lease), so running several for availability is safe.
  */
 export function registerRotatorCommand(program: Command): void {
   program
     .command('rotator')
     .description('rotate keys from measured usage and age, in two phases (one active rotator per keystore)')
     .option('--once', 'check once, print what was done, and exit')
-    .option('--interval <duration>', 'time between checks, e.g. 30s, 1m, 5m (default 1m)')
+    .option(
+      '--check-interval <duration>',
+      'backstop time between checks, e.g. 10s, 1m (config rotator.checkInterval; default 1m); reservations crossing a rotation threshold and promotion timers wake it sooner',
+    )
+    .option('--interval <duration>', 'the same as --check-interval (older name)')
     .option('--json', 'with --once: print JSON')
     .option('--log-level <level>', 'log level: debug, info, warn, error, silent (default info)')
     .action(async (flags: RotatorFlags, command: Command) => {
-      const interval = flags.interval === undefined ? 60_000 : parseDuration(flags.interval, '--interval');
-      if (interval < 1000) throw new InvalidOptionError('--interval', 'must be at least 1s');
-      const settings = await settingsOf(command);
+      const flag = flags.checkInterval ?? flags.interval;
+      let settings = await settingsOf(command);
+      if (flag !== undefined) {
+        const name = flags.checkInterval !== undefined ? '--check-interval' : '--interval';
+        settings = settings.withCheckInterval(parseCheckInterval(flag, name));
+      }
+      const interval = settings.checkIntervalMs;
       // With --once, stdout is for the result: logs go to stderr.
       const logger = pino(
         { level: flags.logLevel ?? 'info', base: { service: 'temporal-keyring', component: 'rotator' } },
@@ -43,6 +52,7 @@ export function registerRotatorCommand(program: Command): void {
         policies: (ns) => settings.rotationPolicy(ns),
         logger,
         checkIntervalMs: interval,
+        meter: opened.meter,
       });
       if (flags.once) {
         try {
@@ -77,7 +87,10 @@ export function registerRotatorCommand(program: Command): void {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
       // Announced only once the handlers are in place: supervisors may signal as soon as they read it.
-      logger.info({ intervalMs: interval, holder: rotator.holder }, 'rotator started');
+      logger.info(
+        { checkIntervalMs: interval, holder: rotator.holder },
+        `rotator started (backstop check every ${formatDuration(interval)})`,
+      );
     });
 }
 
@@ -89,8 +102,14 @@ function runJson(run: RotatorRun) {
       action: a.action,
       version: a.version ?? null,
       reason: a.reason ?? null,
-      nextRotationAt:
-        a.projection?.rotateAt === undefined ? null : new Date(a.projection.rotateAt).toISOString(),
+      next: a.next
+        ? {
+            at: new Date(a.next.at).toISOString(),
+            action: a.next.action,
+            version: a.next.version,
+            reason: a.next.reason,
+          }
+        : null,
     })),
   };
 }
@@ -100,10 +119,9 @@ function runText(run: RotatorRun): string {
   if (run.actions.length === 0) return 'no namespaces';
   return run.actions
     .map((a) => {
-      const next =
-        a.projection?.rotateAt === undefined
-          ? ''
-          : `; next rotation ${new Date(a.projection.rotateAt).toISOString()} (${a.projection.reason?.text})`;
+      const next = a.next
+        ? `; next: ${a.next.action} v${a.next.version} ${a.next.at <= Date.now() ? 'due now' : `at ${new Date(a.next.at).toISOString()}`} (${a.next.reason})`
+        : '; next: none scheduled';
       const what = a.version === undefined ? a.action : `${a.action} v${a.version}`;
       return `${a.namespace}: ${what}${a.reason ? ` (${a.reason})` : ''}${next}`;
     })

@@ -63,6 +63,17 @@ export const configSchema = z.strictObject({
     })
     .describe('settings of every namespace: rotation policy and allowDeprecatedDecrypt (default false)')
     .optional(),
+  rotator: z
+    .strictObject({
+      checkInterval: z
+        .union([z.number(), z.string()])
+        .describe(
+          'backstop interval between rotator checks, e.g. "60s" (default); reservations and timers wake it sooner',
+        )
+        .optional(),
+    })
+    .describe("the rotator's settings (serve and the rotator command)")
+    .optional(),
   namespaces: z
     .record(
       z.string().refine(isValidNamespace, {

@@ -5,7 +5,12 @@ import {
   type KeystoreLocation,
   parseKeystoreLocation,
 } from '../keystore/keystore-location.ts';
-import { type RotationPolicy, resolvePolicy } from '../rotation/rotation-policy.ts';
+import {
+  DEFAULT_CHECK_INTERVAL_MS,
+  parseCheckInterval,
+  type RotationPolicy,
+  resolvePolicy,
+} from '../rotation/rotation-policy.ts';
 import type { KeyringConfig, NamespaceConfig } from './config-schema.ts';
 import { type LoadedConfig, loadConfigFile } from './load-config.ts';
 
@@ -61,8 +66,18 @@ export interface ResolvedSettings {
   allowDeprecatedDecrypt(namespace: string): boolean;
   /** The config section of a namespace (`{}` when it has none). */
   namespace(namespace: string): NamespaceConfig;
-  /** A namespace's rotation policy: built-in defaults < config `defaults.rotation` < its own section. */
+  /**
+   * A namespace's rotation policy: built-in defaults < config `defaults.rotation` < its own section,
+   * checked against the rotator's check interval (`checkIntervalMs`).
+   */
   rotationPolicy(namespace: string): RotationPolicy;
+  /** The rotator's backstop check interval (config `rotator.checkInterval`, default 60 s). */
+  checkIntervalMs: number;
+  /**
+   * The same settings with another check interval (the `--check-interval` flag); throws when the
+   * config's defaults or a namespace's policy cannot cover it (see `assertLeadTimeCovers`).
+   */
+  withCheckInterval(ms: number): ResolvedSettings;
 }
 
 /**
@@ -96,7 +111,29 @@ export function settingsFrom(
   const readKek = () => kek?.();
   const previousKeks = resolvePreviousKeks(flags, env, cwd, config, configDir);
   const namespaces = config.namespaces ?? {};
-  return {
+  const configInterval =
+    config.rotator?.checkInterval === undefined
+      ? DEFAULT_CHECK_INTERVAL_MS
+      : parseCheckInterval(config.rotator.checkInterval, 'rotator.checkInterval');
+  const build = (checkIntervalMs: number): ResolvedSettings => {
+    const rotationPolicy = (ns: string) =>
+      resolvePolicy(
+        config.defaults?.rotation,
+        namespaces[ns]?.rotation,
+        namespaces[ns] ? `namespaces.${ns}.rotation` : 'defaults.rotation',
+        checkIntervalMs,
+      );
+    // Every policy the file names must be able to rotate in time: refuse it up front.
+    resolvePolicy(config.defaults?.rotation, undefined, 'defaults.rotation', checkIntervalMs);
+    for (const ns of Object.keys(namespaces)) rotationPolicy(ns);
+    return {
+      ...common,
+      rotationPolicy,
+      checkIntervalMs,
+      withCheckInterval: (ms) => build(ms),
+    };
+  };
+  const common = {
     keystore,
     keystoreOrigin,
     kek: readKek,
@@ -104,12 +141,11 @@ export function settingsFrom(
     previousKeks,
     config,
     configPath: loaded?.path,
-    allowDeprecatedDecrypt: (ns) =>
+    allowDeprecatedDecrypt: (ns: string) =>
       namespaces[ns]?.allowDeprecatedDecrypt ?? config.defaults?.allowDeprecatedDecrypt ?? false,
-    namespace: (ns) => namespaces[ns] ?? {},
-    rotationPolicy: (ns) =>
-      resolvePolicy(config.defaults?.rotation, namespaces[ns]?.rotation, `namespaces.${ns}.rotation`),
+    namespace: (ns: string) => namespaces[ns] ?? {},
   };
+  return build(configInterval);
 }
 
 function resolveKeystore(

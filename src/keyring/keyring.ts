@@ -2,6 +2,7 @@ import {
   DecryptionFailedError,
   InvalidOptionError,
   KekMismatchError,
+  KeyBudgetExhaustedError,
   KeyringClosedError,
   KeystoreConflictError,
   KeystoreCorruptError,
@@ -162,20 +163,26 @@ export class Keyring implements KeyProvider {
    */
   async encryptionKey(namespace: string, count: number): Promise<KeyHandle> {
     this.#assertOpen();
-    const ns = await this.#namespace(namespace, true);
-    const active = ns.versions.find((v) => v.state === 'active');
-    if (!active) throw new NoActiveKeyError(namespace);
-    const handle = await this.#handle(active);
-    if (this.#meter && count > 0) {
+    for (let attempt = 0; ; attempt++) {
+      const ns = await this.#namespace(namespace, true);
+      const active = ns.versions.find((v) => v.state === 'active');
+      if (!active) throw new NoActiveKeyError(namespace);
+      const handle = await this.#handle(active);
       try {
-        await this.#meter.spend(namespace, active.version, count);
+        if (this.#meter && count > 0) await this.#meter.spend(namespace, active.version, count);
       } catch (error) {
         this.#assertOpen(); // the meter closed because the keyring did: say so
+        // The version's budget is spent and the meter's emergency rotation made another one
+        // active: encrypt with that one (reloaded, since the rotation may be another process's).
+        if (error instanceof KeyBudgetExhaustedError && error.rotated && attempt < 3) {
+          await this.#load(namespace);
+          continue;
+        }
         throw error;
       }
+      this.#assertOpen();
+      return handle;
     }
-    this.#assertOpen();
-    return handle;
   }
 
   /**

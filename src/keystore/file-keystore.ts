@@ -21,11 +21,13 @@ import {
   TEMP_PREFIX,
   writeFileAtomic,
 } from './atomic-file.ts';
+import { FileChangeWatcher } from './file-change-watcher.ts';
 import { FileLock } from './file-lock.ts';
 import {
   type CommitGuard,
   type KekInfo,
   type Keystore,
+  type KeystoreEvent,
   sameKekInfo,
   trimSamples,
   type UsageRecord,
@@ -45,6 +47,11 @@ export interface FileKeystoreOptions {
   lockStaleMs?: number;
   clock?: Clock;
   logger?: Logger;
+  /**
+   * How often `subscribe` polls for commits of other processes (see file-change-watcher.ts), in ms.
+   * Default 200 ms: a promotion reaches every process sharing the directory within that.
+   */
+  watchIntervalMs?: number;
   /**
    * Called after each step of every durable write; throwing stops the write there, as a crash
    * would. For crash-safety tests only.
@@ -142,6 +149,7 @@ export class FileKeystore implements Keystore {
   readonly #lock: FileLock;
   readonly #logger: Logger;
   readonly #faults: FaultHook | undefined;
+  readonly #watcher: FileChangeWatcher;
   #closed = false;
 
   private constructor(dir: string, options: FileKeystoreOptions) {
@@ -152,6 +160,12 @@ export class FileKeystore implements Keystore {
     });
     this.#logger = options.logger ?? silentLogger;
     this.#faults = options.faults;
+    this.#watcher = new FileChangeWatcher(dir, options.clock ?? systemClock, options.watchIntervalMs);
+  }
+
+  /** Announces commits made by any process (a cheap stat poll, see file-change-watcher.ts). */
+  subscribe(listener: (event: KeystoreEvent) => void): () => void {
+    return this.#watcher.subscribe(listener);
   }
 
   /**
@@ -371,6 +385,7 @@ export class FileKeystore implements Keystore {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#watcher.stop();
   }
 
   // --- Internals -----------------------------------------------------------------------------
@@ -593,7 +608,7 @@ function validateOptions(options: FileKeystoreOptions): void {
     throw new InvalidOptionError('dir', 'must be a non-empty path');
   }
   if (options.dir.includes('\0')) throw new InvalidOptionError('dir', 'must not contain NUL');
-  for (const field of ['lockTimeoutMs', 'lockStaleMs'] as const) {
+  for (const field of ['lockTimeoutMs', 'lockStaleMs', 'watchIntervalMs'] as const) {
     const value = options[field];
     if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
       throw new InvalidOptionError(field, 'must be a non-negative number of milliseconds');

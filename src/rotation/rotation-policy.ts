@@ -22,7 +22,20 @@ export interface RotationPolicy {
   leadTime: number;
   /** Time between publishing a new version and encrypting with it, in ms: every process refreshes meanwhile. */
   propagationDelay: number;
+  /**
+   * What an encrypting process does when the active version's reserved count reaches
+   * `maxEncryptions` (see budget-guard.ts): `rotate` (default) promotes the prepublished version at
+   * once, or rotates immediately, logged and counted as an emergency rotation; `refuse` fails
+   * closed with `KeyBudgetExhaustedError` (HTTP 503) until someone rotates. Never silently over.
+   * Optional in the type (policies written before it existed); absent means `rotate`.
+   */
+  onBudgetExhausted?: BudgetExhaustedAction;
 }
+
+export type BudgetExhaustedAction = 'rotate' | 'refuse';
+
+/** Default time between two periodic checks of the rotator (a backstop: reservations wake it). */
+export const DEFAULT_CHECK_INTERVAL_MS = 60_000;
 
 /** The AES-GCM limit for random 96-bit IVs (NIST SP 800-38D, section 8.3). */
 export const AES_GCM_RANDOM_IV_LIMIT = 2 ** 32;
@@ -51,6 +64,7 @@ export const DEFAULT_ROTATION_POLICY: Readonly<RotationPolicy> = Object.freeze({
   maxAge: 30 * DAY,
   leadTime: 7 * DAY,
   propagationDelay: DEFAULT_PROPAGATION_DELAY_MS,
+  onBudgetExhausted: 'rotate',
 });
 
 const UNITS: Readonly<Record<string, number>> = {
@@ -121,11 +135,15 @@ export const rotationPolicySchema = z
     maxAge: z.union([duration, z.null(), z.literal(false)]).optional(),
     leadTime: duration.optional(),
     propagationDelay: duration.optional(),
+    onBudgetExhausted: z
+      .enum(['rotate', 'refuse'], { error: 'must be "rotate" (the default) or "refuse"' })
+      .optional(),
   })
   .transform((input, ctx): PartialRotationPolicy => {
     const out: PartialRotationPolicy = {};
     if (input.enabled !== undefined) out.enabled = input.enabled;
     if (input.maxEncryptions !== undefined) out.maxEncryptions = input.maxEncryptions;
+    if (input.onBudgetExhausted !== undefined) out.onBudgetExhausted = input.onBudgetExhausted;
     for (const key of ['maxAge', 'leadTime', 'propagationDelay'] as const) {
       const value = input[key];
       if (value === undefined) continue;
@@ -165,12 +183,14 @@ export function parsePolicy(input: unknown, field = 'rotation'): PartialRotation
 /**
  * The policy of one namespace: built-in defaults, overridden by the config's defaults, overridden
  * by the namespace's own section. Accepts raw config objects or already-parsed ones; checks that
- * the whole makes sense (the lead time must leave room inside `maxAge`).
+ * the whole makes sense (the lead time must leave room inside `maxAge`, and, given the rotator's
+ * `checkIntervalMs`, cover one check interval plus the propagation delay).
  */
 export function resolvePolicy(
   defaults?: RotationPolicyInput | PartialRotationPolicy,
   perNamespace?: RotationPolicyInput | PartialRotationPolicy,
   field = 'rotation',
+  checkIntervalMs?: number,
 ): RotationPolicy {
   const policy: RotationPolicy = {
     ...DEFAULT_ROTATION_POLICY,
@@ -189,5 +209,33 @@ export function resolvePolicy(
       `(${formatDuration(policy.maxAge)}) must be longer than propagationDelay (${formatDuration(policy.propagationDelay)})`,
     );
   }
+  if (checkIntervalMs !== undefined) assertLeadTimeCovers(policy, checkIntervalMs, field);
   return policy;
+}
+
+/**
+ * A rotation must be able to complete inside the lead time even when the periodic check is what
+ * notices it (a reservation normally wakes the rotator sooner): one check interval to start it,
+ * then the propagation delay before the new version is active. Throws naming the numbers.
+ */
+export function assertLeadTimeCovers(
+  policy: RotationPolicy,
+  checkIntervalMs: number,
+  field = 'rotation',
+): void {
+  const needed = checkIntervalMs + policy.propagationDelay;
+  if (policy.leadTime >= needed) return;
+  // Exact numbers (a rounded "1.1 min" would not show why 65 s is too short).
+  const exact = (ms: number) => (ms < 3_600_000 && ms % 1000 === 0 ? `${ms / 1000} s` : formatDuration(ms));
+  throw new InvalidOptionError(
+    `${field}.leadTime`,
+    `(${exact(policy.leadTime)}) cannot cover the rotator's check interval (${exact(checkIntervalMs)}) plus propagationDelay (${exact(policy.propagationDelay)}) = ${exact(needed)}; raise leadTime to at least ${exact(needed)} or shorten the check interval (rotator.checkInterval, --check-interval)`,
+  );
+}
+
+/** Parses and checks a rotator check interval (config `rotator.checkInterval`, `--check-interval`). */
+export function parseCheckInterval(value: unknown, field: string): number {
+  const ms = parseDuration(value, field);
+  if (ms < 1000) throw new InvalidOptionError(field, `must be at least 1s (got ${formatDuration(ms)})`);
+  return ms;
 }

@@ -91,3 +91,64 @@ export function projectRotation(
     due: next !== undefined && next.at <= now,
   };
 }
+
+/** The next step of a namespace's rotation, as the rotator will take it. */
+export interface NextRotationStep {
+  /** When: a past time means due now. */
+  at: number;
+  /** `prepublish` starts a rotation; `promote` completes one (the prepublished version becomes active). */
+  action: 'prepublish' | 'promote';
+  /** Machine kind: the projection's reason, or `propagated` for a promotion. */
+  kind: RotationReasonKind | 'propagated';
+  /** A sentence for logs, the CLI and the admin API. */
+  reason: string;
+  /** The version the step acts on: the prepublished one for `promote`, the active one otherwise. */
+  version: number;
+}
+
+/** A namespace's rotation state: what `keys status`, `rotator --once`, the admin API and the metrics all show. */
+export interface NamespacePlan {
+  active: Pick<KeyVersion, 'version' | 'state' | 'createdAt' | 'activatedAt'> | undefined;
+  /** The prepublished version waiting for its propagation delay, if any. */
+  pending: Pick<KeyVersion, 'version' | 'createdAt'> | undefined;
+  /** The active version's projection (undefined without an active version). */
+  projection: RotationProjection | undefined;
+  /** The next step, or undefined when nothing triggers (no max age and no measured rate). */
+  next: NextRotationStep | undefined;
+}
+
+/**
+ * The one projection of a namespace. A prepublished version is promoted `propagationDelay` after
+ * it was published (its timer); otherwise the active version's projection says when to prepublish.
+ * Every reader goes through this function, so a status right after a promotion and the rotator's
+ * own answer never disagree.
+ */
+export function planNamespace(
+  versions: readonly Pick<KeyVersion, 'version' | 'state' | 'createdAt' | 'activatedAt'>[],
+  activeUsage: UsageRecord | undefined,
+  policy: RotationPolicy,
+  now: number,
+): NamespacePlan {
+  const active = versions.find((v) => v.state === 'active');
+  const pending = versions.find((v) => v.state === 'prepublished');
+  const projection = active && activeUsage ? projectRotation(active, activeUsage, policy, now) : undefined;
+  let next: NextRotationStep | undefined;
+  if (pending) {
+    next = {
+      at: pending.createdAt + policy.propagationDelay,
+      action: 'promote',
+      kind: 'propagated',
+      reason: `version ${pending.version} published; active once every process has seen it (propagation delay ${formatDuration(policy.propagationDelay)})`,
+      version: pending.version,
+    };
+  } else if (active && projection?.rotateAt !== undefined && projection.reason) {
+    next = {
+      at: projection.rotateAt,
+      action: 'prepublish',
+      kind: projection.reason.kind,
+      reason: projection.reason.text,
+      version: active.version,
+    };
+  }
+  return { active, pending, projection, next };
+}

@@ -1,10 +1,10 @@
 import { NamespaceNotFoundError } from '../errors.ts';
-import type { Keystore } from '../keystore/keystore.ts';
+import type { Keystore, UsageRecord } from '../keystore/keystore.ts';
 import type { KeyState } from '../model/key-version.ts';
 import type { RotationPolicy } from './rotation-policy.ts';
-import { projectRotation } from './rotation-projection.ts';
+import { planNamespace, projectRotation } from './rotation-projection.ts';
 import { type ChartSeries, chartSeries, renderUsageChart } from './usage-chart.ts';
-import type { RateWindow } from './usage-rate.ts';
+import { type RateWindow, usageRates } from './usage-rate.ts';
 
 /**
  * Usage and rotation status of a namespace, read from the keystore (metadata and counts only: no
@@ -26,7 +26,12 @@ export interface VersionStatus {
   used: number;
   /** Encryptions per second per window; null while a window has too few reservations to count. */
   rates: Record<RateWindow, number | null>;
-  /** Active version only: when its budget is projected to run out at the projection rate. */
+  /** True when the reserved count has reached `maxEncryptions` (any state). */
+  limitReached: boolean;
+  /**
+   * Active version only, budget not yet spent: when it is projected to run out at the projection
+   * rate (always in the future); undefined without a rate.
+   */
   limitAt: number | undefined;
 }
 
@@ -37,11 +42,16 @@ export interface NamespaceStatus {
   versions: VersionStatus[];
   /** The rate projections use (the highest sufficient window), and which window it is. */
   rate: { perSecond: number; basis: string } | undefined;
-  /** The next rotation step the rotator will take and why; undefined when nothing triggers. */
-  nextRotation: { at: number; action: 'prepublish' | 'promote'; reason: string } | undefined;
+  /** The next rotation step the rotator will take and why (`planNamespace`); undefined when nothing triggers. */
+  nextRotation: { at: number; action: 'prepublish' | 'promote'; reason: string; version: number } | undefined;
   chart: ChartSeries[];
 }
 
+/**
+ * A namespace's status: per version its counts and rates, and the plan of `planNamespace`, the
+ * projection the rotator acts on (so `keys status`, `rotator --once`, the admin API and the
+ * metrics agree).
+ */
 export async function namespaceStatus(
   keystore: Keystore,
   namespace: string,
@@ -52,17 +62,14 @@ export async function namespaceStatus(
   if (versions.length === 0) throw new NamespaceNotFoundError(namespace);
   const out: VersionStatus[] = [];
   const chart: ChartSeries[] = [];
-  let rate: NamespaceStatus['rate'];
-  let nextRotation: NamespaceStatus['nextRotation'];
+  let activeUsage: UsageRecord | undefined;
   for (const v of versions) {
     const usage = await keystore.getUsage(namespace, v.version);
-    const projection = projectRotation(v, usage, policy, now);
-    const rates = Object.fromEntries(
-      projection.rates.windows.map((w) => [
-        w.window,
-        w.sufficient && w.perSecond !== undefined ? w.perSecond : null,
-      ]),
-    ) as Record<RateWindow, number | null>;
+    if (v.state === 'active') activeUsage = usage;
+    const rates = usageRates(usage.samples, now);
+    const limitReached = usage.reserved >= policy.maxEncryptions;
+    let limitAt: number | undefined;
+    if (v.state === 'active' && !limitReached) limitAt = projectRotation(v, usage, policy, now).limitAt;
     out.push({
       version: v.version,
       keyId: v.keyId,
@@ -72,29 +79,29 @@ export async function namespaceStatus(
       deactivatedAt: v.deactivatedAt,
       reserved: usage.reserved,
       used: usage.used,
-      rates,
-      limitAt: v.state === 'active' ? projection.limitAt : undefined,
+      rates: Object.fromEntries(
+        rates.windows.map((w) => [w.window, w.sufficient && w.perSecond !== undefined ? w.perSecond : null]),
+      ) as Record<RateWindow, number | null>,
+      limitReached,
+      limitAt,
     });
     if (v.state !== 'destroyed') chart.push(chartSeries(v, usage, now));
-    if (v.state === 'active') {
-      const r = projection.rates;
-      if (r.projectionPerSecond !== undefined && r.basis)
-        rate = { perSecond: r.projectionPerSecond, basis: r.basis };
-      if (projection.rotateAt !== undefined && projection.reason) {
-        nextRotation = { at: projection.rotateAt, action: 'prepublish', reason: projection.reason.text };
-      }
-    }
   }
-  const pending = versions.find((v) => v.state === 'prepublished');
-  if (pending) {
+  const plan = planNamespace(versions, activeUsage, policy, now);
+  const r = plan.projection?.rates;
+  const rate =
+    r?.projectionPerSecond !== undefined && r.basis
+      ? { perSecond: r.projectionPerSecond, basis: r.basis }
+      : undefined;
+  let nextRotation: NamespaceStatus['nextRotation'];
+  if (plan.next) {
     nextRotation = {
-      at: pending.createdAt + policy.propagationDelay,
-      action: 'promote',
-      reason: `version ${pending.version} published; active once every process has seen it`,
+      at: plan.next.at,
+      action: plan.next.action,
+      version: plan.next.version,
+      reason: policy.enabled ? plan.next.reason : `${plan.next.reason} (rotation disabled: not automatic)`,
     };
   }
-  if (!policy.enabled && nextRotation)
-    nextRotation = { ...nextRotation, reason: `${nextRotation.reason} (rotation disabled: not automatic)` };
   return { namespace, now, policy, versions: out, rate, nextRotation, chart };
 }
 
@@ -114,5 +121,6 @@ export function statusChart(status: NamespaceStatus): string {
     now: status.now,
     series: status.chart,
     ...(projection ? { projection } : {}),
+    ...(status.nextRotation ? { nextRotation: status.nextRotation } : {}),
   });
 }

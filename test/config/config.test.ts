@@ -77,6 +77,7 @@ describe('the documented config', () => {
       'kek',
       'previousKeks',
       'defaults',
+      'rotator',
       'namespaces',
       'server',
     ]);

@@ -58,12 +58,12 @@ describe('temporal-keyring keys status / rotator', () => {
       /^namespace orders: rotation on, budget 3\.87e9 encryptions, max age 30 d, lead time 7 d/,
     );
     expect(stdout).toMatch(
-      /VERSION +STATE +ACTIVATED +RESERVED +USED +RATE 1m +RATE 1h +RATE 1d +LIMIT REACHED/,
+      /VERSION +STATE +ACTIVATED +RESERVED +USED +RATE 1m +RATE 1h +RATE 1d +BUDGET LIMIT/,
     );
     // One block a minute is too coarse for the 1-minute window: shown as "-".
-    expect(stdout).toMatch(/\n1 +active +\S+ +129\.7M +1\.0M +- +1000\/s +1000\/s +20\d\d-/);
+    expect(stdout).toMatch(/\n1 +active +\S+ +129\.7M +1\.0M +- +1000\/s +1000\/s +20\d\d-\S+ \(projected\)/);
     expect(stdout).toMatch(/projection rate: 1000\/s \(1[mhd] window\)/);
-    expect(stdout).toMatch(/next rotation: prepublish 20\d\d-\S+: max age 30 d/);
+    expect(stdout).toMatch(/next rotation: prepublish v1 at 20\d\d-\S+: max age 30 d/);
     const chart = await readFile(svg, 'utf8');
     expect(chart).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     expect(chart).toContain('class="limit"');
@@ -84,17 +84,23 @@ describe('temporal-keyring keys status / rotator', () => {
     expect(new Date(status.versions[0].limitAt).getTime()).toBeGreaterThan(Date.now());
   }, 30_000);
 
-  it('rotator --once rotates what is due and reports the rest', async () => {
+  it('rotator --once rotates what is due, reports the rest, and agrees with keys status', async () => {
     const first = JSON.parse((await cli(['rotator', '--once', '--json'], true)).stdout);
     expect(first.leader).toBe(true);
     const byNs = Object.fromEntries(first.actions.map((a: { namespace: string }) => [a.namespace, a]));
-    expect(byNs.busy).toMatchObject({ action: 'prepublished', version: 2 });
+    // A spent budget does not wait for a prepublish and a propagation delay.
+    expect(byNs.busy).toMatchObject({ action: 'emergency-rotated', version: 2 });
     expect(byNs.busy.reason).toMatch(/^encryption budget spent/);
     expect(byNs.orders).toMatchObject({ action: 'none', version: 1 });
-    const again = await cli(['rotator', '--once'], true);
-    expect(again.stdout).toMatch(/^busy: waiting-for-propagation v2/m);
-    const status = await cli(['keys', 'status', '-n', 'busy']);
-    expect(status.stdout).toMatch(/next rotation: promote .*version 2 published/);
+    // Right after the rotation, the rotator and keys status give the same next step.
+    const again = JSON.parse((await cli(['rotator', '--once', '--json'], true)).stdout);
+    const busy = again.actions.find((a: { namespace: string }) => a.namespace === 'busy');
+    expect(busy).toMatchObject({ action: 'none', version: 2, next: { action: 'prepublish', version: 2 } });
+    const status = JSON.parse((await cli(['keys', 'status', '-n', 'busy', '--json'])).stdout);
+    expect(status.nextRotation).toEqual(busy.next);
+    expect(status.versions[0]).toMatchObject({ version: 1, limitReached: true, limitAt: null });
+    const text = (await cli(['keys', 'status', '-n', 'busy'])).stdout;
+    expect(text).toMatch(/\n1 +inactive .* reached\n/);
   }, 60_000);
 
   it('refuses a bad interval, naming the flag', async () => {

@@ -18,6 +18,7 @@ describe('rotation policy', () => {
       maxAge: 30 * DAY,
       leadTime: 7 * DAY,
       propagationDelay: 120_000,
+      onBudgetExhausted: 'rotate',
     });
     expect(DEFAULT_ROTATION_POLICY.maxEncryptions).toBe(Math.floor(0.9 * 2 ** 32));
   });
@@ -46,6 +47,7 @@ describe('rotation policy', () => {
       maxAge: null,
       leadTime: 3 * DAY,
       propagationDelay: 120_000,
+      onBudgetExhausted: 'rotate',
     });
     expect(resolvePolicy(undefined, { maxAge: false }).maxAge).toBeNull();
     expect(resolvePolicy({ enabled: false }).enabled).toBe(false);
@@ -77,6 +79,20 @@ describe('rotation policy', () => {
     expect(err(() => parsePolicy({ enabled: 'yes' }))).toMatch(/^rotation\.enabled: /);
     expect(err(() => resolvePolicy({ leadTime: '1m' }))).toMatch(/^rotation\.leadTime: .*propagationDelay/);
     expect(err(() => resolvePolicy({ maxAge: '1m', leadTime: '1h' }))).toMatch(/^rotation\.maxAge: /);
+  });
+
+  it('refuses a lead time that cannot cover the check interval plus the propagation delay, naming the numbers', () => {
+    const issue = { maxEncryptions: 1_000_000, maxAge: null, leadTime: '15s', propagationDelay: '5s' };
+    expect(() => resolvePolicy(undefined, issue, 'namespaces.hot.rotation', 60_000)).toThrow(
+      "namespaces.hot.rotation.leadTime: (15 s) cannot cover the rotator's check interval (60 s) plus propagationDelay (5 s) = 65 s; raise leadTime to at least 65 s or shorten the check interval (rotator.checkInterval, --check-interval)",
+    );
+    expect(resolvePolicy(undefined, issue, 'namespaces.hot.rotation', 10_000).leadTime).toBe(15_000);
+    expect(() => resolvePolicy(undefined, { leadTime: '0s', propagationDelay: '0s' }, 'r', 1000)).toThrow(
+      /r\.leadTime: \(0 s\) cannot cover/,
+    );
+    expect(() => resolvePolicy(undefined, { onBudgetExhausted: 'ignore' as 'refuse' })).toThrow(
+      /rotation\.onBudgetExhausted: must be "rotate" \(the default\) or "refuse"/,
+    );
   });
 
   it('formats durations for humans', () => {

@@ -104,8 +104,13 @@ describe('Rotator', () => {
     expect((await disabled.runOnce()).actions[0]).toMatchObject({ action: 'disabled', version: 1 });
     await disabled.stop();
     const run = await rotatorOf(a.keyring, a.keystore, 'on').runOnce();
-    expect(run.actions[0]).toMatchObject({ action: 'prepublished', version: 2 });
+    // Spent: no prepublish and propagation delay, a new version active at once.
+    expect(run.actions[0]).toMatchObject({ action: 'emergency-rotated', version: 2 });
     expect(run.actions[0]!.reason).toMatch(/^encryption budget spent \(1\.0M of 1\.0M reserved\)$/);
+    expect((await a.keyring.versions('default')).map((v) => `${v.version}:${v.state}`)).toEqual([
+      '1:inactive',
+      '2:active',
+    ]);
   });
 
   it('two rotators on one keystore rotate exactly once', async () => {
@@ -180,6 +185,81 @@ describe('Rotator', () => {
     await rotator.stop();
     // stop() gave the lease up.
     expect(await store.tryAcquireLease(ROTATOR_LEASE, 'someone-else', 1000, clock.now())).toBe(true);
+  });
+
+  it('promotes by a timer at prepublish + propagationDelay, not at the next check', async () => {
+    const { clock, a, rotatorOf } = await world();
+    const rotator = rotatorOf(a.keyring, a.keystore, 'timer');
+    rotator.start();
+    await rotator.idle();
+    // Age trigger: the backstop check (every 60 s) prepublishes; the promotion comes exactly 2 min later.
+    clock.advance(30 * DAY - 120_000);
+    await rotator.idle();
+    const pending = (await a.keyring.versions('default')).find((v) => v.state === 'prepublished')!;
+    clock.advance(pending.createdAt + 120_000 - clock.now() - 1);
+    await rotator.idle();
+    expect((await a.keyring.versions('default')).map((v) => v.state)).toEqual(['active', 'prepublished']);
+    clock.advance(1);
+    await rotator.idle();
+    const after = await a.keyring.versions('default');
+    expect(after.map((v) => v.state)).toEqual(['inactive', 'active']);
+    expect(after[1]!.activatedAt).toBe(pending.createdAt + 120_000);
+    await rotator.stop();
+  });
+
+  it('a reservation crossing the rotation threshold wakes the rotator at once', async () => {
+    const policy = resolvePolicy({ maxEncryptions: 1_000_000, maxAge: null, leadTime: '1h' });
+    const { clock, a } = await world(policy);
+    const meter = new UsageMeter({ keystore: a.keystore, clock, policies: () => policy });
+    const rotatorWithMeter = new Rotator({
+      keyring: a.keyring,
+      keystore: a.keystore,
+      policies: () => policy,
+      clock,
+      checkIntervalMs: 24 * 60 * 60_000,
+      meter,
+      holder: 'woken',
+    });
+    rotatorWithMeter.start();
+    await rotatorWithMeter.idle();
+    // 100/s for ten minutes (the 1-minute window counts), then a burst past half the budget.
+    for (let i = 0; i < 600; i++) {
+      clock.advance(1000);
+      await meter.spend('default', 1, 100);
+    }
+    expect((await a.keyring.versions('default')).map((v) => v.state)).toEqual(['active']);
+    for (let i = 0; i < 100; i++) {
+      clock.advance(1000);
+      await meter.spend('default', 1, 10_000);
+      await rotatorWithMeter.idle();
+      if ((await a.keyring.versions('default')).length > 1) break;
+    }
+    expect((await a.keyring.versions('default')).map((v) => v.state)).toEqual(['active', 'prepublished']);
+    await rotatorWithMeter.stop();
+    await meter.close();
+  });
+
+  it('a lease change mid-rotation still promotes once, on time', async () => {
+    const { clock, store, a, open, rotatorOf } = await world();
+    const b = await open(store.reopen());
+    const r1 = rotatorOf(a.keyring, a.keystore, 'r1');
+    const r2 = rotatorOf(b.keyring, b.keystore, 'r2');
+    clock.advance(30 * DAY);
+    expect((await r1.runOnce()).actions[0]).toMatchObject({
+      action: 'prepublished',
+      next: { action: 'promote' },
+    });
+    // r1 dies holding the lease; r2 runs on its timers and takes over once the lease expires.
+    r2.start();
+    await r2.idle();
+    for (let i = 0; i < 10; i++) {
+      clock.advance(60_000);
+      await r2.idle();
+    }
+    await r1.runOnce(); // r1 comes back: the promotion is done, nothing more happens
+    const versions = await a.keyring.versions('default');
+    expect(versions.map((v) => `${v.version}:${v.state}`)).toEqual(['1:inactive', '2:active']);
+    await r2.stop();
   });
 
   it('validates its options', () => {

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
+import type { Keystore } from '../../src/keystore/keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { emergencyRotation } from '../../src/rotation/budget-guard.ts';
 import { type RotationPolicy, resolvePolicy } from '../../src/rotation/rotation-policy.ts';
 import { Rotator, type RotatorAction } from '../../src/rotation/rotator.ts';
 import { UsageMeter } from '../../src/rotation/usage-meter.ts';
@@ -159,4 +161,129 @@ describe('rotation over a simulated year', () => {
     expect(result.rotations.length).toBeGreaterThan(100);
     expect(Math.max(...result.truth.values())).toBeLessThanOrEqual(20_000_000);
   });
+});
+
+/**
+ * Seconds instead of hours: two processes (A runs the rotator, started as in `serve`, woken by its
+ * meter; B learns every change `lagMs` late, the switch lag), the rotator's backstop interval, the
+ * propagation delay, and the budget guard, with traffic in 1-second steps split between them.
+ */
+async function simulateProcesses(
+  policy: RotationPolicy,
+  seconds: number,
+  perSecond: (second: number) => number,
+  options: { checkIntervalMs: number; lagMs: number },
+) {
+  const clock = new ManualClock(T0);
+  const store = new MemoryKeystore();
+  const kek = new LocalKek(randomBytes(32));
+  const lagging = (): Keystore => {
+    const handle = store.reopen();
+    const subscribe = handle.subscribe.bind(handle);
+    return Object.assign(handle, {
+      subscribe: (listener: Parameters<typeof subscribe>[0]) =>
+        subscribe((event) => {
+          clock.setTimer(options.lagMs, () => listener(event));
+        }),
+    });
+  };
+  const emergencies: { at: number; from: number }[] = [];
+  const open = async (keystore: Keystore, holder: string) => {
+    const meter = new UsageMeter({ keystore, clock, holder, policies: () => policy, flushIntervalMs: HOUR });
+    const keyring = await Keyring.open({ keystore, kek, clock, meter, refreshIntervalMs: 30_000 });
+    meter.setBudgetExhaustedHandler(emergencyRotation(keyring));
+    meter.on({ emergencyRotation: (e) => emergencies.push({ at: clock.now(), from: e.from }) });
+    return { keyring, meter };
+  };
+  const a = await open(store, 'a');
+  const b = await open(lagging(), 'b');
+  await a.keyring.createNamespace('default');
+  const promotions: { at: number; version: number; publishedAt: number }[] = [];
+  const rotator = new Rotator({
+    keyring: a.keyring,
+    keystore: store,
+    policies: () => policy,
+    clock,
+    checkIntervalMs: options.checkIntervalMs,
+    meter: a.meter,
+    metrics: {
+      rotation: () => {},
+      usage: () => {},
+    },
+  });
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) {
+      await rotator.idle();
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  rotator.start();
+  await settle();
+  const truth = new Map<number, number>();
+  /** Per promotion, when B first encrypted under the new version. */
+  const switched = new Map<number, number>();
+  for (let second = 0; second < seconds; second++) {
+    clock.advance(1000);
+    await settle();
+    let volume = Math.round(perSecond(second));
+    const chunkSize = Math.min(10_000, Math.ceil(volume / 2));
+    let turn = 0;
+    while (volume > 0) {
+      const chunk = Math.min(chunkSize, volume);
+      const p = turn++ % 2 === 0 ? a : b;
+      const key = await p.keyring.encryptionKey('default', chunk);
+      truth.set(key.version, (truth.get(key.version) ?? 0) + chunk);
+      if (p === b && !switched.has(key.version)) switched.set(key.version, clock.now());
+      volume -= chunk;
+    }
+  }
+  await rotator.stop();
+  for (const v of await a.keyring.versions('default')) {
+    if (v.activatedAt !== undefined && v.version > 1)
+      promotions.push({ at: v.activatedAt, version: v.version, publishedAt: v.createdAt });
+  }
+  await a.meter.flush();
+  await b.meter.flush();
+  const usage = new Map<number, { reserved: number; used: number }>();
+  for (const v of truth.keys()) usage.set(v, await store.getUsage('default', v));
+  await a.keyring.close();
+  await b.keyring.close();
+  return { truth, usage, promotions, emergencies, switched };
+}
+
+describe('rotation with event-driven checks, the propagation delay and a switch lag', () => {
+  it('10x bursts: no version over its budget, rotations planned ahead, B switches within its lag', async () => {
+    const policy = resolvePolicy({
+      maxEncryptions: 10_000_000,
+      maxAge: null,
+      leadTime: '10m',
+      propagationDelay: '30s',
+    });
+    // 5k/s, with ten-minute bursts at 50k/s every hour, for six hours.
+    const rate = (second: number) => (second % 3600 >= 1800 && second % 3600 < 2400 ? 50_000 : 5_000);
+    const result = await simulateProcesses(policy, 6 * 3600, rate, { checkIntervalMs: 60_000, lagMs: 1000 });
+    for (const [version, count] of result.truth) {
+      const stored = result.usage.get(version)!;
+      expect(count, `version ${version} within its budget`).toBeLessThanOrEqual(policy.maxEncryptions);
+      expect(stored.reserved).toBeGreaterThanOrEqual(count);
+      expect(stored.used).toBe(count);
+    }
+    expect(result.promotions.length).toBeGreaterThan(10);
+    const planned = result.promotions.filter((p) => p.at - p.publishedAt >= 30_000);
+    // Promotion on time: the timer fires at prepublish + propagationDelay (1-second steps).
+    for (const p of planned) expect(p.at - p.publishedAt).toBeLessThanOrEqual(30_000 + 1000);
+    // B encrypts under each new version within the switch lag plus one step.
+    for (const p of result.promotions) {
+      const first = result.switched.get(p.version);
+      if (first !== undefined) expect(first - p.at).toBeLessThanOrEqual(1000 + 1000);
+    }
+    console.log(
+      JSON.stringify({
+        promotions: result.promotions.length,
+        planned: planned.length,
+        emergencies: result.emergencies.length,
+        maxShareOfBudget: Math.max(...result.truth.values()) / policy.maxEncryptions,
+      }),
+    );
+  }, 120_000);
 });

@@ -87,7 +87,7 @@ describe('usage chart', () => {
     expect(svg).toContain('class="limit"');
     expect(svg).toContain('limit 1000');
     expect(svg).toContain('class="projection"');
-    expect(svg).toContain('v2 (active)');
+    expect(svg).toContain('v2 active');
     // Every coordinate is a finite number.
     expect(svg).not.toMatch(/NaN|Infinity/);
   });

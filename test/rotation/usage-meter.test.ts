@@ -1,12 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  KeyBudgetExhaustedError,
   KeystoreUnavailableError,
   MeterClosedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from '../../src/errors.ts';
+import { LocalKek } from '../../src/kek/kek.ts';
+import { Keyring } from '../../src/keyring/keyring.ts';
 import type { UsageRecord } from '../../src/keystore/keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { emergencyRotation } from '../../src/rotation/budget-guard.ts';
+import { resolvePolicy } from '../../src/rotation/rotation-policy.ts';
 import { defaultHolderId, UsageMeter } from '../../src/rotation/usage-meter.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 
@@ -168,5 +174,43 @@ describe('UsageMeter', () => {
     expect(() => meter.spend('default', 1, -1)).toThrow('count: must be a non-negative integer');
     expect(defaultHolderId()).toMatch(/^.+:\d+:[0-9a-f]{12}$/);
     expect(defaultHolderId()).not.toBe(defaultHolderId());
+  });
+
+  it('never grants past maxEncryptions: refuse fails closed with ERR_KEY_BUDGET_EXHAUSTED', async () => {
+    const policy = resolvePolicy({ maxEncryptions: 1_000_000, onBudgetExhausted: 'refuse' });
+    const events: string[] = [];
+    const { keystore, meter } = setup({ policies: () => policy });
+    meter.on({ budgetExhausted: (e) => events.push(`${e.namespace}/${e.version}:${e.action}`) });
+    await keystore.reserveUsage('ns', 1, 999_950, 0); // other processes spent almost all of it
+    await meter.spend('ns', 1, 50);
+    await expect(meter.spend('ns', 1, 1)).rejects.toMatchObject({
+      code: 'ERR_KEY_BUDGET_EXHAUSTED',
+      rotated: false,
+    });
+    await expect(meter.spend('ns', 1, 1)).rejects.toBeInstanceOf(KeyBudgetExhaustedError);
+    expect(meter.entries()[0]!.used).toBe(50);
+    expect(events).toEqual(['ns/1:refuse']);
+    await meter.close();
+  });
+
+  it('rotate (default): an emergency rotation, and the keyring encrypts the batch under the new version', async () => {
+    const clock = new ManualClock();
+    const keystore = new MemoryKeystore();
+    const policy = resolvePolicy({ maxEncryptions: 1_000_000, maxAge: null });
+    const meter = new UsageMeter({ keystore, clock, policies: () => policy });
+    const keyring = await Keyring.open({ keystore, kek: new LocalKek(randomBytes(32)), clock, meter });
+    meter.setBudgetExhaustedHandler(emergencyRotation(keyring));
+    const emergencies: unknown[] = [];
+    meter.on({ emergencyRotation: (e) => emergencies.push(e) });
+    await keyring.createNamespace('ns');
+    await keystore.reserveUsage('ns', 1, 999_990, clock.now());
+    expect((await keyring.encryptionKey('ns', 5)).version).toBe(1);
+    // 5 left in v1's budget, a batch of 20: all 20 under v2, none past v1's budget.
+    expect((await keyring.encryptionKey('ns', 20)).version).toBe(2);
+    expect(emergencies).toEqual([{ namespace: 'ns', from: 1, to: 2, how: 'rotated' }]);
+    expect((await keyring.versions('ns')).map((v) => v.state)).toEqual(['inactive', 'active']);
+    await keyring.close();
+    expect((await keystore.getUsage('ns', 1)).used).toBeLessThanOrEqual(1_000_000);
+    expect((await keystore.getUsage('ns', 2)).used).toBe(20);
   });
 });

@@ -107,7 +107,7 @@ describe('rotation projection', () => {
     const p = projectRotation(active, usage, { ...DEFAULT_ROTATION_POLICY, maxAge: null }, now);
     expect(p.reason?.kind).toBe('encryptions');
     expect(p.reason?.text).toMatch(
-      /^encryptions projected to reach 3\.87e9 within lead time 7 d \(at 46[0-9]\/s, 1d rate\)$/,
+      /^encryptions projected to reach 3\.87e9 within lead time 7 d \(at 46[0-9]\/s, 1[hd] rate\)$/,
     );
     const limitDays = (p.limitAt! - now) / DAY;
     expect(limitDays).toBeGreaterThan(45);
