@@ -433,6 +433,7 @@ const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
   RemoteCodecUnavailableError,
   RemoteCodecTimeoutError,
   NotExportableError,
+  KeyRevokedError,
 ] as unknown as (typeof KeyringError)[];
 
 const CLASS_BY_CODE = new Map<string, typeof KeyringError>(ERROR_CLASSES.map((c) => [c.code, c]));

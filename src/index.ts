@@ -76,9 +76,13 @@ export {
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
-export type { DataKeyCacheOptions } from './esdk/data-key-cache.ts';
+export type {
+  DataKeyCacheLimits,
+  DataKeyCacheOptions,
+  DataKeyCacheStats,
+} from './esdk/data-key-cache.ts';
 // ESDK engines (the codec's `engine` option)
-export type { EsdkEngine } from './esdk/engine.ts';
+export type { EsdkEngine, PreparedKey } from './esdk/engine.ts';
 export { createFastEngine, type FastEngineOptions, fastEngine } from './esdk/fast-engine.ts';
 export { sdkEngine } from './esdk/sdk-engine.ts';
 // Key-encryption keys

@@ -83,7 +83,9 @@ const ROOT_API = {
   ],
   types: [
     'Clock',
+    'DataKeyCacheLimits',
     'DataKeyCacheOptions',
+    'DataKeyCacheStats',
     'EncryptionCodecOptions',
     'EncryptionMeter',
     'EsdkEngine',
@@ -119,6 +121,7 @@ const ROOT_API = {
     'OwnedKeyHandle',
     'PartialRotationPolicy',
     'PayloadFormat',
+    'PreparedKey',
     'RandomSource',
     'RawKey',
     'RemoteCodecOptions',

@@ -26,23 +26,53 @@ import { type Clock, systemClock } from '../runtime/clock.ts';
  * the wraps, so the count the rotation policy reads never falls below what was spent.
  */
 export interface DataKeyCacheOptions {
-  /** Messages encrypted under one data key before a fresh one is drawn and wrapped. Default 10 000. */
-  maxMessages?: number;
-  /** How long one data key is used for encryption, and an unwrapped one kept for decryption. Default 60 000 ms. */
-  maxAgeMs?: number;
-  /** Unwrapped data keys kept for decryption (and contexts for encryption), per wrapping key; the oldest goes first. Default 1 000. */
+  /** Messages encrypted under one data key before a fresh one is drawn and wrapped: 1 .. 2^32. */
+  maxMessages: number;
+  /** How long one data key is used for encryption, and an unwrapped one kept for decryption (ms). */
+  maxAgeMs: number;
+  /**
+   * Plaintext bytes encrypted under one data key: 1 .. 2^53 - 1. A message larger than this gets a
+   * data key of its own that is not cached.
+   */
+  maxBytes: number;
+  /** Data keys kept per prepared key (each of encryption contexts and unwrapped EDKs); the oldest goes first. Default 1 000. */
   maxEntries?: number;
   /** Time source for `maxAgeMs`. Default: the system clock. */
   clock?: Clock;
 }
 
-export const DATA_KEY_CACHE_DEFAULTS = { maxMessages: 10_000, maxAgeMs: 60_000, maxEntries: 1_000 } as const;
+/**
+ * The fast engine's cache limits when none are given: one data key for up to 10 000 messages,
+ * 64 MiB of plaintext or 60 s per wrapping key and context; unwrapped data keys kept 60 s.
+ */
+export const DATA_KEY_CACHE_DEFAULTS = {
+  maxMessages: 10_000,
+  maxAgeMs: 60_000,
+  maxBytes: 64 * 1024 * 1024,
+  maxEntries: 1_000,
+} as const;
 
 /** The validated limits of a cache. */
 export interface DataKeyCacheLimits {
   readonly maxMessages: number;
   readonly maxAgeMs: number;
+  readonly maxBytes: number;
   readonly maxEntries: number;
+}
+
+/** What a prepared key's cache holds and has done, for `keys status` and metrics. No key material. */
+export interface DataKeyCacheStats {
+  readonly limits: DataKeyCacheLimits;
+  /** Data keys held for encryption (one per encryption context in use). */
+  readonly encryptEntries: number;
+  /** Unwrapped data keys held for decryption. */
+  readonly decryptEntries: number;
+  /** Encryptions served by a cached data key / that drew and wrapped a fresh one. */
+  readonly encryptHits: number;
+  readonly encryptMisses: number;
+  /** Decryptions served by a cached data key / that unwrapped. */
+  readonly decryptHits: number;
+  readonly decryptMisses: number;
 }
 
 /** A data key in use for encryption, with its wrapped form as the header carries it. */
@@ -54,6 +84,7 @@ export interface EncryptionMaterials {
 
 interface EncryptEntry extends EncryptionMaterials {
   messages: number;
+  bytes: number;
   expiresAt: number;
 }
 
@@ -62,25 +93,31 @@ interface DecryptEntry {
   expiresAt: number;
 }
 
-/** Validates cache options once, up front; the result configures every prepared key's cache. */
+/** The SDK caching manager's bounds (`Maximum.MESSAGES_PER_CACHED_KEY_LIMIT`, `BYTES_PER_CACHED_KEY_LIMIT`). */
+const MAX_MESSAGES = 2 ** 32;
+const MAX_BYTES = 2 ** 53 - 1;
+
+/**
+ * Validates cache options once, up front: `maxMessages`, `maxAgeMs` and `maxBytes` are required,
+ * as the SDK's caching manager requires `maxAge` (the engine's own default supplies all three).
+ */
 export function dataKeyCacheLimits(options: DataKeyCacheOptions): DataKeyCacheLimits & { clock: Clock } {
   if (options === null || typeof options !== 'object') {
-    throw new InvalidOptionError('dataKeyCache', 'must be an object or false');
+    throw new InvalidOptionError(
+      'dataKeyCache',
+      'must be an object with maxMessages, maxAgeMs and maxBytes, or false',
+    );
   }
   const clock = options.clock ?? systemClock;
   if (typeof clock?.now !== 'function') throw new InvalidOptionError('dataKeyCache.clock', 'must be a Clock');
   return {
-    maxMessages: positiveInteger(
-      'dataKeyCache.maxMessages',
-      options.maxMessages,
-      DATA_KEY_CACHE_DEFAULTS.maxMessages,
-    ),
-    maxAgeMs: positiveInteger('dataKeyCache.maxAgeMs', options.maxAgeMs, DATA_KEY_CACHE_DEFAULTS.maxAgeMs),
-    maxEntries: positiveInteger(
-      'dataKeyCache.maxEntries',
-      options.maxEntries,
-      DATA_KEY_CACHE_DEFAULTS.maxEntries,
-    ),
+    maxMessages: limit('dataKeyCache.maxMessages', options.maxMessages, MAX_MESSAGES),
+    maxAgeMs: limit('dataKeyCache.maxAgeMs', options.maxAgeMs, Number.MAX_SAFE_INTEGER),
+    maxBytes: limit('dataKeyCache.maxBytes', options.maxBytes, MAX_BYTES),
+    maxEntries:
+      options.maxEntries === undefined
+        ? DATA_KEY_CACHE_DEFAULTS.maxEntries
+        : limit('dataKeyCache.maxEntries', options.maxEntries, Number.MAX_SAFE_INTEGER),
     clock,
   };
 }
@@ -91,39 +128,60 @@ export class DataKeyCache {
   readonly #encrypt = new Map<string, EncryptEntry>();
   readonly #decrypt = new Map<string, DecryptEntry>();
   #disposed = false;
+  #encryptHits = 0;
+  #encryptMisses = 0;
+  #decryptHits = 0;
+  #decryptMisses = 0;
 
   constructor(limits: DataKeyCacheLimits & { clock: Clock }) {
-    this.#limits = {
+    this.#limits = Object.freeze({
       maxMessages: limits.maxMessages,
       maxAgeMs: limits.maxAgeMs,
+      maxBytes: limits.maxBytes,
       maxEntries: limits.maxEntries,
-    };
+    });
     this.#clock = limits.clock;
   }
 
   /**
-   * The encryption materials for one more message under `partition` (the serialized context):
-   * the cached ones while they last, else those `create` makes. The data key returned is the
-   * caller's own copy: it zeroes it after use.
+   * The encryption materials for one more message of `bytes` plaintext bytes under `partition`
+   * (the serialized context): the cached ones while they last, else those `create` makes. Every
+   * buffer returned is the caller's own copy: it zeroes the data key after use.
    */
-  forEncryption(partition: string, create: () => EncryptionMaterials): EncryptionMaterials {
+  forEncryption(partition: string, bytes: number, create: () => EncryptionMaterials): EncryptionMaterials {
     this.#assertLive();
-    const { maxMessages, maxAgeMs } = this.#limits;
+    const { maxMessages, maxAgeMs, maxBytes, maxEntries } = this.#limits;
+    // Larger than a data key may ever encrypt: a fresh one, never cached (as the SDK does).
+    if (bytes > maxBytes) {
+      this.#encryptMisses++;
+      return create();
+    }
     const now = this.#clock.now();
+    dropExpired(this.#encrypt, now);
     let entry = this.#encrypt.get(partition);
-    if (entry && now >= entry.expiresAt) {
+    if (entry && (now >= entry.expiresAt || entry.bytes + bytes > maxBytes)) {
       this.#encrypt.delete(partition);
       entry.dataKey.fill(0);
       entry = undefined;
     }
-    if (!entry) {
-      entry = { ...create(), messages: 0, expiresAt: now + maxAgeMs };
+    if (entry) {
+      this.#encryptHits++;
+    } else {
+      this.#encryptMisses++;
+      entry = { ...create(), messages: 0, bytes: 0, expiresAt: now + maxAgeMs };
       this.#encrypt.set(partition, entry);
-      evict(this.#encrypt, this.#limits.maxEntries);
+      evict(this.#encrypt, maxEntries);
     }
-    const out = { ...entry, dataKey: Buffer.from(entry.dataKey) };
-    // Counted before use and dropped at the limit: never more than maxMessages messages per data key.
-    if (++entry.messages >= maxMessages) {
+    const out = {
+      dataKey: Buffer.from(entry.dataKey),
+      providerInfo: Buffer.from(entry.providerInfo),
+      encryptedDataKey: Buffer.from(entry.encryptedDataKey),
+    };
+    // Counted before use and dropped at a limit: never more than maxMessages messages or maxBytes
+    // bytes per data key.
+    entry.messages++;
+    entry.bytes += bytes;
+    if (entry.messages >= maxMessages || entry.bytes >= maxBytes) {
       this.#encrypt.delete(partition);
       entry.dataKey.fill(0);
     }
@@ -133,13 +191,19 @@ export class DataKeyCache {
   /** A copy of the data key unwrapped earlier from exactly this EDK (provider info, EDK, context). */
   forDecryption(edk: string): Buffer | undefined {
     this.#assertLive();
-    const entry = this.#decrypt.get(edk);
-    if (!entry) return undefined;
-    if (this.#clock.now() >= entry.expiresAt) {
+    const now = this.#clock.now();
+    dropExpired(this.#decrypt, now);
+    let entry = this.#decrypt.get(edk);
+    if (entry && now >= entry.expiresAt) {
       this.#decrypt.delete(edk);
       entry.dataKey.fill(0);
+      entry = undefined;
+    }
+    if (!entry) {
+      this.#decryptMisses++;
       return undefined;
     }
+    this.#decryptHits++;
     return Buffer.from(entry.dataKey);
   }
 
@@ -156,6 +220,22 @@ export class DataKeyCache {
     evict(this.#decrypt, this.#limits.maxEntries);
   }
 
+  /** Limits, entry counts and hit counters; no key material. */
+  stats(): DataKeyCacheStats {
+    const now = this.#clock.now();
+    dropExpired(this.#encrypt, now);
+    dropExpired(this.#decrypt, now);
+    return {
+      limits: this.#limits,
+      encryptEntries: this.#encrypt.size,
+      decryptEntries: this.#decrypt.size,
+      encryptHits: this.#encryptHits,
+      encryptMisses: this.#encryptMisses,
+      decryptHits: this.#decryptHits,
+      decryptMisses: this.#decryptMisses,
+    };
+  }
+
   /** Zeroes every data key held and empties the cache; any later use throws `KeyRevokedError`. */
   dispose(): void {
     for (const entry of this.#encrypt.values()) entry.dataKey.fill(0);
@@ -170,7 +250,19 @@ export class DataKeyCache {
   }
 }
 
-/** Drops the oldest entries (Map iteration is insertion order) beyond `max`, zeroing their keys. */
+/**
+ * Drops (and zeroes) expired entries. Every entry lives `maxAgeMs` from its insertion, so Map
+ * order (insertion order) is expiry order: the scan stops at the first live entry.
+ */
+function dropExpired(entries: Map<string, { dataKey: Buffer; expiresAt: number }>, now: number): void {
+  for (const [id, entry] of entries) {
+    if (now < entry.expiresAt) break;
+    entries.delete(id);
+    entry.dataKey.fill(0);
+  }
+}
+
+/** Drops the oldest entries beyond `max`, zeroing their keys. */
 function evict(entries: Map<string, { dataKey: Buffer }>, max: number): void {
   for (const [oldest, entry] of entries) {
     if (entries.size <= max) break;
@@ -179,9 +271,10 @@ function evict(entries: Map<string, { dataKey: Buffer }>, max: number): void {
   }
 }
 
-function positiveInteger(field: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new InvalidOptionError(field, 'must be a positive integer');
+function limit(field: string, value: unknown, max: number): number {
+  if (value === undefined)
+    throw new InvalidOptionError(field, 'is required (the cache refuses to run unbounded)');
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > max)
+    throw new InvalidOptionError(field, `must be an integer from 1 to ${max}`);
   return value;
 }

@@ -1,3 +1,5 @@
+import type { DataKeyCacheLimits, DataKeyCacheStats } from './data-key-cache.ts';
+
 /**
  * An engine writes and reads AWS Encryption SDK messages (message format version 2, algorithm
  * suite 0x0478 ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY, no signature) with one raw AES-256 wrapping
@@ -9,6 +11,8 @@
 export interface EsdkEngine {
   /** Short name for logs and benchmarks: `sdk` or `fast`. */
   readonly name: string;
+  /** The limits of each prepared key's data-key cache; `undefined` when the engine caches none. */
+  readonly dataKeyCacheLimits: DataKeyCacheLimits | undefined;
   /**
    * Derives, once per key term, what every message under `key` needs (the UTF-8 names, the
    * engine's own copy of the material or the SDK keyring) and gives the key its own bounded
@@ -46,6 +50,11 @@ export interface PreparedKey {
   readonly engine: string;
   /** True once {@link PreparedKey.dispose} ran. */
   readonly disposed: boolean;
+  /**
+   * This key's data-key cache: limits, entries, hits and misses (no key material), for
+   * `keys status` and metrics. `undefined` when the engine caches nothing or the key is disposed.
+   */
+  cacheStats(): DataKeyCacheStats | undefined;
   dispose(): void;
 }
 

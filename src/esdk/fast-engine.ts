@@ -8,8 +8,11 @@ import {
 } from '../errors.ts';
 import { blockRandom, type RandomSource } from '../runtime/random.ts';
 import {
+  DATA_KEY_CACHE_DEFAULTS,
   DataKeyCache,
+  type DataKeyCacheLimits,
   type DataKeyCacheOptions,
+  type DataKeyCacheStats,
   dataKeyCacheLimits,
   type EncryptionMaterials,
 } from './data-key-cache.ts';
@@ -45,8 +48,9 @@ import {
 /**
  * Frame length the fast engine writes: 4 MiB. Every Temporal payload (the server refuses blobs
  * over 2 MB by default) fits one final frame, so a message costs one AES-GCM invocation for its
- * body however large; larger plaintexts get 4 MiB regular frames. Valid per spec (frame lengths up
- * to 2^32 - 1) and decrypted by every AWS Encryption SDK (the JS SDK buffers one frame at a time).
+ * body however large; larger plaintexts get 4 MiB regular frames. Within the bound every AWS
+ * Encryption SDK reads ({@link MAX_FRAME_LENGTH}, 2^31 - 1); the JS SDK buffers one frame at a
+ * time, so a reader holds up to 4 MiB of ciphertext per message.
  */
 export const FAST_FRAME_LENGTH = 4 * 1024 * 1024;
 
@@ -59,13 +63,17 @@ const DATA_KEY_DRAW = DATA_KEY_LENGTH + IV_LENGTH;
 export interface FastEngineOptions {
   /** Randomness for data keys, message ids and wrap IVs. Default: the OS CSPRNG, drawn in blocks. */
   random?: RandomSource;
-  /** Plaintext bytes per frame, 1 .. 2^32 - 1. Default {@link FAST_FRAME_LENGTH}. */
+  /**
+   * Plaintext bytes per frame, 1 .. 2^31 - 1 ({@link MAX_FRAME_LENGTH}: larger ones are valid per
+   * spec but not read by every SDK). Default {@link FAST_FRAME_LENGTH}.
+   */
   frameLength?: number;
   /**
-   * Data key caching ({@link DataKeyCache}): on by default with its defaults (one data key for up
-   * to 10 000 messages or 60 s per wrapping key and context; unwrapped data keys kept 60 s).
-   * `false`: a fresh data key for every message and an unwrap for every decryption, as the SDK
-   * does without a caching materials manager.
+   * Data key caching ({@link DataKeyCache}), per prepared key. Default: on, with
+   * {@link DATA_KEY_CACHE_DEFAULTS} (one data key for up to 10 000 messages, 64 MiB or 60 s per
+   * wrapping key and context; unwrapped data keys kept 60 s). Given explicitly, `maxMessages`,
+   * `maxAgeMs` and `maxBytes` are all required. `false`: a fresh data key for every message and an
+   * unwrap for every decryption, as the SDK does without a caching materials manager.
    */
   dataKeyCache?: DataKeyCacheOptions | false;
 }
@@ -79,8 +87,10 @@ export interface FastEngineOptions {
  * none to reuse. Verified byte-compatible with the SDK in both directions by
  * test/esdk/differential.test.ts.
  *
- * Decrypt reads framed messages of any frame length and non-framed messages, and is stricter than
- * the SDK in one way: bytes after the final frame are refused (the SDK ignores them).
+ * Decrypt reads framed messages of any frame length (1 .. 2^32 - 1) and non-framed messages. Where
+ * the spec is explicit it conforms, and where the SDKs are lax it refuses (trailing bytes, frame
+ * length 0 in a framed message or non-zero in a non-framed one, a non-canonical encryption
+ * context, more than one data key): the full list is in docs/payload-format.md.
  */
 export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
   const random = options.random ?? blockRandom();
@@ -91,12 +101,16 @@ export function createFastEngine(options: FastEngineOptions = {}): EsdkEngine {
   }
   const cacheOptions = options.dataKeyCache;
   const cacheLimits =
-    cacheOptions === false ? undefined : dataKeyCacheLimits(cacheOptions === undefined ? {} : cacheOptions);
+    cacheOptions === false
+      ? undefined
+      : dataKeyCacheLimits(cacheOptions === undefined ? DATA_KEY_CACHE_DEFAULTS : cacheOptions);
   // Identifies this engine's prepared keys: another engine's (other limits, other frames) are refused.
   const owner = {};
 
+  const { clock: _clock, ...limits } = cacheLimits ?? { clock: undefined };
   return {
     name: 'fast',
+    dataKeyCacheLimits: cacheLimits ? (Object.freeze(limits) as DataKeyCacheLimits) : undefined,
 
     prepare(key: WrappingKey): PreparedKey {
       return new FastPreparedKey(owner, key, cacheLimits && new DataKeyCache(cacheLimits));
@@ -169,6 +183,10 @@ class FastPreparedKey implements PreparedKey {
 
   get disposed(): boolean {
     return this.#state === undefined;
+  }
+
+  cacheStats(): DataKeyCacheStats | undefined {
+    return this.#state?.cache?.stats();
   }
 
   dispose(): void {
@@ -248,7 +266,7 @@ function encryptMessage(
   const contextBytes = serializeEncryptionContext(context);
   const fresh = () => newDataKey(identity, contextBytes, random);
   const materials = identity.cache
-    ? identity.cache.forEncryption(contextBytes.toString('latin1'), fresh)
+    ? identity.cache.forEncryption(contextBytes.toString('latin1'), total, fresh)
     : fresh();
 
   const messageId = random.bytes(MESSAGE_ID_LENGTH);

@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { SUITE_ID } from './message-format.ts';
 
 /**
@@ -10,11 +10,12 @@ import { SUITE_ID } from './message-format.ts';
  * Pipeline position: `fastEngine` → this → AES-256-GCM. Both outputs are at most one SHA-512
  * block, so each expand is a single HMAC (T(1) = HMAC(PRK, info || 0x01)): three HMACs in all.
  *
- * Why HMAC is spelled out here (RFC 2104 over one-shot `crypto.hash`): per message the KDF was
- * the largest cost after AES-GCM itself. Measured on Node 20, `createHmac` x3 runs ~1.7x faster
- * than two `crypto.hkdfSync` calls (which repeat the extract), and this form ~1.6x faster again,
- * because it creates no native hash objects. test/esdk/fast-engine.test.ts checks it against
- * `createHmac` and the RFC 4231 vectors; the differential tests check the result against the SDK.
+ * HMAC comes from `crypto.createHmac`. An earlier version spelled HMAC out over one-shot
+ * `crypto.hash` with module-level scratch buffers; bench/kdf-micro.ts (both in one run) found it
+ * not measurably faster: 0.81x to 1.37x of `createHmac` over nine runs on Node 20 (2 shared cores),
+ * median about 1.1x, a few µs per message at best, within the noise. So the library path
+ * stays. Three HMACs beat two `crypto.hkdfSync` calls (which repeat the extract) by 2x to 3x.
+ * test/esdk/key-derivation.test.ts compares the result with `crypto.hkdfSync` byte for byte.
  */
 
 const COMMIT_INFO = Buffer.from('COMMITKEY\x01', 'latin1');
@@ -32,56 +33,26 @@ export interface DerivedKeys {
 }
 
 /**
- * Both outputs in buffers of exactly 32 bytes: each HMAC's full 64-byte output (and the PRK) is
- * zeroed here, so a caller zeroing `key` leaves no derived byte behind.
+ * Both outputs as 32-byte copies: each HMAC's full 64-byte output (and the PRK) is zeroed here, so
+ * a caller zeroing `key` leaves no derived byte behind.
  */
 export function deriveKeys(dataKey: Uint8Array, messageId: Uint8Array): DerivedKeys {
-  const prk = hmacSha512(messageId, dataKey);
-  const commitment = firstBytes(hmacSha512(prk, COMMIT_INFO));
-  const key = firstBytes(hmacSha512(prk, KEY_INFO));
+  // Extract: PRK = HMAC(salt = message id, IKM = data key). Expand: T(1) = HMAC(PRK, info || 0x01).
+  const prk = createHmac('sha512', messageId).update(dataKey).digest();
+  const commitment = firstBytes(createHmac('sha512', prk).update(COMMIT_INFO).digest());
+  const key = firstBytes(createHmac('sha512', prk).update(KEY_INFO).digest());
   prk.fill(0);
   return { commitment, key };
 }
 
-/** The first {@link OUTPUT_LENGTH} bytes of `mac` in a buffer of their own; `mac` is zeroed. */
+/**
+ * The first {@link OUTPUT_LENGTH} bytes of `mac` copied out (into Node's small-buffer pool: a
+ * fresh ArrayBuffer per call cost a measurable share of the KDF); `mac` (all 64 bytes) is zeroed,
+ * so zeroing the result leaves no derived byte anywhere.
+ */
 function firstBytes(mac: Buffer): Buffer {
-  const out = Buffer.allocUnsafeSlow(OUTPUT_LENGTH);
+  const out = Buffer.allocUnsafe(OUTPUT_LENGTH);
   mac.copy(out, 0, 0, OUTPUT_LENGTH);
   mac.fill(0);
   return out;
-}
-
-const BLOCK = 128; // SHA-512 block size
-const DIGEST = 64;
-
-// Scratch blocks reused across calls (the function is synchronous, so calls never interleave):
-// the KDF runs three HMACs per message and allocation showed up as GC time. Between calls they
-// hold only the pads (0x36 / 0x5c, the padded key's zero bytes XORed in); each call writes its key
-// over the first bytes and puts the pads back, and zeroes the message and digest areas after use.
-const innerScratch = Buffer.alloc(BLOCK + DIGEST, 0x36);
-const outerScratch = Buffer.alloc(BLOCK + DIGEST, 0x5c);
-innerScratch.fill(0, BLOCK);
-outerScratch.fill(0, BLOCK);
-
-/**
- * HMAC-SHA512 (RFC 2104) for keys of at most one block, which is all HKDF needs here (32-byte
- * salt, 64-byte PRK): H((K ^ opad) || H((K ^ ipad) || message)).
- */
-export function hmacSha512(key: Uint8Array, message: Uint8Array): Buffer {
-  if (key.length > BLOCK) throw new RangeError('hmacSha512: key longer than one block');
-  const pooled = message.length <= DIGEST;
-  const inner = pooled ? innerScratch : Buffer.alloc(BLOCK + message.length, 0x36);
-  const outer = outerScratch;
-  for (let i = 0; i < key.length; i++) {
-    inner[i] = key[i]! ^ 0x36;
-    outer[i] = key[i]! ^ 0x5c;
-  }
-  inner.set(message, BLOCK);
-  outer.set(hash('sha512', inner.subarray(0, BLOCK + message.length), 'buffer'), BLOCK);
-  inner.fill(0x36, 0, key.length);
-  inner.fill(0, BLOCK);
-  const mac = hash('sha512', outer, 'buffer');
-  outer.fill(0x5c, 0, key.length);
-  outer.fill(0, BLOCK);
-  return mac;
 }

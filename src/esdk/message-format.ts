@@ -27,7 +27,13 @@ export const TAG_LENGTH = 16;
 export const CONTENT_TYPE_NON_FRAMED = 0x01;
 export const CONTENT_TYPE_FRAMED = 0x02;
 export const SEQUENCE_NUMBER_END = 0xffffffff;
-export const MAX_FRAME_LENGTH = 0xffffffff;
+/**
+ * Largest frame length this library writes: 2^31 - 1. The header field is a uint32 and the spec
+ * allows up to 2^32 - 1, but some SDKs refuse larger ones when they read (the Java SDK holds the
+ * length in a signed 32-bit int): a message is portable only within this bound. Reading
+ * accepts any frame length from 1 to 2^32 - 1, as the JS and Python SDKs do.
+ */
+export const MAX_FRAME_LENGTH = 2 ** 31 - 1;
 /** Largest non-framed content the spec allows (one AES-GCM invocation: 2^36 - 32 bytes). */
 export const MAX_NON_FRAMED_LENGTH = 2 ** 36 - 32;
 /** Reserved by the SDK for signing suites; refused in the context of unsigned ones. */
@@ -240,6 +246,10 @@ export function parseHeader(message: Buffer): ParsedHeader {
   if (contentType !== CONTENT_TYPE_FRAMED && contentType !== CONTENT_TYPE_NON_FRAMED)
     throw new DecryptionFailedError();
   const frameLength = message.readUInt32BE(pos + 1);
+  // The spec: a non-framed message's frame length is 0; a framed one's is not (the JS SDK reads
+  // both anyway; we refuse, see docs/payload-format.md).
+  if (contentType === CONTENT_TYPE_NON_FRAMED ? frameLength !== 0 : frameLength === 0)
+    throw new DecryptionFailedError();
   pos += 5;
   const commitment = message.subarray(pos, pos + COMMITMENT_LENGTH);
   pos += COMMITMENT_LENGTH;

@@ -84,6 +84,10 @@ class SdkPreparedKey implements PreparedKey {
     return this.#keyring === undefined;
   }
 
+  cacheStats(): undefined {
+    return undefined;
+  }
+
   dispose(): void {
     this.#material?.fill(0);
     this.#material = undefined;
@@ -106,6 +110,7 @@ class SdkPreparedKey implements PreparedKey {
  */
 export const sdkEngine: EsdkEngine = {
   name: 'sdk',
+  dataKeyCacheLimits: undefined,
 
   prepare(key: WrappingKey): PreparedKey {
     return new SdkPreparedKey(key);

@@ -47,6 +47,8 @@ async function simulate(policy: RotationPolicy, days: number, perDay: (day: numb
     clock,
     meter,
     refreshIntervalMs: HOUR,
+    // The same policy as the rotator's, as `serve` does: the lifecycle owner applies its delay.
+    policies: () => policy,
   });
   await keyring.createNamespace('default');
   const rotator = new Rotator({
@@ -190,7 +192,14 @@ async function simulateProcesses(
   const emergencies: { at: number; from: number }[] = [];
   const open = async (keystore: Keystore, holder: string) => {
     const meter = new UsageMeter({ keystore, clock, holder, policies: () => policy, flushIntervalMs: HOUR });
-    const keyring = await Keyring.open({ keystore, kek, clock, meter, refreshIntervalMs: 30_000 });
+    const keyring = await Keyring.open({
+      keystore,
+      kek,
+      clock,
+      meter,
+      refreshIntervalMs: 30_000,
+      policies: () => policy,
+    });
     meter.setBudgetExhaustedHandler(emergencyRotation(keyring));
     meter.on({ emergencyRotation: (e) => emergencies.push({ at: clock.now(), from: e.from }) });
     return { keyring, meter };
