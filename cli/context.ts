@@ -34,6 +34,11 @@ export function globalFlags(command: Command): SettingsFlags {
     kekFile: pick('kekFile'),
     kekPassphraseEnv: pick('kekPassphraseEnv'),
     previousKekFile: Array.isArray(o.previousKekFile) ? (o.previousKekFile as string[]) : undefined,
+    pkcs11Module: pick('pkcs11Module'),
+    pkcs11Token: pick('pkcs11Token'),
+    pkcs11Key: pick('pkcs11Key'),
+    pkcs11PinEnv: pick('pkcs11PinEnv'),
+    unsealKeysFile: pick('unsealKeysFile'),
   };
 }
 

@@ -47,6 +47,17 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_REMOTE_CODEC_TIMEOUT: EXIT.unavailable,
   ERR_REMOTE_CODEC_REJECTED: EXIT.error,
   ERR_NOT_EXPORTABLE: EXIT.state,
+  ERR_SEALED: EXIT.unavailable,
+  ERR_KEK_UNAVAILABLE: EXIT.unavailable,
+  ERR_UNSEAL_SHARE_MALFORMED: EXIT.usage,
+  ERR_UNSEAL_SHARE_DUPLICATE: EXIT.usage,
+  ERR_UNSEAL_SHARE_FOREIGN: EXIT.kek,
+  ERR_UNSEAL_CHECK_FAILED: EXIT.kek,
+  ERR_PKCS11_MODULE: EXIT.kek,
+  ERR_PKCS11_TOKEN_NOT_FOUND: EXIT.kek,
+  ERR_PKCS11_PIN: EXIT.kek,
+  ERR_PKCS11_KEY_NOT_FOUND: EXIT.kek,
+  ERR_PKCS11_KEY_EXTRACTABLE: EXIT.kek,
   // Faults of this process, not of what the user typed: the generic failure.
   ERR_KEYRING_CLOSED: EXIT.error,
   ERR_METER_CLOSED: EXIT.error,
@@ -56,6 +67,11 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   // A key used after it was disposed or revoked: a bug or a shutdown race.
   ERR_KEY_REVOKED: EXIT.error,
 };
+
+/** The exit code of an error code (for instance one a server answered with). */
+export function exitCodeOf(code: string): number {
+  return (BY_CODE as Record<string, number>)[code] ?? EXIT.error;
+}
 
 /**
  * The one place errors become output: a one-line message on stderr and an exit code. Expected

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ENV } from '../src/config/resolve-settings.ts';
 import { registerConfigCommands } from './commands/config-show.ts';
 import { registerDecodeCommand } from './commands/decode.ts';
+import { registerKekCreateCommand } from './commands/kek-create.ts';
 import { registerKeygenCommand } from './commands/keygen.ts';
 import { registerKeysCreateCommand } from './commands/keys-create.ts';
 import { registerKeysExportCommand } from './commands/keys-export.ts';
@@ -10,6 +11,9 @@ import { registerKeysRekeyCommand } from './commands/keys-rekey.ts';
 import { registerKeysRotateCommand } from './commands/keys-rotate.ts';
 import { registerKeysSetStateCommand } from './commands/keys-set-state.ts';
 import { registerKeysStatusCommand } from './commands/keys-status.ts';
+import { registerOperatorInitCommand } from './commands/operator-init.ts';
+import { registerOperatorRekeyCommand } from './commands/operator-rekey.ts';
+import { registerOperatorUnsealCommands } from './commands/operator-unseal.ts';
 import { registerRewrapCommand } from './commands/rewrap.ts';
 import { registerRotatorCommand } from './commands/rotator.ts';
 import { registerTokenCommands } from './commands/token-create.ts';
@@ -40,6 +44,14 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
       'file holding a further KEK accepted for unwrapping (during a KEK rotation); repeatable',
       (value: string, previous: string[] = []) => [...previous, value],
     )
+    .option(
+      '--unseal-keys-file <file>',
+      'sealed keystore: file (mode 0600) with a threshold of its unseal keys, one per line',
+    )
+    .option('--pkcs11-module <so>', 'KEK in an HSM: path of the PKCS#11 module (with the three below)')
+    .option('--pkcs11-token <label>', 'KEK in an HSM: token label')
+    .option('--pkcs11-key <label>', 'KEK in an HSM: label of the AES-256 key in the token')
+    .option('--pkcs11-pin-env <var>', 'KEK in an HSM: environment variable holding the user PIN')
     // No commander .version(): its --version would also capture `keys set-state --version N`.
     .addHelpText('beforeAll', `temporal-keyring ${VERSION} (temporal-keyring --version prints the version)\n`)
     .showHelpAfterError('(run with --help for usage)')
@@ -55,6 +67,14 @@ export async function createProgram(argv: readonly string[] = process.argv): Pro
   registerKeysRekeyCommand(keys);
   registerKeysStatusCommand(keys);
   registerKeysExportCommand(keys);
+
+  const operator = program
+    .command('operator')
+    .description('sealing with Shamir unseal keys: init, unseal, seal-status, seal, rekey');
+  registerOperatorInitCommand(operator);
+  registerOperatorUnsealCommands(operator);
+  registerOperatorRekeyCommand(operator);
+  registerKekCreateCommand(program.command('kek').description('KEKs held in an HSM (PKCS#11)'));
 
   registerDecodeCommand(program);
   registerRewrapCommand(program);

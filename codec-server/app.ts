@@ -22,6 +22,7 @@ import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
 import { contextOf } from './request-context.ts';
 import { requestLog } from './request-log.ts';
 import { rewrapRoute } from './rewrap-route.ts';
+import { sealRoutes } from './seal-routes.ts';
 
 /** A pino logger (the app uses `child` for the audit channel); tests pass `pino({ level: 'silent' })`. */
 export type PinoLogger = pino.Logger;
@@ -189,6 +190,12 @@ export function createApp(deps: AppDeps): Express {
     }
   };
 
+  // Sealed keystore (Shamir unseal keys): codec and admin requests answer 503 ERR_SEALED until
+  // a threshold of unseal keys is given to {prefix}/admin/unseal.
+  const seal = sealRoutes({ keyring, auth, pathPrefix: config.pathPrefix, audit });
+  const sealGate = (req: Request, res: Response, next: NextFunction) =>
+    req.params.op === 'encode' || req.params.op === 'decode' ? seal.gate(req, res, next) : next();
+
   // Codec routes first: they carry the traffic, and every router passed costs a path match.
   const codecPaths = express.Router();
   const rewrap = rewrapRoute({
@@ -202,14 +209,19 @@ export function createApp(deps: AppDeps): Express {
         jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
       ),
   });
-  codecPaths.post('/rewrap', rewrap);
-  codecPaths.post('/:namespace/rewrap', rewrap);
-  codecPaths.post('/:op', codecRoute);
-  codecPaths.post('/:namespace/:op', codecRoute);
+  codecPaths.post('/rewrap', seal.gate, rewrap);
+  codecPaths.post('/:namespace/rewrap', seal.gate, rewrap);
+  codecPaths.post('/:op', sealGate, codecRoute);
+  codecPaths.post('/:namespace/:op', sealGate, codecRoute);
+  app.use(seal.router);
   app.use(config.pathPrefix || '/', codecPaths);
   app.use(opsRouter({ keyring, config, metrics }));
   if (config.admin.enabled) {
-    app.use('/admin', adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy }));
+    app.use(
+      '/admin',
+      seal.gate,
+      adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy }),
+    );
   }
 
   app.use((_req: Request, _res: Response) => {

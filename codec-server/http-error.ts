@@ -13,7 +13,8 @@ export type HttpErrorCode =
   | 'ERR_UNAUTHENTICATED'
   | 'ERR_FORBIDDEN'
   | 'ERR_AUTH_UNAVAILABLE'
-  | 'ERR_INTERNAL';
+  | 'ERR_INTERNAL'
+  | 'ERR_NOT_SEALABLE';
 
 export class HttpError extends Error {
   constructor(

@@ -1,7 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { type Request, type Response, Router } from 'express';
 import type { ServerConfig } from '../src/config/server-config.ts';
-import { isKeyringError, KekMismatchError, KeystoreUnavailableError } from '../src/errors.ts';
+import {
+  isKeyringError,
+  KekMismatchError,
+  KekUnavailableError,
+  KeystoreUnavailableError,
+  SealedError,
+} from '../src/errors.ts';
 import type { Keyring } from '../src/keyring/keyring.ts';
 import { sha256 } from './auth/static-tokens.ts';
 import { credentialOf, unauthenticated } from './auth/unauthenticated.ts';
@@ -31,7 +37,12 @@ export function opsRouter(deps: { keyring: Keyring; config: ServerConfig; metric
       if (!info?.checks.some((c) => c.kekId === keyring.kekId)) {
         throw new KekMismatchError('the keystore holds no check value for the KEK this server uses');
       }
-      res.json({ status: 'ready', keystore: keystore.kind, kekId: keyring.kekId });
+      // A sealed KEK, or an HSM whose token went away, cannot unwrap new keys.
+      const kek = keyring.keks[0];
+      if (kek?.sealed) throw new SealedError();
+      const unavailable = await kek?.health?.();
+      if (unavailable !== undefined) throw new KekUnavailableError(unavailable);
+      res.json({ status: 'ready', keystore: keystore.kind, kekId: keyring.kekId, kek: kek?.kind ?? 'local' });
     } catch (error) {
       const reason = isKeyringError(error)
         ? error

@@ -3,9 +3,9 @@ import pino from 'pino';
 import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import { resolveSettings, type SettingsFlags } from '../src/config/resolve-settings.ts';
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from '../src/config/server-config.ts';
-import { InvalidOptionError } from '../src/errors.ts';
+import { InvalidOptionError, KekMismatchError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
-import { openKeyring } from '../src/open-keyring.ts';
+import { type KekInput, openKeyring } from '../src/open-keyring.ts';
 import { parseCheckInterval } from '../src/rotation/rotation-policy.ts';
 import { Rotator } from '../src/rotation/rotator.ts';
 import { ensureDevKek } from './dev-kek.ts';
@@ -167,14 +167,18 @@ export async function runServe(
   const level = flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
   const logger = pino({ level, base: { service: 'temporal-keyring' } });
 
-  let kek = settings.kek();
+  let kek: KekInput | undefined = settings.kek();
+  const noKek = () =>
+    new InvalidOptionError(
+      'kek',
+      'is required: set TEMPORAL_KEYRING_KEK (base64), TEMPORAL_KEYRING_KEK_FILE, --kek-file, or kek in the config file (or initialize a sealed keystore with: temporal-keyring operator init)',
+    );
+  if (!kek && !config.dev) {
+    // No KEK given: a keystore sealed with unseal keys (operator init) starts sealed.
+    kek = { shares: [], startSealed: true };
+  }
   if (!kek) {
-    if (!config.dev || settings.keystore.kind !== 'file') {
-      throw new InvalidOptionError(
-        'kek',
-        'is required: set TEMPORAL_KEYRING_KEK (base64), TEMPORAL_KEYRING_KEK_FILE, --kek-file, or kek in the config file',
-      );
-    }
+    if (!config.dev || settings.keystore.kind !== 'file') throw noKek();
     const dev = await ensureDevKek(settings.keystore.dir);
     kek = { type: 'file', path: dev.path };
     logger.warn(
@@ -197,6 +201,7 @@ export async function runServe(
   const engineName = flags.engine ?? env[SERVE_ENV.engine] ?? 'fast';
   const engine = await loadEngine(engineName);
   const payloadFormat = parsePayloadFormat(flags.payloadFormat ?? env[SERVE_ENV.payloadFormat] ?? '1');
+  const sealedStart = 'shares' in kek;
   const opened = await openKeyring({
     keystore: settings.keystore.kind === 'file' ? settings.keystore.dir : settings.keystore.connectionString,
     kek,
@@ -205,7 +210,15 @@ export async function runServe(
     createNamespacesOnFirstUse: config.dev,
     allowDeprecatedDecrypt: (ns) => settings.allowDeprecatedDecrypt(ns),
     policies: (ns) => settings.rotationPolicy(ns),
+  }).catch((error: unknown) => {
+    throw sealedStart && error instanceof KekMismatchError ? noKek() : error;
   });
+  if (opened.keyring.keks[0]?.sealed) {
+    logger.warn(
+      { keystoreId: opened.keyring.keystoreId, kekId: opened.keyring.kekId },
+      'the keystore is sealed: codec and admin requests answer 503 ERR_SEALED until a threshold of unseal keys is given (temporal-keyring operator unseal --url ...)',
+    );
+  }
   const metrics = new Metrics({ defaultMetrics: true });
   // Usage gauges and budget events in every server, whether or not its rotator is the leader.
   opened.meter?.on(metrics.meterListener());

@@ -31,6 +31,9 @@ export const KEYRING_ERROR_CODES = [
   'ERR_MALFORMED_PAYLOAD',
   'ERR_DECRYPTION_FAILED',
   'ERR_NOT_EXPORTABLE',
+  'ERR_UNSEAL_SHARE_MALFORMED',
+  'ERR_UNSEAL_SHARE_DUPLICATE',
+  'ERR_UNSEAL_SHARE_FOREIGN',
   // Setup, storage and capacity
   'ERR_INVALID_KEK',
   'ERR_KEK_MISMATCH',
@@ -44,6 +47,14 @@ export const KEYRING_ERROR_CODES = [
   'ERR_REMOTE_CODEC_UNAVAILABLE',
   'ERR_REMOTE_CODEC_TIMEOUT',
   'ERR_REMOTE_CODEC_REJECTED',
+  'ERR_SEALED',
+  'ERR_UNSEAL_CHECK_FAILED',
+  'ERR_KEK_UNAVAILABLE',
+  'ERR_PKCS11_MODULE',
+  'ERR_PKCS11_TOKEN_NOT_FOUND',
+  'ERR_PKCS11_PIN',
+  'ERR_PKCS11_KEY_NOT_FOUND',
+  'ERR_PKCS11_KEY_EXTRACTABLE',
   // Runtime faults: never the caller's doing
   'ERR_KEYRING_CLOSED',
   'ERR_KEY_REVOKED',
@@ -54,6 +65,9 @@ export const KEYRING_ERROR_CODES = [
 ] as const;
 
 export type KeyringErrorCode = (typeof KEYRING_ERROR_CODES)[number];
+
+/** Why a PKCS#11 KEK could not be used; each is raised before anything is written. */
+export type Pkcs11ErrorCode = Extract<KeyringErrorCode, `ERR_PKCS11_${string}`>;
 
 /** Base class of every error with a stable code. */
 export class KeyringError extends Error {
@@ -409,6 +423,70 @@ export class NotExportableError extends KeyringError {
   }
 }
 
+/**
+ * The keystore is sealed: its KEK exists only as Shamir shares until a threshold of them is given
+ * (`POST /admin/unseal`, `temporal-keyring operator unseal`). Nothing is decrypted or encrypted
+ * until then. The server answers 503: an operator has to act, then the same request succeeds.
+ */
+export class SealedError extends KeyringError {
+  static override code = 'ERR_SEALED' as const;
+  constructor(
+    message = 'the keystore is sealed: unseal it with a threshold of unseal keys (temporal-keyring operator unseal)',
+  ) {
+    super('ERR_SEALED', message);
+  }
+}
+
+/** An unseal key that is not a well-formed share (typo, truncation, not a share at all). Not counted. */
+export class UnsealShareMalformedError extends KeyringError {
+  static override code = 'ERR_UNSEAL_SHARE_MALFORMED' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_SHARE_MALFORMED', message);
+  }
+}
+
+/** An unseal key already given in this unseal attempt. Not counted twice. */
+export class UnsealShareDuplicateError extends KeyringError {
+  static override code = 'ERR_UNSEAL_SHARE_DUPLICATE' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_SHARE_DUPLICATE', message);
+  }
+}
+
+/** An unseal key of another keystore, or of a KEK this keystore no longer uses. Not counted. */
+export class UnsealShareForeignError extends KeyringError {
+  static override code = 'ERR_UNSEAL_SHARE_FOREIGN' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_SHARE_FOREIGN', message);
+  }
+}
+
+/** A threshold of shares rebuilt a KEK that fails the keystore's check value: progress is reset. */
+export class UnsealCheckFailedError extends KeyringError {
+  static override code = 'ERR_UNSEAL_CHECK_FAILED' as const;
+  constructor(message: string) {
+    super('ERR_UNSEAL_CHECK_FAILED', message);
+  }
+}
+
+/**
+ * The KEK cannot be reached now (the HSM or its token went away). Keys already unwrapped keep
+ * serving; new unwraps fail with this until the token is back, which needs no restart.
+ */
+export class KekUnavailableError extends KeyringError {
+  static override code = 'ERR_KEK_UNAVAILABLE' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_KEK_UNAVAILABLE', message, options);
+  }
+}
+
+/** A PKCS#11 KEK is misconfigured: module, token, PIN or key. The code says which. */
+export class Pkcs11KekError extends KeyringError {
+  constructor(code: Pkcs11ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
 const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
   InvalidOptionError,
   InvalidNamespaceError,
@@ -433,6 +511,12 @@ const ERROR_CLASSES: readonly (typeof KeyringError)[] = [
   RemoteCodecUnavailableError,
   RemoteCodecTimeoutError,
   NotExportableError,
+  SealedError,
+  UnsealShareMalformedError,
+  UnsealShareDuplicateError,
+  UnsealShareForeignError,
+  UnsealCheckFailedError,
+  KekUnavailableError,
   KeyRevokedError,
 ] as unknown as (typeof KeyringError)[];
 

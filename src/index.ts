@@ -49,6 +49,7 @@ export {
   isKeyringError,
   KEYRING_ERROR_CODES,
   KekMismatchError,
+  KekUnavailableError,
   KeyProviderFaultError,
   KeyRevokedError,
   KeyringClosedError,
@@ -68,11 +69,18 @@ export {
   NamespaceNotFoundError,
   NoActiveKeyError,
   NotExportableError,
+  type Pkcs11ErrorCode,
+  Pkcs11KekError,
   PropagationPendingError,
   RandomSourceError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
+  SealedError,
+  UnsealCheckFailedError,
+  UnsealShareDuplicateError,
+  UnsealShareForeignError,
+  UnsealShareMalformedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from './errors.ts';
@@ -85,8 +93,8 @@ export type {
 export type { EsdkEngine, PreparedKey } from './esdk/engine.ts';
 export { createFastEngine, type FastEngineOptions, fastEngine } from './esdk/fast-engine.ts';
 export { sdkEngine } from './esdk/sdk-engine.ts';
+export { type KekKind, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 // Key-encryption keys
-export { type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 export {
   generateKekBase64,
   type KekSource,
@@ -94,6 +102,8 @@ export {
   type LoadKekOptions,
   loadKek,
 } from './kek/kek-source.ts';
+export { Pkcs11Kek, type Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
+export { initShamirKeystore, type SealStatus, ShamirKek } from './kek/shamir-kek.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
 export {
   createKeyHandle,
@@ -138,6 +148,8 @@ export {
   type OpenedKeyring,
   type OpenKeyringOptions,
   openKeyring,
+  type Pkcs11KekInput,
+  type ShamirKekInput,
 } from './open-keyring.ts';
 // Rotation: policy, usage metering, the rotator
 export {

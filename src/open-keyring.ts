@@ -2,6 +2,8 @@ import type { ConnectionOptions } from 'node:tls';
 import { InvalidOptionError } from './errors.ts';
 import type { KeyEncryptionKey } from './kek/kek.ts';
 import { type KekSource, kekFromPassphrase, loadKek } from './kek/kek-source.ts';
+import type { Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
+import { ShamirKek } from './kek/shamir-kek.ts';
 import type { EncryptionMeter } from './keyring/encryption-meter.ts';
 import { Keyring, type LifecycleEvent } from './keyring/keyring.ts';
 import type { Keystore } from './keystore/keystore.ts';
@@ -25,7 +27,22 @@ import { type RandomSource, systemRandom } from './runtime/random.ts';
 export type KekInput =
   | KeyEncryptionKey
   | KekSource
-  | { type: 'passphrase'; passphrase: string; salt?: Uint8Array };
+  | { type: 'passphrase'; passphrase: string; salt?: Uint8Array }
+  | ShamirKekInput
+  | { pkcs11: Pkcs11KekInput };
+
+/**
+ * A Shamir-sealed keystore's KEK (`temporal-keyring operator init`): a threshold of its unseal
+ * keys. With `startSealed`, fewer (or none) are accepted and the keyring opens sealed: it answers
+ * `ERR_SEALED` until the rest are given to the `ShamirKek` (`keyring.keks[0]`), as the server does.
+ */
+export interface ShamirKekInput {
+  shares: string[];
+  startSealed?: boolean;
+}
+
+/** A KEK inside a PKCS#11 token; the PIN directly or from an environment variable. */
+export type Pkcs11KekInput = Omit<Pkcs11KekOptions, 'pin'> & { pin?: string; pinEnv?: string };
 
 export interface OpenKeyringOptions {
   /**
@@ -196,6 +213,8 @@ async function resolveKek(
   primary = true,
 ): Promise<KeyEncryptionKey> {
   if (isKeyEncryptionKey(kek)) return kek;
+  if ('shares' in kek) return shamirKek(kek, keystore, random, field);
+  if ('pkcs11' in kek) return pkcs11Kek(kek.pkcs11, random, field);
   if (kek.type === 'passphrase' && kek.salt === undefined) {
     // The salt is the keystore's; a new keystore gets one with its KEK record, but only from the
     // primary KEK (a previous KEK must never become a new keystore's KEK).
@@ -219,4 +238,58 @@ async function resolveKek(
     );
   }
   return loadKek(kek as KekSource, { random });
+}
+
+async function shamirKek(
+  input: ShamirKekInput,
+  keystore: Keystore,
+  random: RandomSource,
+  field: string,
+): Promise<KeyEncryptionKey> {
+  if (!Array.isArray(input.shares) || input.shares.some((s) => typeof s !== 'string')) {
+    throw new InvalidOptionError(`${field}.shares`, 'must be an array of unseal keys (strings)');
+  }
+  const kek = await ShamirKek.fromKeystore(keystore, { random });
+  for (const share of input.shares) await kek.submit(share);
+  if (kek.sealed && !input.startSealed) {
+    throw new InvalidOptionError(
+      `${field}.shares`,
+      `${kek.status().progress} distinct unseal key(s) given; this keystore needs ${kek.threshold} of its ${kek.shareCount}`,
+    );
+  }
+  return kek;
+}
+
+async function pkcs11Kek(
+  input: Pkcs11KekInput,
+  random: RandomSource,
+  field: string,
+): Promise<KeyEncryptionKey> {
+  if (!input || typeof input !== 'object')
+    throw new InvalidOptionError(`${field}.pkcs11`, 'must be an object');
+  let pin = input.pin;
+  if (pin === undefined && input.pinEnv !== undefined) {
+    pin = process.env[input.pinEnv];
+    if (!pin) {
+      throw new InvalidOptionError(
+        `${field}.pkcs11.pinEnv`,
+        `environment variable ${input.pinEnv} is not set`,
+      );
+    }
+  }
+  if (!pin)
+    throw new InvalidOptionError(
+      `${field}.pkcs11.pinEnv`,
+      'is required: the environment variable holding the token PIN',
+    );
+  // Loaded on demand: the native binding is needed only by PKCS#11 users.
+  const { Pkcs11Kek } = await import('./kek/pkcs11-kek.ts');
+  return Pkcs11Kek.open({
+    module: input.module,
+    token: input.token,
+    key: input.key,
+    pin,
+    allowExtractable: input.allowExtractable,
+    random,
+  });
 }

@@ -25,7 +25,15 @@ export function registerConfigCommands(program: Command): void {
           from: settings.keystoreOrigin,
         },
         kek: kek
-          ? { type: kek.type, ...(kek.type === 'file' ? { path: kek.path } : {}), from: settings.kekOrigin }
+          ? 'pkcs11' in kek
+            ? { type: 'pkcs11', token: kek.pkcs11.token, key: kek.pkcs11.key, from: settings.kekOrigin }
+            : 'shares' in kek
+              ? { type: 'shamir', from: settings.kekOrigin }
+              : {
+                  type: kek.type,
+                  ...(kek.type === 'file' ? { path: kek.path } : {}),
+                  from: settings.kekOrigin,
+                }
           : null,
         namespaces: Object.keys(settings.config.namespaces ?? {}).sort(),
       };

@@ -20,8 +20,22 @@ export const kekConfigSchema = z.union(
     z.strictObject({
       passphraseEnv: z.string().min(1).describe('name of an environment variable holding a passphrase'),
     }),
+    z.strictObject({
+      pkcs11: z
+        .strictObject({
+          module: z.string().min(1).describe('path of the PKCS#11 module (.so)'),
+          token: z.string().min(1).describe('token label'),
+          key: z.string().min(1).describe('label of the AES-256 key in the token'),
+          pinEnv: z.string().min(1).describe('name of an environment variable holding the user PIN'),
+          allowExtractable: z.boolean().describe('accept a key that can leave the token').optional(),
+        })
+        .describe('a KEK inside an HSM token (temporal-keyring kek create --pkcs11-...)'),
+    }),
   ],
-  { error: 'must be exactly one of {"env": "VAR"}, {"file": "PATH"} or {"passphraseEnv": "VAR"}' },
+  {
+    error:
+      'must be exactly one of {"env": "VAR"}, {"file": "PATH"}, {"passphraseEnv": "VAR"} or {"pkcs11": {"module", "token", "key", "pinEnv"}}',
+  },
 );
 
 /** Every key optional; durations as ms or strings like "30d" (see rotation-policy.ts). */

@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { InvalidOptionError } from '../errors.ts';
 import {
@@ -32,6 +33,13 @@ export interface SettingsFlags {
   kekPassphraseEnv?: string;
   /** Files holding further KEKs accepted for unwrapping; replaces the config's `previousKeks`. */
   previousKekFile?: string[];
+  /** A KEK in a PKCS#11 token: module path, token label, key label, env var of the PIN (all four). */
+  pkcs11Module?: string;
+  pkcs11Token?: string;
+  pkcs11Key?: string;
+  pkcs11PinEnv?: string;
+  /** A sealed keystore's KEK: a file (mode 0600) holding a threshold of its unseal keys, one per line. */
+  unsealKeysFile?: string;
 }
 
 /**
@@ -41,7 +49,9 @@ export interface SettingsFlags {
 export type KekSpec =
   | { type: 'base64'; value: string }
   | { type: 'file'; path: string }
-  | { type: 'passphrase'; passphrase: string };
+  | { type: 'passphrase'; passphrase: string }
+  | { pkcs11: { module: string; token: string; key: string; pin: string; allowExtractable?: boolean } }
+  | { shares: string[] };
 
 /** Which of the precedence levels supplied a setting. */
 export type SettingOrigin = `flag ${string}` | `env ${string}` | `config ${string}` | 'default';
@@ -203,6 +213,20 @@ function resolveKek(
   if (flags.kekFile !== undefined && flags.kekPassphraseEnv !== undefined) {
     throw new InvalidOptionError('--kek-file', 'give either --kek-file or --kek-passphrase-env, not both');
   }
+  if (flags.unsealKeysFile !== undefined) {
+    const path = resolve(cwd, flags.unsealKeysFile);
+    return { kek: () => ({ shares: readUnsealKeysFile(path) }), kekOrigin: 'flag --unseal-keys-file' };
+  }
+  const pkcs11 = pkcs11FromFlags(flags, env);
+  if (pkcs11) {
+    if (flags.kekFile !== undefined || flags.kekPassphraseEnv !== undefined) {
+      throw new InvalidOptionError(
+        '--pkcs11-key',
+        'give either a PKCS#11 key or --kek-file/--kek-passphrase-env, not both',
+      );
+    }
+    return { kek: pkcs11, kekOrigin: 'flag --pkcs11-key' };
+  }
   if (flags.kekFile !== undefined) {
     const path = resolve(cwd, flags.kekFile);
     return { kek: () => ({ type: 'file', path }), kekOrigin: 'flag --kek-file' };
@@ -238,6 +262,13 @@ function resolveKek(
     const path = resolve(configDir, fromConfig.file);
     return { kek: () => ({ type: 'file', path }), kekOrigin: 'config kek.file' };
   }
+  if ('pkcs11' in fromConfig) {
+    const { pinEnv, ...where } = fromConfig.pkcs11;
+    return {
+      kek: () => ({ pkcs11: { ...where, pin: requireEnv(env, pinEnv, 'kek.pkcs11.pinEnv') } }),
+      kekOrigin: 'config kek.pkcs11',
+    };
+  }
   const name = fromConfig.passphraseEnv;
   return {
     kek: () => ({ type: 'passphrase', passphrase: requireEnv(env, name, 'kek.passphraseEnv') }),
@@ -262,11 +293,54 @@ function resolvePreviousKeks(
       const field = `previousKeks.${i}`;
       if ('env' in entry) return { type: 'base64', value: requireEnv(env, entry.env, `${field}.env`) };
       if ('file' in entry) return { type: 'file', path: resolve(configDir, entry.file) };
+      if ('pkcs11' in entry) {
+        const { pinEnv, ...where } = entry.pkcs11;
+        return { pkcs11: { ...where, pin: requireEnv(env, pinEnv, `${field}.pkcs11.pinEnv`) } };
+      }
       return {
         type: 'passphrase',
         passphrase: requireEnv(env, entry.passphraseEnv, `${field}.passphraseEnv`),
       };
     });
+}
+
+/** Unseal keys, one per line (`#` comments allowed), from a file only its owner may read. */
+function readUnsealKeysFile(path: string): string[] {
+  const info = statSync(path, { throwIfNoEntry: false });
+  if (!info?.isFile()) throw new InvalidOptionError('--unseal-keys-file', `cannot read ${path}`);
+  if ((info.mode & 0o077) !== 0) {
+    throw new InvalidOptionError(
+      '--unseal-keys-file',
+      `${path} may be read by group or others; restrict it with: chmod 600 ${path}`,
+    );
+  }
+  return readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+/** The four `--pkcs11-*` flags: all or none. */
+function pkcs11FromFlags(flags: SettingsFlags, env: NodeJS.ProcessEnv): (() => KekSpec) | undefined {
+  const given = {
+    '--pkcs11-module': flags.pkcs11Module,
+    '--pkcs11-token': flags.pkcs11Token,
+    '--pkcs11-key': flags.pkcs11Key,
+    '--pkcs11-pin-env': flags.pkcs11PinEnv,
+  };
+  const present = Object.entries(given).filter(([, v]) => v !== undefined);
+  if (present.length === 0) return undefined;
+  const missing = Object.entries(given).find(([, v]) => v === undefined);
+  if (missing) throw new InvalidOptionError(missing[0], 'is required with the other --pkcs11-* flags');
+  const { pkcs11Module, pkcs11Token, pkcs11Key, pkcs11PinEnv } = flags as Required<SettingsFlags>;
+  return () => ({
+    pkcs11: {
+      module: pkcs11Module,
+      token: pkcs11Token,
+      key: pkcs11Key,
+      pin: requireEnv(env, pkcs11PinEnv, '--pkcs11-pin-env'),
+    },
+  });
 }
 
 function requireEnv(env: NodeJS.ProcessEnv, name: string, field: string): string {

@@ -2,6 +2,7 @@ import { scrypt as scryptCallback } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { InvalidKekError, InvalidOptionError, KekMismatchError, KeystoreConflictError } from '../errors.ts';
 import type { KekInfo, Keystore } from '../keystore/keystore.ts';
+import { generateKeystoreId } from '../keystore/keystore-id.ts';
 import { type RandomSource, systemRandom } from '../runtime/random.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, KEK_LENGTH, LocalKek } from './kek.ts';
 
@@ -94,6 +95,7 @@ export async function kekFromPassphrase(
       currentKekId: kek.id,
       checks: [{ kekId: kek.id, check }],
       passphraseSalt: Buffer.from(salt).toString('base64'),
+      keystoreId: generateKeystoreId(random),
     };
     try {
       await keystore.putKekInfo(created, undefined);

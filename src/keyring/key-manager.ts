@@ -13,6 +13,7 @@ import {
   RandomSourceError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
+import { DEFAULT_KEK_PROPAGATION_MS, learnUpgrades, liveUpgrades, makeUpgrade } from '../kek/kek-upgrade.ts';
 import { type KekInfo, type Keystore, kekTarget, type WrappedKey } from '../keystore/keystore.ts';
 import { ValidatingKeystore } from '../keystore/validating-keystore.ts';
 import {
@@ -355,34 +356,63 @@ export class KeyManager {
   /**
    * KEK rotation: re-wraps every key under `newKek`. Resumable: the keystore records the rekey in
    * progress, and each key says which KEK wraps it, so running it again after a crash continues
-   * where it stopped. Until it completes, both KEKs are accepted; meanwhile new keys go under the
-   * new KEK (the target).
+   * where it stopped. Meanwhile new keys go under the new KEK (the target).
+   *
+   * Without an outage: when the new KEK can be wrapped (local and Shamir KEKs), the record carries
+   * an upgrade key (the new KEK wrapped by the old one, see kek-upgrade.ts) from the start of the
+   * rekey until `propagationDelayMs` after it completed, so that a process holding only the old KEK
+   * still reads every key meanwhile; running the rekey again after that removes it. A version whose
+   * material is missing is named (`KeystoreCorruptError`) and the rekey is left unfinished.
    */
-  async rekey(newKek: KeyEncryptionKey): Promise<{ rewrapped: number }> {
+  async rekey(
+    newKek: KeyEncryptionKey,
+    options: { propagationDelayMs?: number } = {},
+  ): Promise<{ rewrapped: number }> {
+    const delay = options.propagationDelayMs ?? DEFAULT_KEK_PROPAGATION_MS;
     const info = await this.#keystore.getKekInfo();
     if (!info) throw new KeystoreCorruptError('the keystore has no KEK record; open it with its KEK first');
-    if (info.currentKekId === newKek.id && !info.rekey) return { rewrapped: 0 };
+    if (info.currentKekId === newKek.id && !info.rekey) {
+      // Done already: running it again after the propagation delay drops the expired upgrade key.
+      const kept = liveUpgrades(info, this.#clock.now());
+      if (info.upgrades && kept.length !== info.upgrades.length) {
+        const pruned: KekInfo = { ...info, upgrades: kept };
+        if (kept.length === 0) delete pruned.upgrades;
+        await this.#keystore.putKekInfo(pruned, info);
+      }
+      return { rewrapped: 0 };
+    }
     this.#keks.set(newKek.id, newKek);
     let inProgress = info;
     if (!info.rekey || info.rekey.toKekId !== newKek.id) {
       const check = Buffer.from(await newKek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK_AAD)).toString('base64');
+      const fromKekId = info.rekey?.fromKekId ?? info.currentKekId;
+      const upgrades = liveUpgrades(info, this.#clock.now());
+      const oldKek = this.#keks.get(fromKekId);
+      const upgrade =
+        oldKek && !upgrades.some((u) => u.toKekId === newKek.id)
+          ? await makeUpgrade(oldKek, newKek)
+          : undefined;
+      if (upgrade) upgrades.push(upgrade);
       inProgress = {
         ...info,
         checks: [...info.checks.filter((c) => c.kekId !== newKek.id), { kekId: newKek.id, check }],
-        rekey: {
-          fromKekId: info.rekey?.fromKekId ?? info.currentKekId,
-          toKekId: newKek.id,
-          startedAt: this.#clock.now(),
-        },
+        rekey: { fromKekId, toKekId: newKek.id, startedAt: this.#clock.now() },
       };
+      if (upgrades.length > 0) inProgress.upgrades = upgrades;
+      else delete inProgress.upgrades;
       await this.#keystore.putKekInfo(inProgress, info);
     }
     this.#primaryKek = newKek;
     let rewrapped = 0;
+    const missing: string[] = [];
     for (const namespace of await this.#keystore.listNamespaces()) {
       for (const v of await this.#keystore.getVersions(namespace)) {
         const wrapped = await this.#keystore.getMaterial(namespace, v.version);
-        if (!wrapped || wrapped.kekId === newKek.id) continue;
+        if (!wrapped) {
+          if (v.state !== 'destroyed') missing.push(`${namespace}/v${v.version}`);
+          continue;
+        }
+        if (wrapped.kekId === newKek.id) continue;
         const material = await this.#unwrap(v, wrapped);
         try {
           const next: WrappedKey = {
@@ -397,12 +427,21 @@ export class KeyManager {
         rewrapped++;
       }
     }
+    if (missing.length > 0) {
+      throw new KeystoreCorruptError(
+        `KEK rotation not finished: ${missing.length} key version(s) have no wrapped material and could not be re-wrapped: ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', ...' : ''} (${rewrapped} other(s) re-wrapped)`,
+      );
+    }
     const done: KekInfo = {
       ...inProgress,
       currentKekId: newKek.id,
       checks: inProgress.checks.filter((c) => c.kekId === newKek.id),
     };
     delete done.rekey;
+    const until = this.#clock.now() + delay;
+    if (done.upgrades) {
+      done.upgrades = done.upgrades.map((u) => (u.toKekId === newKek.id ? { ...u, until } : u));
+    }
     await this.#keystore.putKekInfo(done, inProgress);
     this.#logger.info({ kekId: newKek.id, rewrapped }, 'KEK rotation complete');
     this.#emit({ action: 'rekey', at: this.#clock.now(), kekId: newKek.id, rewrapped, forced: false });
@@ -513,7 +552,10 @@ export class KeyManager {
    * the new KEK cannot unwrap (the validating keystore refuses that, atomically).
    */
   async #followKekRotation(): Promise<void> {
-    const target = kekTarget(await this.#keystore.getKekInfo()) ?? this.#primaryKek.id;
+    const info = await this.#keystore.getKekInfo();
+    const target = kekTarget(info) ?? this.#primaryKek.id;
+    if (!this.#keks.has(target))
+      await learnUpgrades(this.#keks, info, this.#clock.now(), this.#random, this.#logger);
     const kek = this.#keks.get(target);
     if (!kek) {
       throw new KekMismatchError(
@@ -558,6 +600,15 @@ export class KeyManager {
   }
 
   async #unwrap(v: KeyVersion, wrapped: WrappedKey): Promise<Uint8Array> {
+    if (!this.#keks.has(wrapped.kekId)) {
+      await learnUpgrades(
+        this.#keks,
+        await this.#keystore.getKekInfo(),
+        this.#clock.now(),
+        this.#random,
+        this.#logger,
+      );
+    }
     const kek = this.#keks.get(wrapped.kekId);
     if (!kek) {
       throw new KekMismatchError(

@@ -2,6 +2,7 @@ import {
   DecryptionFailedError,
   InvalidOptionError,
   KekMismatchError,
+  KekUnavailableError,
   KeyBudgetExhaustedError,
   KeyringClosedError,
   KeystoreConflictError,
@@ -12,9 +13,12 @@ import {
   NamespaceExistsError,
   NamespaceNotFoundError,
   NoActiveKeyError,
+  SealedError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
+import { DEFAULT_KEK_PROPAGATION_MS, learnUpgrades } from '../kek/kek-upgrade.ts';
 import type { KekInfo, Keystore, WrappedKey } from '../keystore/keystore.ts';
+import { generateKeystoreId } from '../keystore/keystore-id.ts';
 import { ValidatingKeystore } from '../keystore/validating-keystore.ts';
 import type { KeyState, KeyVersion } from '../model/key-version.ts';
 import { validateNamespace } from '../model/namespace.ts';
@@ -42,6 +46,7 @@ export {
   type RotationResult,
   type StateChangeResult,
 } from './key-manager.ts';
+export { DEFAULT_KEK_PROPAGATION_MS };
 
 export interface KeyringOptions {
   keystore: Keystore;
@@ -107,6 +112,7 @@ export class Keyring implements KeyProvider {
   #cancelRefresh: (() => void) | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
+  #keystoreId = '';
 
   private constructor(options: KeyringOptions) {
     this.keystore = ValidatingKeystore.wrap(options.keystore);
@@ -148,6 +154,29 @@ export class Keyring implements KeyProvider {
     });
     keyring.#startRefresh();
     return keyring;
+  }
+
+  /**
+   * The keystore's short random non-secret id (16 hex chars, from its KEK record): names the
+   * keystore in shares, hints and messages without revealing anything about its keys.
+   */
+  get keystoreId(): string {
+    return this.#keystoreId;
+  }
+
+  /** The KEKs this keyring holds (new keys go under the first). For seal status and `/readyz`. */
+  get keks(): readonly KeyEncryptionKey[] {
+    const primary = this.#keks.get(this.kekId) ?? this.#primaryKek;
+    return [primary, ...[...this.#keks.values()].filter((k) => k !== primary)];
+  }
+
+  /**
+   * Seals: revokes every key handle (their material zeroed, prepared keys disposed) and seals every sealable KEK (Shamir), so that
+   * nothing decrypts until a threshold of unseal keys is given again. Metadata stays cached.
+   */
+  seal(): void {
+    for (const keyId of [...this.#handles.keys()]) this.#forget(keyId, 'the keyring was sealed');
+    for (const kek of this.#keks.values()) kek.seal?.();
   }
 
   /** Id of the KEK new keys are wrapped with. */
@@ -253,8 +282,8 @@ export class Keyring implements KeyProvider {
   }
 
   /** Shorthand for `manager.rekey`. */
-  rekey(newKek: KeyEncryptionKey): Promise<{ rewrapped: number }> {
-    return this.manager.rekey(newKek);
+  rekey(newKek: KeyEncryptionKey, options?: { propagationDelayMs?: number }): Promise<{ rewrapped: number }> {
+    return this.manager.rekey(newKek, options);
   }
 
   /** Re-reads every cached namespace from the keystore. */
@@ -290,6 +319,7 @@ export class Keyring implements KeyProvider {
         format: 1,
         currentKekId: this.#primaryKek.id,
         checks: [{ kekId: this.#primaryKek.id, check }],
+        keystoreId: generateKeystoreId(this.#random),
       };
       try {
         await this.keystore.putKekInfo(created, undefined);
@@ -297,15 +327,20 @@ export class Keyring implements KeyProvider {
         if (!(error instanceof KeystoreConflictError)) throw error;
         return this.#verifyKek(); // another process initialized it first
       }
+      this.#keystoreId = created.keystoreId!;
       return;
     }
+    // Within a rekey's propagation delay, the old KEK learns the new one from the upgrade key.
+    await learnUpgrades(this.#keks, info, this.clock.now(), this.#random, this.#logger);
     const accepted = info.checks.filter((c) => this.#keks.has(c.kekId));
     if (accepted.length === 0) {
       throw new KekMismatchError(
-        `the KEK given (id ${this.#primaryKek.id}) is not the one this keystore was created with (id ${info.currentKekId})`,
+        `the KEK given (id ${this.#primaryKek.id}) is not the one this keystore's keys are wrapped with now (KEK ${info.rekey?.toKekId ?? info.currentKekId})`,
       );
     }
     for (const c of accepted) {
+      // A sealed KEK (Shamir) checks the value itself when it is unsealed.
+      if (this.#keks.get(c.kekId)!.sealed) continue;
       try {
         const plain = await this.#keks.get(c.kekId)!.unwrap(Buffer.from(c.check, 'base64'), KEK_CHECK_AAD);
         if (!Buffer.from(plain).equals(KEK_CHECK_PLAINTEXT)) throw new DecryptionFailedError();
@@ -317,6 +352,26 @@ export class Keyring implements KeyProvider {
     const target = info.rekey?.toKekId ?? info.currentKekId;
     const targetKek = this.#keks.get(target);
     if (targetKek) this.#primaryKek = targetKek;
+    this.#keystoreId = info.keystoreId ?? (await this.#addKeystoreId(info));
+  }
+
+  /** Gives a KEK record written before keystore ids existed its id (once, compare-and-set). */
+  async #addKeystoreId(info: KekInfo): Promise<string> {
+    let current: KekInfo | undefined = info;
+    for (let attempt = 0; attempt < 5 && current; attempt++) {
+      if (current.keystoreId) return current.keystoreId;
+      const keystoreId = generateKeystoreId(this.#random);
+      try {
+        await this.keystore.putKekInfo({ ...current, keystoreId }, current);
+        this.#logger.info({ keystoreId }, 'keystore id added to the KEK record');
+        return keystoreId;
+      } catch (error) {
+        if (!(error instanceof KeystoreConflictError)) throw error;
+        current = await this.keystore.getKekInfo(); // another process changed it: re-read
+      }
+    }
+    if (current?.keystoreId) return current.keystoreId;
+    throw new KeystoreConflictError('the KEK record kept changing while its keystore id was being added');
   }
 
   #startRefresh(): void {
@@ -421,10 +476,20 @@ export class Keyring implements KeyProvider {
   }
 
   async #unwrap(v: KeyVersion, wrapped: WrappedKey): Promise<Uint8Array> {
+    if (!this.#keks.has(wrapped.kekId)) {
+      await learnUpgrades(
+        this.#keks,
+        await this.keystore.getKekInfo(),
+        this.clock.now(),
+        this.#random,
+        this.#logger,
+      );
+    }
     const kek = this.#keks.get(wrapped.kekId);
     if (!kek) {
+      const info = await this.keystore.getKekInfo();
       throw new KekMismatchError(
-        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold (finish the KEK rotation with: temporal-keyring keys rekey)`,
+        `key version ${v.version} of namespace "${v.namespace}" is wrapped with KEK ${wrapped.kekId}, which this process does not hold; this keystore now uses KEK ${info?.rekey?.toKekId ?? info?.currentKekId}: restart this process with that KEK`,
       );
     }
     try {
@@ -432,6 +497,8 @@ export class Keyring implements KeyProvider {
       if (material.length !== DATA_KEY_LENGTH) throw new DecryptionFailedError();
       return material;
     } catch (cause) {
+      // The KEK cannot serve now (sealed, HSM gone): say so, the material itself is fine.
+      if (cause instanceof SealedError || cause instanceof KekUnavailableError) throw cause;
       throw new KeystoreCorruptError(
         `wrapped material of key version ${v.version} of namespace "${v.namespace}" failed to authenticate`,
         { cause },

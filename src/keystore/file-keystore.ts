@@ -33,6 +33,7 @@ import {
   type UsageRecord,
   type WrappedKey,
 } from './keystore.ts';
+import { KEYSTORE_ID_PATTERN } from './keystore-id.ts';
 
 export interface FileKeystoreOptions {
   /** The data directory. Created (0700) if missing; must be empty or hold a keystore. */
@@ -110,6 +111,26 @@ const kekInfoSchema = z.strictObject({
   passphraseSalt: base64.optional(),
   exportableNamespaces: z
     .array(z.strictObject({ namespace: z.string().min(1), markedAt: millis }))
+    .optional(),
+  keystoreId: z.string().regex(KEYSTORE_ID_PATTERN).optional(),
+  shamir: z
+    .array(
+      z.strictObject({
+        kekId: z.string().min(1),
+        threshold: z.number().int().min(2).max(255),
+        shares: z.number().int().min(2).max(255),
+      }),
+    )
+    .optional(),
+  upgrades: z
+    .array(
+      z.strictObject({
+        fromKekId: z.string().min(1),
+        toKekId: z.string().min(1),
+        wrapped: base64,
+        until: millis.optional(),
+      }),
+    )
     .optional(),
 });
 const count = z.number().int().nonnegative();

@@ -145,6 +145,38 @@ export interface KekInfo {
    * mark is only ever added, never removed (Vault Transit's rule).
    */
   exportableNamespaces?: { namespace: string; markedAt: number }[];
+  /**
+   * The keystore's short random non-secret id (16 hex chars: see keystore-id.ts), created with
+   * the record; `Keyring.open` adds it to records written before it existed.
+   */
+  keystoreId?: string;
+  /**
+   * Split parameters of each Shamir-sealed KEK (`temporal-keyring operator init`): the KEK itself
+   * is never stored, only its check value in `checks` and how many shares rebuild it.
+   */
+  shamir?: ShamirParams[];
+  /**
+   * Upgrade keys (as Vault hands standbys the new keyring key under the old one): during a rekey,
+   * and for a propagation delay after it, the new KEK wrapped by the old one, so that a process
+   * that still holds only the old KEK reads every key. Dropped by the next rekey once `until` passed.
+   */
+  upgrades?: KekUpgrade[];
+}
+
+/** The KEK `toKekId` wrapped by the KEK `fromKekId` (base64, AES-GCM under KEK_UPGRADE_AAD). */
+export interface KekUpgrade {
+  fromKekId: string;
+  toKekId: string;
+  wrapped: string;
+  /** When the rekey completed plus the propagation delay; unset while the rekey runs. */
+  until?: number;
+}
+
+/** How a Shamir-sealed KEK was split: `threshold` of the `shares` unseal keys rebuild it. */
+export interface ShamirParams {
+  kekId: string;
+  threshold: number;
+  shares: number;
 }
 
 /** Encryption counts of one key version, shared by every process using the keystore. */

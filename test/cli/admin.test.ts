@@ -5,6 +5,7 @@ import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { cli, tempDir } from './run-cli.ts';
@@ -59,6 +60,16 @@ describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
       rewrapped: 3,
     });
 
+    // Within the propagation delay, a process holding only the old KEK still works (upgrade key).
+    const meanwhile = await cli(['keys', 'rotate', '-n', 'payments'], {
+      env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
+    });
+    expect(meanwhile.code, meanwhile.stderr).toBe(0);
+    // Once the delay has passed (here: its end moved into the past), only the new KEK opens it.
+    const store = await FileKeystore.open({ dir });
+    const info = (await store.getKekInfo())!;
+    await store.putKekInfo({ ...info, upgrades: info.upgrades?.map((u) => ({ ...u, until: 1 })) }, info);
+    await store.close();
     const withOld = await cli(['keys', 'rotate', '-n', 'default'], {
       env: { TEMPORAL_KEYRING_KEK: oldKek, TEMPORAL_KEYRING_DATA_DIR: dir },
     });

@@ -137,7 +137,8 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
         args: ['keys', 'rotate', '-n', 'default'],
         env: { ...env, TEMPORAL_KEYRING_KEK: generateKekBase64() },
         code: 4,
-        message: /is not the one this keystore was created with .*\[ERR_KEK_MISMATCH\]/,
+        message:
+          /is not the one this keystore's keys are wrapped with now \(KEK [0-9a-f]{16}\).*\[ERR_KEK_MISMATCH\]/,
       },
       {
         args: ['keys', 'rotate', '-n', 'default'],

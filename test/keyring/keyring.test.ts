@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KeyringError } from '../../src/errors.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
-import { Keyring, type KeyringOptions } from '../../src/keyring/keyring.ts';
+import { DEFAULT_KEK_PROPAGATION_MS, Keyring, type KeyringOptions } from '../../src/keyring/keyring.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import type { KeyState } from '../../src/model/key-version.ts';
@@ -355,7 +355,25 @@ describe('Keyring', () => {
     expect(await keyring.rekey(newKek)).toEqual({ rewrapped: 0 });
     await keyring.close();
 
-    expect(await codeOf(Keyring.open({ keystore: store.reopen(), kek, clock }))).toBe('ERR_KEK_MISMATCH');
+    // Until the propagation delay has passed, the old KEK alone still reads every key (upgrade key).
+    const oldOnly = await Keyring.open({ keystore: store.reopen(), kek, clock });
+    expect(Buffer.from((await oldOnly.decryptionKey('default', 2)).exportMaterial()).equals(before)).toBe(
+      true,
+    );
+    await oldOnly.close();
+    clock.advance(DEFAULT_KEK_PROPAGATION_MS);
+    const refused = await Keyring.open({ keystore: store.reopen(), kek, clock }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(refused?.code).toBe('ERR_KEK_MISMATCH');
+    expect(refused?.message).toContain(`wrapped with now (KEK ${newKek.id})`);
+    // Running the rekey again after the delay removes the expired upgrade key from the record.
+    expect((await store.getKekInfo())!.upgrades).toHaveLength(1);
+    const again = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
+    expect(await again.rekey(newKek)).toEqual({ rewrapped: 0 });
+    expect((await store.getKekInfo())!.upgrades).toBeUndefined();
+    await again.close();
     const reopened = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
     expect(Buffer.from((await reopened.decryptionKey('default', 2)).exportMaterial()).equals(before)).toBe(
       true,
@@ -410,6 +428,7 @@ describe('Keyring', () => {
     const both = await open({ previousKeks: [newKek] });
     await admin.rekey(newKek);
     await admin.close();
+    clock.advance(DEFAULT_KEK_PROPAGATION_MS); // past the upgrade key's lifetime
     // The stale process still decrypts with what it has cached, but refuses to create keys.
     expect(await codeOf(stale.rotate('default'))).toBe('ERR_KEK_MISMATCH');
     expect(await states(stale)).toEqual(['1:active']);
