@@ -37,7 +37,10 @@ export function adminRouter(deps: {
   audit: Logger;
   /** A namespace's rotation policy, for the `rotation` part of the key listing. Default: the built-in one. */
   rotationPolicy?: (namespace: string) => RotationPolicy;
+  /** Bounds the keystore reads of `GET` routes (`server.keystoreCheckTimeoutMs`). Default: none. */
+  readDeadline?: <T>(read: Promise<T>) => Promise<T>;
 }): Router {
+  const bounded = deps.readDeadline ?? (<T>(read: Promise<T>) => read);
   const { keyring, auth, audit } = deps;
   const record = (_req: Request, res: Response, action: string, details: object) => {
     const identity = contextOf(res).identity;
@@ -91,16 +94,19 @@ export function adminRouter(deps: {
 
   router.get('/namespaces/:namespace/keys', async (req: Request, res: Response) => {
     const namespace = await authorize(req, res);
-    const versions = await keyring.versions(namespace);
-    const withUsage = await Promise.all(
-      versions.map(async (v) => {
-        const usage = await keyring.keystore.getUsage(namespace, v.version);
-        return { ...v, usage: { reserved: usage.reserved, used: usage.used } };
-      }),
+    const withUsage = await bounded(
+      keyring.versions(namespace).then((versions) =>
+        Promise.all(
+          versions.map(async (v) => {
+            const usage = await keyring.keystore.getUsage(namespace, v.version);
+            return { ...v, usage: { reserved: usage.reserved, used: usage.used } };
+          }),
+        ),
+      ),
     );
     // The same plan as `keys status` and the rotator (planNamespace), times in ISO 8601.
     const policy = (deps.rotationPolicy ?? (() => DEFAULT_ROTATION_POLICY))(namespace);
-    const status = await namespaceStatus(keyring.keystore, namespace, policy, keyring.clock.now());
+    const status = await bounded(namespaceStatus(keyring.keystore, namespace, policy, keyring.clock.now()));
     const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
     const active = status.versions.find((v) => v.state === 'active');
     const rotation = {

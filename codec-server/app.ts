@@ -11,16 +11,18 @@ import { validateNamespace } from '../src/model/namespace.ts';
 import type { RotationPolicy } from '../src/rotation/rotation-policy.ts';
 import { type Clock, systemClock } from '../src/runtime/clock.ts';
 import { adminRouter } from './admin-routes.ts';
-import { auditLogger, writeAudit } from './audit.ts';
+import { auditLogger } from './audit.ts';
 import { type Authenticator, createAuthenticator } from './auth/authenticator.ts';
 import { corsMiddleware } from './cors.ts';
 import { toHttpError } from './error-mapping.ts';
 import { HttpError } from './http-error.ts';
+import { jsonBodyReader } from './json-body.ts';
+import { withDeadline } from './keystore-deadline.ts';
 import { Metrics } from './metrics.ts';
 import { opsRouter } from './ops-routes.ts';
-import { parsePayloadsBody, payloadsToBody } from './payload-json.ts';
+import { parsePayloadsBody, payloadsToJson } from './payload-json.ts';
 import { contextOf } from './request-context.ts';
-import { requestLog } from './request-log.ts';
+import { requestLog, setAudit } from './request-log.ts';
 import { rewrapRoute } from './rewrap-route.ts';
 import { sealRoutes } from './seal-routes.ts';
 
@@ -66,7 +68,7 @@ export function createApp(deps: AppDeps): Express {
   const logger = deps.logger ?? pino({ level: 'silent' });
   const metrics = deps.metrics ?? new Metrics();
   const auth = deps.auth ?? createAuthenticator(config, clock);
-  const audit = auditLogger(logger);
+  const audit = auditLogger(logger) as pino.Logger;
   // Every lifecycle change made through this keyring (admin API, rotator) reaches the audit log;
   // an activation forced past its propagation delay at warn.
   keyring.manager?.subscribe((event) => {
@@ -81,6 +83,8 @@ export function createApp(deps: AppDeps): Express {
     ((namespace: string) =>
       new EncryptionCodec({ namespace, keys: keyring, engine: deps.engine, format: deps.payloadFormat }));
   const knownNamespaces = new Set<string>();
+  /** prom-client children, bound once per label set (namespaces are authorized ones). */
+  const payloadCounters = new Map<string, { inc(value: number): void }>();
 
   const app = express();
   app.disable('x-powered-by');
@@ -89,16 +93,7 @@ export function createApp(deps: AppDeps): Express {
 
   // CORS first: every answer, errors included, must carry the headers.
   app.use(corsMiddleware(config.cors));
-  app.use(requestLog(logger));
-  app.use((_req: Request, res: Response, next: NextFunction) => {
-    const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      const route = contextOf(res).route;
-      metrics.requests.inc({ route, method: res.req.method, status: String(res.statusCode) });
-      metrics.duration.observe({ route }, Number(process.hrtime.bigint() - started) / 1e9);
-    });
-    next();
-  });
+  app.use(requestLog(logger, { audit, metrics }));
 
   if (config.dev && !config.auth.jwt && config.auth.tokens.length === 0) {
     // Without auth, a loopback-only server is still reachable from web pages through DNS
@@ -115,12 +110,14 @@ export function createApp(deps: AppDeps): Express {
     });
   }
 
-  const jsonBody = express.json({ limit: config.bodyLimit, strict: true, type: () => true });
+  const readBody = jsonBodyReader(config.bodyLimit);
 
   const codecRoute = async (req: Request, res: Response, next: NextFunction) => {
     const op = req.params.op;
     if (op === 'download') {
+      // Authenticated like the codec routes, so that anonymous callers cannot fill the logs.
       contextOf(res).route = 'download';
+      contextOf(res).identity = await auth.authenticate({ authorization: req.headers.authorization });
       throw new HttpError(
         501,
         'ERR_NOT_SUPPORTED',
@@ -145,10 +142,7 @@ export function createApp(deps: AppDeps): Express {
       if (!req.is('json')) {
         throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
       }
-      await new Promise<void>((resolve, reject) =>
-        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
-      );
-      const input = parsePayloadsBody(req.body);
+      const input = parsePayloadsBody(await readBody(req, res));
       inputCount = input.length;
       let codec = codecs.get(namespace);
       if (!codec) {
@@ -161,8 +155,7 @@ export function createApp(deps: AppDeps): Express {
         throw new InternalError('codec returned a different number of payloads');
       if (operation === 'encode') keyVersions = versionsOf(output);
       countPayloads(namespace, operation, operation === 'encode' ? output : input);
-      res.status(200).json(payloadsToBody(output));
-      writeAudit(audit, {
+      setAudit(res, {
         requestId,
         operation,
         identity: pick(ctx.identity),
@@ -172,9 +165,16 @@ export function createApp(deps: AppDeps): Express {
         outcome: 'ok',
         status: 200,
       });
+      // Serialized straight from the payloads (no intermediate object tree, no res.json).
+      const body = payloadsToJson(output);
+      res.writeHead(200, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+      });
+      res.end(body);
     } catch (error) {
       const answer = toHttpError(error);
-      writeAudit(audit, {
+      setAudit(res, {
         requestId,
         operation,
         identity: ctx.identity && pick(ctx.identity),
@@ -196,31 +196,31 @@ export function createApp(deps: AppDeps): Express {
   const sealGate = (req: Request, res: Response, next: NextFunction) =>
     req.params.op === 'encode' || req.params.op === 'decode' ? seal.gate(req, res, next) : next();
 
-  // Codec routes first: they carry the traffic, and every router passed costs a path match.
-  const codecPaths = express.Router();
+  // Codec routes first, on the app itself: they carry the traffic, and every router passed costs
+  // a path match.
   const rewrap = rewrapRoute({
     keyring,
     auth,
     audit,
     namespaceOf,
     requireKeys,
-    readJson: (req, res) =>
-      new Promise<void>((resolve, reject) =>
-        jsonBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
-      ),
+    readJson: async (req, res) => {
+      req.body = await readBody(req, res);
+    },
   });
-  codecPaths.post('/rewrap', seal.gate, rewrap);
-  codecPaths.post('/:namespace/rewrap', seal.gate, rewrap);
-  codecPaths.post('/:op', sealGate, codecRoute);
-  codecPaths.post('/:namespace/:op', sealGate, codecRoute);
   app.use(seal.router);
-  app.use(config.pathPrefix || '/', codecPaths);
-  app.use(opsRouter({ keyring, config, metrics }));
+  app.post(`${config.pathPrefix}/rewrap`, seal.gate, rewrap);
+  app.post(`${config.pathPrefix}/:namespace/rewrap`, seal.gate, rewrap);
+  app.post(`${config.pathPrefix}/:op`, sealGate, codecRoute);
+  app.post(`${config.pathPrefix}/:namespace/:op`, sealGate, codecRoute);
+  app.use(opsRouter({ keyring, config, metrics, logger }));
   if (config.admin.enabled) {
+    const readDeadline = <T>(read: Promise<T>) =>
+      withDeadline(read, config.keystoreCheckTimeoutMs, 'an admin read');
     app.use(
       '/admin',
       seal.gate,
-      adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy }),
+      adminRouter({ keyring, auth, config, audit, rotationPolicy: deps.rotationPolicy, readDeadline }),
     );
   }
 
@@ -236,7 +236,7 @@ export function createApp(deps: AppDeps): Express {
     const answer = toHttpError(error);
     metrics.errors.inc({ code: answer.body.code });
     // Our messages are safe to log (src/errors.ts); nothing else from the error is.
-    if (answer.status >= 500) {
+    if (answer.status >= 500 && answer.status !== 501) {
       logger.error({ reqId: contextOf(res).requestId, err: errorSummary(error) }, 'request failed');
     }
     if (res.headersSent) return;
@@ -269,7 +269,13 @@ export function createApp(deps: AppDeps): Express {
 
   function countPayloads(namespace: string, operation: CodecOperation, payloads: readonly Payload[]): void {
     for (const [key_version, n] of payloadsByVersion(payloads)) {
-      metrics.payloads.inc({ namespace, operation, key_version }, n);
+      const key = `${namespace} ${operation} ${key_version}`;
+      let counter = payloadCounters.get(key);
+      if (!counter) {
+        counter = metrics.payloads.labels({ namespace, operation, key_version });
+        payloadCounters.set(key, counter);
+      }
+      counter.inc(n);
     }
   }
 

@@ -4,7 +4,8 @@ import type { Identity } from './auth/identity.ts';
 /**
  * One audit record per encode/decode request, on the logger child `{ channel: "audit" }`: who,
  * which namespace, how many payloads, which key versions, and the outcome. Never payload content,
- * never credentials.
+ * never credentials. The request's access line carries it (request-log.ts), so that a codec
+ * request writes one line.
  */
 export interface AuditRecord {
   requestId: string;
@@ -28,8 +29,4 @@ export interface AuditRecord {
 export function auditLogger(logger: Logger): Logger {
   const child = (logger as Logger & { child?: (bindings: object) => Logger }).child;
   return typeof child === 'function' ? child.call(logger, { channel: 'audit' }) : logger;
-}
-
-export function writeAudit(audit: Logger, record: AuditRecord): void {
-  audit.info({ audit: record }, `${record.operation} ${record.outcome}`);
 }

@@ -79,6 +79,23 @@ const INTERNAL: HttpErrorAnswer = {
   headers: {},
 };
 
+/**
+ * What callers read for errors of the server's own side, whose library messages name server
+ * file-system paths, database hosts or internals (`keystore file namespaces/x/versions.json in
+ * /srv/... is corrupt`): a fixed, path-free message per code. The full message goes to the server
+ * log (the app's error handler and `/readyz` log it), where the operator needs it.
+ */
+export const PUBLIC_MESSAGES: Partial<Record<KeyringErrorCode, string>> = {
+  ERR_KEYSTORE_CORRUPT:
+    'the keystore is corrupt: the server log names what is damaged; the operator restores it from a backup',
+  ERR_KEYSTORE_UNAVAILABLE: 'the keystore is unavailable: try again later (the server log has the cause)',
+  ERR_LOCK_TIMEOUT: 'the keystore is busy (its lock was not free in time): try again',
+  ERR_USAGE_RESERVATION_FAILED: 'encryption usage could not be recorded in the keystore: try again later',
+  ERR_KEYSTORE_CONFLICT: 'a concurrent change to the same keys won: read the current state and retry',
+  ERR_KEK_MISMATCH: "the server's KEK does not match the keystore: the server log has the details",
+  ERR_INVALID_KEK: "the server's KEK is invalid: the server log has the details",
+};
+
 /** body-parser's error `type`s, as statuses and codes. */
 const BODY_PARSER: Record<string, { status: number; code: string; message: string }> = {
   'entity.too.large': {
@@ -123,7 +140,8 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
     const status = Object.hasOwn(KEYRING_STATUS, error.code) ? KEYRING_STATUS[error.code] : undefined;
     // A code from outside the map (a foreign subclass, a newer library): ours to fix, never a 400.
     if (status === undefined) return { ...INTERNAL, body: { ...INTERNAL.body } };
-    const body: HttpErrorAnswer['body'] = { code: error.code, message: error.message };
+    const message = Object.hasOwn(PUBLIC_MESSAGES, error.code) ? PUBLIC_MESSAGES[error.code]! : error.message;
+    const body: HttpErrorAnswer['body'] = { code: error.code, message };
     if (error instanceof DecryptionFailedError && error.hint !== undefined) body.hint = error.hint;
     return { status, body, headers: {} };
   }

@@ -61,9 +61,23 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     codecFor: options.codecFor,
     rotationPolicy: options.rotationPolicy,
   });
-  const server = config.tls ? https.createServer(await tlsOptions(config.tls), app) : http.createServer(app);
-  // Keep-alive idle sockets must not hold a shutdown open.
-  server.keepAliveTimeout = 5_000;
+  const { timeouts } = config;
+  // Slow and idle clients are cut (docs/codec-server.md, "Timeouts"): a connection that has not
+  // sent complete headers within `headersMs`, or a complete request within `requestMs`, gets a
+  // 408 and is closed; an idle keep-alive connection closes after `keepAliveMs`; a TLS handshake
+  // must finish within `handshakeMs`.
+  const httpOptions: http.ServerOptions = {
+    headersTimeout: timeouts.headersMs,
+    requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
+    keepAliveTimeout: timeouts.keepAliveMs,
+    connectionsCheckingInterval: timeouts.checkIntervalMs,
+  };
+  const server = config.tls
+    ? https.createServer(
+        { ...httpOptions, ...(await tlsOptions(config.tls)), handshakeTimeout: timeouts.handshakeMs },
+        app,
+      )
+    : http.createServer(httpOptions, app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {

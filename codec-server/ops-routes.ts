@@ -8,9 +8,12 @@ import {
   KeystoreUnavailableError,
   SealedError,
 } from '../src/errors.ts';
-import type { Keyring } from '../src/keyring/keyring.ts';
+import { errorSummary, type Keyring } from '../src/keyring/keyring.ts';
+import type { Logger } from '../src/runtime/logger.ts';
 import { sha256 } from './auth/static-tokens.ts';
 import { credentialOf, unauthenticated } from './auth/unauthenticated.ts';
+import { toHttpError } from './error-mapping.ts';
+import { withDeadline } from './keystore-deadline.ts';
 import type { Metrics } from './metrics.ts';
 import { contextOf } from './request-context.ts';
 
@@ -19,8 +22,14 @@ import { contextOf } from './request-context.ts';
  * `/readyz` (the keystore answers and still holds this KEK's check value), `/metrics` (Prometheus,
  * optionally behind a token).
  */
-export function opsRouter(deps: { keyring: Keyring; config: ServerConfig; metrics: Metrics }): Router {
-  const { keyring, config, metrics } = deps;
+export function opsRouter(deps: {
+  keyring: Keyring;
+  config: ServerConfig;
+  metrics: Metrics;
+  /** Where the reason of a failed readiness check goes in full (callers get a path-free one). */
+  logger: Logger;
+}): Router {
+  const { keyring, config, metrics, logger } = deps;
   const router = Router();
 
   router.get('/healthz', (_req: Request, res: Response) => {
@@ -32,8 +41,11 @@ export function opsRouter(deps: { keyring: Keyring; config: ServerConfig; metric
     contextOf(res).route = 'readyz';
     const keystore = keyring.keystore;
     try {
-      await keystore.ping();
-      const info = await keystore.getKekInfo();
+      const info = await withDeadline(
+        keystore.ping().then(() => keystore.getKekInfo()),
+        config.keystoreCheckTimeoutMs,
+        'the readiness check',
+      );
       if (!info?.checks.some((c) => c.kekId === keyring.kekId)) {
         throw new KekMismatchError('the keystore holds no check value for the KEK this server uses');
       }
@@ -48,9 +60,10 @@ export function opsRouter(deps: { keyring: Keyring; config: ServerConfig; metric
         ? error
         : new KeystoreUnavailableError('the keystore did not answer', { cause: error });
       metrics.errors.inc({ code: reason.code });
-      res
-        .status(503)
-        .json({ status: 'not ready', keystore: keystore.kind, code: reason.code, message: reason.message });
+      logger.warn({ reqId: contextOf(res).requestId, err: errorSummary(reason) }, 'not ready');
+      // Unauthenticated: the public message only, never the keystore's paths or host.
+      const { message } = toHttpError(reason).body;
+      res.status(503).json({ status: 'not ready', keystore: keystore.kind, code: reason.code, message });
     }
   });
 

@@ -104,6 +104,40 @@ export function payloadsToBody(payloads: readonly Payload[]): {
   };
 }
 
+/**
+ * The response body as {@link payloadsToBody} would give it to `JSON.stringify`, byte for byte
+ * (test/codec-server/payload-json.test.ts compares them), written straight from the payloads:
+ * base64 never needs escaping, metadata keys go through `JSON.stringify`.
+ */
+export function payloadsToJson(payloads: readonly Payload[]): string {
+  let out = '{"payloads":[';
+  for (let i = 0; i < payloads.length; i++) {
+    const payload = payloads[i]!;
+    if (i > 0) out += ',';
+    out += '{';
+    let fields = 0;
+    const metadata = payload.metadata;
+    if (metadata) {
+      let entries = 0;
+      for (const key in metadata) {
+        if (!Object.hasOwn(metadata, key)) continue;
+        out += entries === 0 ? '"metadata":{' : ',';
+        out += `${JSON.stringify(key)}:"${toBase64(metadata[key]!)}"`;
+        entries++;
+      }
+      if (entries > 0) {
+        out += '}';
+        fields++;
+      }
+    }
+    if (payload.data && payload.data.length > 0) {
+      out += `${fields > 0 ? ',' : ''}"data":"${toBase64(payload.data)}"`;
+    }
+    out += '}';
+  }
+  return `${out}]}`;
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import type { AuditRecord } from './audit.ts';
 import type { Identity } from './auth/identity.ts';
 
 /** What a request accumulates on its way through the app (kept in `res.locals`). */
@@ -9,6 +10,10 @@ export interface RequestContext {
   requestId?: string;
   identity?: Identity;
   namespace?: string;
+  /** When the request log started timing the request; cleared once its line is written. */
+  started?: bigint;
+  /** A codec request's audit record: the request's log line carries it (request-log.ts). */
+  audit?: AuditRecord;
 }
 
 export function contextOf(res: Response): RequestContext {

@@ -1,59 +1,118 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import type pino from 'pino';
-import { contextOf } from './request-context.ts';
+import type { AuditRecord } from './audit.ts';
+import type { Metrics } from './metrics.ts';
+import { contextOf, type RequestContext } from './request-context.ts';
 
 /** An incoming `X-Request-Id` is kept only if it is this tame: it goes into logs and headers. */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+type Level = 'info' | 'warn' | 'error';
+
 /**
- * Request ids and the access log: every request gets an id (a sane incoming `X-Request-Id`, else a
- * UUID), echoed in the `X-Request-Id` answer header and kept in the request context, and one log
- * line when the answer is finished (or the client went away), in pino-http's shape:
- * `{ req: { id, method, path, remoteAddress }, res: { statusCode }, responseTime }`. Only those
- * fields: headers (Authorization!) and query strings are never logged.
+ * Request ids, the access log, the audit record and the HTTP metrics of every request, written
+ * once when the answer is finished (or the client went away):
+ * - every request gets an id (a sane incoming `X-Request-Id`, else a UUID), echoed in the
+ *   `X-Request-Id` answer header and kept in the request context;
+ * - one log line in pino-http's shape, `{ req: { id, method, path, remoteAddress }, res: {
+ *   statusCode }, responseTime }`. For `/encode` and `/decode` that line is the audit record too:
+ *   it goes to the `channel: "audit"` child and carries `audit: {...}` (see audit.ts), so a codec
+ *   request costs one line, not two. Only those fields: headers (Authorization!) and query strings
+ *   are never logged;
+ * - the request counter and the latency histogram, through children bound once per label set.
  *
- * Pipeline position: CORS → this → metrics → routes.
+ * Levels: error for 5xx and aborted answers, warn for 4xx, info otherwise; 501 (a feature this
+ * server does not have, such as `/download`) is info, so that callers cannot flood the error log.
+ *
+ * Pipeline position: CORS → this → routes.
  *
  * Why not pino-http: it builds a child logger per request, serializing the request into the child's
  * bindings before anything is known about the answer. Under load on `/decode` that was the largest
  * single cost of the codec server after the crypto (bench/suites/server.ts, docs/performance.md);
- * this writes the same line from values at hand, with no per-request logger.
+ * this writes the same line from values at hand, with no per-request logger or closure: one
+ * handler per app serves every request's `finish` and `close` events.
  */
-export function requestLog(logger: pino.Logger) {
+export function requestLog(logger: pino.Logger, deps: { audit: pino.Logger; metrics: Metrics }) {
+  const { audit, metrics } = deps;
+  const counters = new Map<string, { inc(): void }>();
+  const timers = new Map<string, { observe(value: number): void }>();
+
+  function done(this: Response): void {
+    const ctx = contextOf(this);
+    if (ctx.started === undefined) return; // already written (close after finish)
+    const elapsedNs = Number(process.hrtime.bigint() - ctx.started);
+    ctx.started = undefined;
+    this.removeListener('finish', done);
+    this.removeListener('close', done);
+    const status = this.statusCode;
+    countRequest(ctx.route, this.req.method, status, elapsedNs / 1e9);
+    const finished = this.writableFinished;
+    const level: Level =
+      !finished || ((status >= 500 || status < 100) && status !== 501)
+        ? 'error'
+        : status >= 400 && status !== 501
+          ? 'warn'
+          : 'info';
+    const record = ctx.audit;
+    const target = record ? audit : logger;
+    if (!target.isLevelEnabled(level)) return;
+    const req = this.req;
+    const entry: Record<string, unknown> = {
+      req: {
+        id: ctx.requestId,
+        method: req.method,
+        path: pathOf(req.originalUrl),
+        remoteAddress: req.socket.remoteAddress,
+      },
+      res: { statusCode: status },
+      responseTime: elapsedNs / 1e6,
+    };
+    if (record) {
+      if (!finished) {
+        record.outcome = 'error';
+        record.code ??= 'ERR_ABORTED';
+      }
+      entry.audit = record;
+    }
+    target[level](
+      entry,
+      record ? `${record.operation} ${record.outcome}` : finished ? 'request completed' : 'request aborted',
+    );
+  }
+
+  function countRequest(route: string, method: string, status: number, seconds: number): void {
+    const key = `${route} ${method} ${status}`;
+    let counter = counters.get(key);
+    if (!counter) {
+      counter = metrics.requests.labels({ route, method, status: String(status) });
+      counters.set(key, counter);
+    }
+    counter.inc();
+    let timer = timers.get(route);
+    if (!timer) {
+      timer = metrics.duration.labels({ route });
+      timers.set(route, timer);
+    }
+    timer.observe(seconds);
+  }
+
   return (req: Request, res: Response, next: NextFunction): void => {
-    const started = process.hrtime.bigint();
+    const ctx: RequestContext = contextOf(res);
+    ctx.started = process.hrtime.bigint();
     const incoming = req.headers['x-request-id'];
     const id = typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('X-Request-Id', id);
-    contextOf(res).requestId = id;
-    const done = () => {
-      res.removeListener('close', done);
-      res.removeListener('finish', done);
-      const status = res.statusCode;
-      const level =
-        !res.writableFinished || ((status >= 500 || status < 100) && status !== 501)
-          ? 'error'
-          : status >= 400
-            ? 'warn'
-            : 'info';
-      if (!logger.isLevelEnabled(level)) return;
-      const entry = {
-        req: {
-          id,
-          method: req.method,
-          path: pathOf(req.originalUrl),
-          remoteAddress: req.socket.remoteAddress,
-        },
-        res: { statusCode: status },
-        responseTime: Number(process.hrtime.bigint() - started) / 1e6,
-      };
-      logger[level](entry, res.writableFinished ? 'request completed' : 'request aborted');
-    };
-    res.once('finish', done);
-    res.once('close', done);
+    ctx.requestId = id;
+    res.on('finish', done);
+    res.on('close', done);
     next();
   };
+}
+
+/** Puts the audit record of a codec request where the request's one log line will carry it. */
+export function setAudit(res: Response, record: AuditRecord): void {
+  contextOf(res).audit = record;
 }
 
 function pathOf(url: string): string {

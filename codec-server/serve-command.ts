@@ -1,8 +1,15 @@
+import { stat } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import pino from 'pino';
+import { requireExistingKeystore } from '../cli/context.ts';
 import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import { resolveSettings, type SettingsFlags } from '../src/config/resolve-settings.ts';
-import { parseServerConfig, type ServerConfig, type ServerConfigInput } from '../src/config/server-config.ts';
+import {
+  isLoopbackAddress,
+  parseServerConfig,
+  type ServerConfig,
+  type ServerConfigInput,
+} from '../src/config/server-config.ts';
 import { InvalidOptionError, KekMismatchError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { type KekInput, openKeyring } from '../src/open-keyring.ts';
@@ -24,6 +31,7 @@ export const SERVE_ENV = {
   tlsKey: 'TEMPORAL_KEYRING_TLS_KEY',
   tlsClientCa: 'TEMPORAL_KEYRING_TLS_CLIENT_CA',
   dev: 'TEMPORAL_KEYRING_DEV',
+  devAllowRemote: 'TEMPORAL_KEYRING_DEV_ALLOW_REMOTE',
   engine: 'TEMPORAL_KEYRING_ENGINE',
   payloadFormat: 'TEMPORAL_KEYRING_PAYLOAD_FORMAT',
   logLevel: 'TEMPORAL_KEYRING_LOG_LEVEL',
@@ -33,6 +41,7 @@ export const SERVE_ENV = {
 
 export interface ServeFlags {
   dev?: boolean;
+  devAllowRemote?: boolean;
   host?: string;
   port?: string;
   pathPrefix?: string;
@@ -62,6 +71,10 @@ export function registerServeCommand(program: Command): Command {
     .option(
       '--dev',
       `development mode: no auth, dev CORS origins, generated KEK, namespaces created on first use (env ${SERVE_ENV.dev})`,
+    )
+    .option(
+      '--dev-allow-remote',
+      `let dev mode (no authentication) listen beyond loopback; refused without it (env ${SERVE_ENV.devAllowRemote}=true)`,
     )
     .option('--host <host>', `address to listen on (env ${SERVE_ENV.host}; default 127.0.0.1)`)
     .option('--port <port>', `port to listen on, 0 for any (env ${SERVE_ENV.port}; default 8888)`)
@@ -165,7 +178,19 @@ export async function runServe(
   }
   const config = parseServerConfig(serverConfigInput(flags, env, settings.config.server));
   const level = flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
-  const logger = pino({ level, base: { service: 'temporal-keyring' } });
+  // Asynchronous: a request never waits for stdout. Flushed on shutdown (startServer's close) and
+  // on exit (pino's own exit hook).
+  const logger = pino(
+    { level, base: { service: 'temporal-keyring' } },
+    pino.destination({ dest: 1, sync: false }),
+  );
+
+  // As every command but `keys create`: a mistyped directory must not start an empty keystore
+  // with a fresh KEK record. Dev mode creates it, and says so.
+  if (!config.dev) await requireExistingKeystore(settings);
+  else if (settings.keystore.kind === 'file' && !(await isDirectory(settings.keystore.dir))) {
+    logger.warn({ dir: settings.keystore.dir }, 'DEV MODE: creating a new keystore directory');
+  }
 
   let kek: KekInput | undefined = settings.kek();
   const noKek = () =>
@@ -193,8 +218,9 @@ export async function runServe(
         '!!! DEV MODE: NO AUTHENTICATION. Anyone who can reach this port can encrypt and decrypt !!!',
       );
     }
-    if (config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
-      logger.warn({ host: config.host }, '!!! DEV MODE listening beyond loopback !!!');
+    if (!isLoopbackAddress(config.host)) {
+      // Only with devAllowRemote: the config refuses it otherwise.
+      logger.warn({ host: config.host }, '!!! DEV MODE listening beyond loopback (--dev-allow-remote) !!!');
     }
   }
 
@@ -258,6 +284,13 @@ export async function runServe(
   }
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
 async function loadEngine(name: string): Promise<EsdkEngine> {
   if (name === 'sdk') return (await import('../src/esdk/sdk-engine.ts')).sdkEngine;
   if (name === 'fast') return (await import('../src/esdk/fast-engine.ts')).fastEngine;
@@ -313,6 +346,8 @@ export function serverConfigInput(
   }
   const dev = flags.dev ?? bool(env[SERVE_ENV.dev], SERVE_ENV.dev);
   if (dev !== undefined) input.dev = dev;
+  const allowRemote = flags.devAllowRemote ?? bool(env[SERVE_ENV.devAllowRemote], SERVE_ENV.devAllowRemote);
+  if (allowRemote !== undefined) input.devAllowRemote = allowRemote;
   return input;
 }
 

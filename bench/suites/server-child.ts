@@ -6,20 +6,25 @@
  *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
  * - `baseline`: the least a decoding server can do: bare Express + cors + express.json, and raw
  *   node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data.
- * - `codec-bare`: the baseline's Express + cors + express.json with the codec (payload JSON
- *   mapping and `EncryptionCodec` on the default engine) instead of raw AES-GCM, and nothing else:
- *   what the message format costs, apart from what auth, logs and metrics cost.
- * Both listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
+ * - `codec-bare`: the baseline's Express + cors with the codec server's own request path (its body
+ *   reader, payload JSON mapping, `EncryptionCodec` on the default engine, direct response) instead
+ *   of express.json and raw AES-GCM, and nothing else: what the message format costs, apart from
+ *   what auth, logs and metrics cost (codec / codec-bare).
+ * - `sample`: what the official samples-typescript `encryption` codec server does (Express, `cors`,
+ *   `express.json`, WebCrypto AES-GCM over the whole serialized payload; no auth, logs or
+ *   metrics), written from its description: bench/lib/sample-codec.ts.
+ * All listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
  * `/decode` request body of n encrypted 1 KiB payloads. They answer the message `cpu` with
- * `process.cpuUsage()`, and exit when the parent goes away (or after 30 minutes).
+ * `process.cpuUsage()` (and `memory` with `process.memoryUsage()`), and exit when the parent goes away (or after 30 minutes).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import cors from 'cors';
 import express from 'express';
 import pino from 'pino';
+import { jsonBodyReader } from '../../codec-server/json-body.ts';
 import { startServer } from '../../codec-server/main.ts';
-import { parsePayloadsBody, payloadsToBody } from '../../codec-server/payload-json.ts';
+import { parsePayloadsBody, payloadsToBody, payloadsToJson } from '../../codec-server/payload-json.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -27,11 +32,18 @@ import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { UsageMeter } from '../../src/rotation/usage-meter.ts';
 import { payloads } from '../lib/fixtures.ts';
+import {
+  SampleEquivalentCodec,
+  type SampleJsonPayload,
+  sampleFromJson,
+  sampleToJson,
+} from '../lib/sample-codec.ts';
 
 setTimeout(() => process.exit(0), 30 * 60_000).unref();
 process.on('disconnect', () => process.exit(0));
 process.on('message', (m) => {
   if (m === 'cpu') process.send!(process.cpuUsage());
+  if (m === 'memory') process.send!(process.memoryUsage());
 });
 
 export const BENCH_ORIGIN = 'http://localhost:8233';
@@ -118,9 +130,14 @@ async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, 
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
   const app = express();
   app.use(cors({ origin: [BENCH_ORIGIN] }));
-  app.use(express.json({ limit: '8mb' }));
+  const readBody = jsonBodyReader(8 * 1024 * 1024);
   app.post('/decode', async (req, res) => {
-    res.json(payloadsToBody(await codec.decode(parsePayloadsBody(req.body))));
+    const body = payloadsToJson(await codec.decode(parsePayloadsBody(await readBody(req, res))));
+    res.writeHead(200, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
@@ -129,6 +146,29 @@ async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
 }
 
-const servers = { codec: codecServer, 'codec-bare': bareCodecServer, baseline: baselineServer } as const;
+async function sampleServer(): Promise<{ url: string; bodies: Record<number, string> }> {
+  const codec = await SampleEquivalentCodec.create(randomBytes(32));
+  const app = express();
+  app.use(cors({ origin: [BENCH_ORIGIN], allowedHeaders: ['x-namespace', 'content-type'] }));
+  app.use(express.json());
+  app.post('/decode', async (req, res) => {
+    const input = (req.body as { payloads: SampleJsonPayload[] }).payloads.map(sampleFromJson);
+    res.json({ payloads: (await codec.decode(input)).map(sampleToJson) });
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const bodies: Record<number, string> = {};
+  for (const n of BATCHES) {
+    bodies[n] = JSON.stringify({ payloads: (await codec.encode(payloads(SIZE, n))).map(sampleToJson) });
+  }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+}
+
+const servers = {
+  codec: codecServer,
+  'codec-bare': bareCodecServer,
+  baseline: baselineServer,
+  sample: sampleServer,
+} as const;
 const ready = await servers[mode as keyof typeof servers]();
 process.send!({ ready });

@@ -14,6 +14,9 @@ import { formatTable, type Suite } from '../lib/suite.ts';
  * format costs, codec / codec-bare what auth, logs and metrics cost. All servers are child
  * processes (server-child.ts) so that their CPU time per request is their own (`process.cpuUsage`).
  *
+ * `sample` does what the official samples-typescript `encryption` codec server does (see
+ * server-child.ts): codec / sample is the issue-17 target (>= 1.2 with 1 and with 20 payloads).
+ *
  * Cases run interleaved, in a rotating order, for several rounds; each figure is the median over
  * rounds. Load generator and servers share the machine, alike for both servers.
  */
@@ -21,7 +24,7 @@ import { formatTable, type Suite } from '../lib/suite.ts';
 const CHILD = fileURLToPath(new URL('./server-child.ts', import.meta.url));
 const ORIGIN = 'http://localhost:8233';
 const BATCHES = [1, 20] as const;
-const SERVERS = ['codec', 'codec-bare', 'baseline'] as const;
+const SERVERS = ['codec', 'sample', 'codec-bare', 'baseline'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 // autocannon ships no types: the little of it used here.
@@ -47,6 +50,7 @@ interface Running {
   url: string;
   bodies: Record<number, string>;
   cpu(): Promise<NodeJS.CpuUsage>;
+  memory(): Promise<NodeJS.MemoryUsage>;
 }
 
 async function start(name: ServerName, tokenSha256: string): Promise<Running> {
@@ -65,7 +69,12 @@ async function start(name: ServerName, tokenSha256: string): Promise<Running> {
       child.once('message', (m) => resolve(m as NodeJS.CpuUsage));
       child.send('cpu');
     });
-  return { name, child, ...ready, cpu };
+  const memory = () =>
+    new Promise<NodeJS.MemoryUsage>((resolve) => {
+      child.once('message', (m) => resolve(m as NodeJS.MemoryUsage));
+      child.send('memory');
+    });
+  return { name, child, ...ready, cpu, memory };
 }
 
 interface Sample {
@@ -79,7 +88,7 @@ interface Sample {
 export const serverSuite: Suite = {
   name: 'server',
   description:
-    'codec server POST /decode (1 and 20 x 1 KiB) vs bare Express + cors + raw AES-GCM (and + the codec), over loopback',
+    'codec server POST /decode (1 and 20 x 1 KiB) vs the official sample (equivalent), bare Express + cors + raw AES-GCM (and + the codec), over loopback',
   async run({ quick, log }) {
     const token = randomBytes(24).toString('base64url');
     const sha = createHash('sha256').update(token).digest('hex');
@@ -117,6 +126,15 @@ export const serverSuite: Suite = {
         await autocannon({ ...request(server, batch), duration: quick ? 1 : 3 });
 
       const samples = new Map<string, Sample[]>(cases.map((c) => [`${c.server.name}/x${c.batch}`, []]));
+      // Memory of each server after the warm-up and after every measured case: flat means no leak.
+      const rss = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
+      const heap = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
+      const recordMemory = async (server: Running) => {
+        const m = await server.memory();
+        rss.get(server.name)!.push(m.rss);
+        heap.get(server.name)!.push(m.heapUsed);
+      };
+      for (const server of servers) await recordMemory(server);
       for (let round = 0; round < rounds; round++) {
         log(`round ${round + 1}/${rounds}`);
         const order = cases.map((_, i) => cases[(i + round) % cases.length]!);
@@ -124,6 +142,7 @@ export const serverSuite: Suite = {
           const before = await server.cpu();
           const result = await autocannon({ ...request(server, batch), duration: seconds });
           const after = await server.cpu();
+          await recordMemory(server);
           const cpuUs = after.user - before.user + (after.system - before.system);
           samples.get(`${server.name}/x${batch}`)!.push({
             rps: result.requests.average,
@@ -157,6 +176,7 @@ export const serverSuite: Suite = {
       });
       const ratios = BATCHES.map((batch) => ({
         batch,
+        sample: ratio('codec', 'sample', batch),
         ...ratio('codec', 'baseline', batch),
         format: ratio('codec-bare', 'baseline', batch),
         features: ratio('codec', 'codec-bare', batch),
@@ -176,19 +196,40 @@ export const serverSuite: Suite = {
       const ratioRows: (string | number)[][] = [
         [
           'payloads/s (CPU per request)',
+          'codec / sample',
           'codec / baseline',
           'codec-bare / baseline (format)',
           'codec / codec-bare (auth, logs, metrics)',
         ],
         ...ratios.map((r) => [
           `1KiB/x${r.batch}`,
+          `${r.sample.payloadsPerSecond.toFixed(2)} (${r.sample.cpuPerRequest.toFixed(2)})`,
           `${r.payloadsPerSecond.toFixed(2)} (${r.cpuPerRequest.toFixed(2)})`,
           `${r.format.payloadsPerSecond.toFixed(2)} (${r.format.cpuPerRequest.toFixed(2)})`,
           `${r.features.payloadsPerSecond.toFixed(2)} (${r.features.cpuPerRequest.toFixed(2)})`,
         ]),
       ];
-      const table = `${formatTable(rows)}\n\n${formatTable(ratioRows)}\n(${rounds} rounds x ${seconds} s per case, ${connections} connections; median over rounds)`;
-      return { table, data: { rounds, seconds, connections, cases: data, ratios } };
+      const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+      const memoryRows: (string | number)[][] = [
+        [
+          'server',
+          'RSS MiB after warm-up',
+          'RSS MiB at end',
+          'max',
+          'heap MiB after warm-up',
+          'heap MiB at end',
+        ],
+        ...servers.map((s) => {
+          const r = rss.get(s.name)!;
+          const h = heap.get(s.name)!;
+          return [s.name, mib(r[0]!), mib(r.at(-1)!), mib(Math.max(...r)), mib(h[0]!), mib(h.at(-1)!)];
+        }),
+      ];
+      const table = `${formatTable(rows)}\n\n${formatTable(ratioRows)}\n\n${formatTable(memoryRows)}\n(${rounds} rounds x ${seconds} s per case, ${connections} connections; median over rounds)`;
+      const memory = Object.fromEntries(
+        servers.map((s) => [s.name, { rss: rss.get(s.name), heapUsed: heap.get(s.name) }]),
+      );
+      return { table, data: { rounds, seconds, connections, cases: data, ratios, memory } };
     } finally {
       for (const s of servers) s.child.kill('SIGTERM');
     }

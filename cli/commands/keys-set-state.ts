@@ -40,16 +40,29 @@ export function registerKeysSetStateCommand(keys: Command): void {
             'destroying a key version erases it for good: payloads encrypted with it can never be decrypted again; add --yes to confirm',
           );
         }
-        const result = await withKeyring(command, ({ keyring }) =>
-          keyring.manager.setState(namespace, options.version, options.state, {
+        const { result, kind } = await withKeyring(command, async ({ keyring }, settings) => ({
+          result: await keyring.manager.setState(namespace, options.version, options.state, {
             force: options.force === true,
           }),
-        );
+          kind: settings.keystore.kind,
+        }));
         const { previous, current } = result;
         if (options.json) printJson(versionJson(current));
-        else if (result.performed) out(`${current.keyId}: ${previous.state} -> ${current.state}`);
-        else if (current.state === options.state) out(`${current.keyId} is already ${current.state}`);
+        else if (result.performed) {
+          out(`${current.keyId}: ${previous.state} -> ${current.state}`);
+          if (current.state === 'destroyed') out(destroyedNote(current.keyId, kind));
+        } else if (current.state === options.state) out(`${current.keyId} is already ${current.state}`);
         else out(`nothing done: another change came first; ${current.keyId} is ${current.state}`);
       },
     );
+}
+
+/**
+ * Processes that already hold a version's key keep it until they learn of the change (see
+ * SECURITY.md): at their next refresh, or at once through PostgreSQL's NOTIFY.
+ */
+export function destroyedNote(keyId: string, keystore: 'file' | 'postgres'): string {
+  return keystore === 'postgres'
+    ? `note: running processes are told at once (PostgreSQL NOTIFY); one whose notification connection is down keeps decrypting ${keyId} until its next key refresh (30 s by default)`
+    : `note: running processes (workers, codec servers) that loaded ${keyId} keep decrypting with it until their next key refresh (30 s by default); restart them to stop at once`;
 }

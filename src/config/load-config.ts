@@ -51,8 +51,10 @@ export function parseConfig(value: unknown): KeyringConfig {
   for (const [ns, section] of Object.entries(config.namespaces ?? {})) {
     resolvePolicy(defaults, section.rotation, `namespaces.${ns}.rotation`);
   }
-  // `dev: true` here only so that a missing auth section (which `serve --dev` allows) is not an error yet.
-  if (config.server) parseServerConfig({ ...config.server, dev: true }, 'server');
+  // `dev: true` here only so that a missing auth section (which `serve --dev` allows) is not an error
+  // yet; `devAllowRemote` so that this stand-in dev mode does not refuse a production host. `serve`
+  // validates the section again with the real values.
+  if (config.server) parseServerConfig({ devAllowRemote: true, ...config.server, dev: true }, 'server');
   return config;
 }
 

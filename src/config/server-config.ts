@@ -13,6 +13,31 @@ export const MIN_BODY_LIMIT = 4 * MIB;
 export const DEFAULT_BODY_LIMIT = 8 * MIB;
 export const DEFAULT_PORT = 8888;
 
+/**
+ * TLS 1.2 suites allowed by default: forward secret (ECDHE) and AEAD (GCM, ChaCha20-Poly1305)
+ * only, so no RSA key exchange, CBC or SHA-1 MACs (`AES128-SHA`); then TLS 1.3's own suites.
+ */
+export const DEFAULT_TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Addresses dev mode may listen on without `devAllowRemote`. */
+export const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '::1'] as const;
+
+export function isLoopbackAddress(host: string): boolean {
+  return (
+    (LOOPBACK_HOSTS as readonly string[]).includes(host) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  );
+}
+
 /** Web UI origins allowed in dev mode when none are configured. */
 export const DEV_CORS_ORIGINS = [
   'http://localhost:8233',
@@ -107,8 +132,35 @@ export const serverConfigSchema = z
         key: z.string().min(1),
         /** CA bundle for client certificates: when set, clients must present one it signed (mTLS). */
         clientCa: z.string().min(1).optional(),
+        /** OpenSSL cipher list (TLS 1.2 names and TLS 1.3 `TLS_*` names, `:`-separated). */
+        ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
+        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
       })
       .optional(),
+    /**
+     * Bounds on slow and idle clients, so that a connection cannot be held open indefinitely.
+     * Node checks the header and request deadlines every `checkIntervalMs`.
+     */
+    timeouts: z
+      .strictObject({
+        /** From connection (or the previous answer) to a request's complete headers. */
+        headersMs: z.number().int().min(1).max(600_000).default(20_000),
+        /** From connection (or the previous answer) to a request's complete body. */
+        requestMs: z.number().int().min(1).max(3_600_000).default(60_000),
+        /** How long an idle keep-alive connection stays open after an answer. */
+        keepAliveMs: z.number().int().min(1).max(600_000).default(5_000),
+        /** TLS: how long a handshake may take. */
+        handshakeMs: z.number().int().min(1).max(600_000).default(10_000),
+        /** How often the header and request deadlines are checked. */
+        checkIntervalMs: z.number().int().min(1).max(60_000).default(1_000),
+      })
+      .prefault({}),
+    /**
+     * How long `/readyz` and the admin API's reads wait for the keystore before answering 503
+     * `ERR_KEYSTORE_UNAVAILABLE`: shorter than any probe's timeout, while encode and decode keep
+     * the keystore's own (longer) query timeout for real work.
+     */
+    keystoreCheckTimeoutMs: z.number().int().min(1).max(60_000).default(2_000),
     metrics: z
       .strictObject({
         enabled: z.boolean().default(true),
@@ -119,6 +171,11 @@ export const serverConfigSchema = z
     admin: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
     /** Development mode: no auth required (loopback admin), dev CORS origins, namespaces on first use. */
     dev: z.boolean().default(false),
+    /**
+     * Dev mode (no authentication) on an address beyond loopback: refused unless this says the
+     * operator means it.
+     */
+    devAllowRemote: z.boolean().default(false),
     /** How long shutdown waits for in-flight requests before closing connections. */
     shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
   })
@@ -128,6 +185,13 @@ export const serverConfigSchema = z
         code: 'custom',
         path: ['auth'],
         message: 'at least one method (auth.jwt or auth.tokens) is required unless dev is true',
+      });
+    }
+    if (config.dev && !config.devAllowRemote && !isLoopbackAddress(config.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['host'],
+        message: `dev mode listens on loopback only (127.0.0.1, localhost, ::1), got "${config.host}": use --dev-allow-remote (server.devAllowRemote: true) if you mean it`,
       });
     }
     const names = new Set<string>();

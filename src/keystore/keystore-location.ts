@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidOptionError } from '../errors.ts';
+import { redactConnectionString } from './postgres-errors.ts';
 
 /** Where a keystore lives, parsed from the one string users write in flags, env and config. */
 export type KeystoreLocation = { kind: 'file'; dir: string } | { kind: 'postgres'; connectionString: string };
@@ -49,14 +50,12 @@ function resolvePath(path: string, baseDir: string): string {
   return isAbsolute(path) ? path : resolve(baseDir, path || '.');
 }
 
-/** A location for messages and logs: the password of a connection string is masked. */
+/**
+ * A location for messages and logs: every password of a connection string is masked, in the
+ * `user:password@` form and in query parameters (`password=`, `sslpassword=`, any case), which
+ * `pg` honours too. The same masking as the PostgreSQL keystore's own messages.
+ */
 export function describeKeystoreLocation(location: KeystoreLocation): string {
   if (location.kind === 'file') return location.dir;
-  try {
-    const url = new URL(location.connectionString);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return 'postgres://(unparseable connection string)';
-  }
+  return redactConnectionString(location.connectionString);
 }

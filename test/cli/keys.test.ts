@@ -80,6 +80,9 @@ describe('temporal-keyring keys', { timeout: 180_000 }, () => {
       { env },
     );
     expect(destroyed.code).toBe(0);
+    expect(destroyed.stdout).toMatch(
+      /^payments\/v1: deprecated -> destroyed\nnote: running processes .* keep decrypting with it until their next key refresh/,
+    );
 
     const invalid = await cli(
       ['keys', 'set-state', '-n', 'payments', '--version', '1', '--state', 'inactive'],

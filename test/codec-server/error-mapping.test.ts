@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEYRING_STATUS, toHttpError } from '../../codec-server/error-mapping.ts';
+import { KEYRING_STATUS, PUBLIC_MESSAGES, toHttpError } from '../../codec-server/error-mapping.ts';
 import { HttpError } from '../../codec-server/http-error.ts';
 import * as errors from '../../src/errors.ts';
 import {
@@ -27,7 +27,7 @@ describe('the HTTP error map', () => {
       const answer = toHttpError(new KeyringError(code, `message of ${code}`));
       expect(answer.status, code).toBe(KEYRING_STATUS[code]);
       expect(answer.status >= 400 && answer.status < 600, code).toBe(true);
-      expect(answer.body, code).toEqual({ code, message: `message of ${code}` });
+      expect(answer.body, code).toEqual({ code, message: PUBLIC_MESSAGES[code] ?? `message of ${code}` });
     }
   });
 

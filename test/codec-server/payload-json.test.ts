@@ -1,6 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeBase64, parsePayloadsBody, payloadsToBody } from '../../codec-server/payload-json.ts';
+import {
+  decodeBase64,
+  parsePayloadsBody,
+  payloadsToBody,
+  payloadsToJson,
+} from '../../codec-server/payload-json.ts';
 
 /** protobuf-JSON `bytes`: either alphabet, padding optional (the reference decodeBase64 must match). */
 const REFERENCE = /^(?:[A-Za-z0-9+/_-]{4})*(?:[A-Za-z0-9+/_-]{2}(?:==)?|[A-Za-z0-9+/_-]{3}=?)?$/;
@@ -65,5 +70,30 @@ describe('parsePayloadsBody', () => {
     expect(() => parsePayloadsBody({ payloads: [{}, { data: 'A===' }] })).toThrow(
       'payloads[1].data must be a base64 string',
     );
+  });
+});
+
+describe('payloadsToJson', () => {
+  it('writes exactly JSON.stringify(payloadsToBody(...)), byte for byte', () => {
+    const bytes = fc.uint8Array({ maxLength: 64 }).map((b) => new Uint8Array(b));
+    const payload = fc.record(
+      {
+        metadata: fc.dictionary(
+          fc.oneof(fc.string(), fc.constantFrom('__proto__', 'encoding', '"quoted"\\', '1', '\u2028')),
+          bytes,
+          { maxKeys: 5 },
+        ),
+        data: bytes,
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.array(payload, { maxLength: 6 }), (payloads) => {
+        expect(payloadsToJson(payloads)).toBe(JSON.stringify(payloadsToBody(payloads)));
+      }),
+      { numRuns: 2_000 },
+    );
+    const [fromWire] = parsePayloadsBody(JSON.parse('{"payloads":[{"metadata":{"__proto__":"AQ=="}}]}'));
+    expect(payloadsToJson([fromWire!])).toBe('{"payloads":[{"metadata":{"__proto__":"AQ=="}}]}');
   });
 });

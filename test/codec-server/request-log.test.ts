@@ -17,10 +17,9 @@ describe('request log', () => {
   });
   afterAll(() => s.close());
 
-  const accessLines = (id: string) =>
-    s.logs.filter((l) => (l.req as { id?: string } | undefined)?.id === id && l.msg === 'request completed');
+  const accessLines = (id: string) => s.logs.filter((l) => (l.req as { id?: string } | undefined)?.id === id);
 
-  it('writes one access line per request: id, method, path without query, status, time; no headers', async () => {
+  it('writes one line per codec request, access and audit together: id, method, path without query, status, time, audit; no headers', async () => {
     const res = await post(
       `${s.url}/default/encode?preserveStorageRefs=true`,
       { payloads: [uiJsonPayload(1)] },
@@ -34,6 +33,17 @@ describe('request log', () => {
     await expect.poll(() => accessLines('log-ok-1').length).toBe(1);
     const line = accessLines('log-ok-1')[0]!;
     expect(line.level).toBe(30);
+    expect(line.channel).toBe('audit');
+    expect(line.msg).toBe('encode ok');
+    expect(line.audit).toMatchObject({
+      requestId: 'log-ok-1',
+      operation: 'encode',
+      outcome: 'ok',
+      payloads: 1,
+    });
+    expect(s.logs.filter((l) => (l.audit as { requestId?: string })?.requestId === 'log-ok-1')).toHaveLength(
+      1,
+    );
     expect(line.req).toEqual({
       id: 'log-ok-1',
       method: 'POST',
@@ -51,7 +61,17 @@ describe('request log', () => {
     expect(denied.status).toBe(401);
     expect(denied.headers.get('x-request-id')).toBe('log-401');
     await expect.poll(() => accessLines('log-401').length).toBe(1);
-    expect(accessLines('log-401')[0]!.level).toBe(40);
+    expect(accessLines('log-401')[0]!).toMatchObject({
+      level: 40,
+      channel: 'audit',
+      msg: 'decode error',
+      audit: { outcome: 'error', status: 401, code: 'ERR_UNAUTHENTICATED' },
+    });
+    const health = await fetch(`${s.url}/healthz`, { headers: { 'x-request-id': 'log-health' } });
+    expect(health.status).toBe(200);
+    await expect.poll(() => accessLines('log-health').length).toBe(1);
+    expect(accessLines('log-health')[0]!).toMatchObject({ level: 30, msg: 'request completed' });
+    expect(accessLines('log-health')[0]!.channel).toBeUndefined();
 
     const wild = await post(`${s.url}/default/decode`, { payloads: [] }, { 'x-request-id': 'a b\u00e9/../' });
     const id = wild.headers.get('x-request-id')!;

@@ -216,6 +216,23 @@ describe('codec routes (dev mode, no auth)', () => {
     const body = (await res.json()) as { versions: { version: number; state: string }[] };
     expect(body.versions[0]).toMatchObject({ version: 1, state: 'active' });
   });
+
+  it('destroys a prepublished version (it never encrypted anything), as README and docs/cli.md say', async () => {
+    const json = { 'content-type': 'application/json' };
+    const base = `${s.url}/admin/namespaces/dropped/keys`;
+    await s.keyring.createNamespace('dropped');
+    const pre = await post(`${base}/rotate`, { mode: 'prepublish' }, json);
+    expect(pre.status).toBe(200);
+    const versions = await s.keyring.versions('dropped');
+    expect(versions.map((v) => `${v.version}:${v.state}`)).toEqual(['1:active', '2:prepublished']);
+    const destroyed = await post(`${base}/2/state`, { state: 'destroyed' }, json);
+    expect(destroyed.status).toBe(200);
+    expect(await destroyed.json()).toMatchObject({ version: 2, state: 'destroyed' });
+    // Encoding goes on under version 1; the next rotation makes version 3.
+    expect((await post(`${s.url}/dropped/encode`, { payloads: [uiJsonPayload(1)] })).status).toBe(200);
+    const next = await post(`${base}/rotate`, {}, json);
+    expect(await next.json()).toMatchObject({ performed: true, current: { version: 3, state: 'active' } });
+  });
 });
 
 describe('codec routes (tokens, path prefix)', () => {
@@ -264,6 +281,23 @@ describe('codec routes (tokens, path prefix)', () => {
     expect(body.code).toBe('ERR_NAMESPACE_NOT_FOUND');
     expect(body.message).toContain('temporal-keyring keys create --namespace other');
     expect(await s.keyring.versions('other')).toEqual([]);
+  });
+
+  it('authenticates /download before answering 501, and logs it at info, never at error', async () => {
+    const before = s.logs.length;
+    for (const path of ['/codec/download', '/codec/default/download?preserveStorageRefs=true']) {
+      const anonymous = await post(`${s.url}${path}`, { payloads: [] });
+      expect(anonymous.status).toBe(401);
+      expect(((await anonymous.json()) as { code: string }).code).toBe('ERR_UNAUTHENTICATED');
+      const authed = await post(`${s.url}${path}`, { payloads: [] }, auth);
+      expect(authed.status).toBe(501);
+      expect(((await authed.json()) as { code: string }).code).toBe('ERR_NOT_SUPPORTED');
+    }
+    const lines = s.logs.slice(before) as { level: number; res?: { statusCode: number } }[];
+    const answered501 = lines.filter((l) => l.res?.statusCode === 501);
+    expect(answered501).toHaveLength(2);
+    for (const line of answered501) expect(line.level).toBe(30);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
   });
 
   it('answers 401 without credentials and 403 outside the token scope', async () => {

@@ -61,6 +61,7 @@ describe('temporal-keyring serve (real process)', () => {
     expect(statSync(kekFile).mode & 0o777).toBe(0o600);
     expect(first.lines.some((l) => l.includes('NO AUTHENTICATION'))).toBe(true);
     expect(first.lines.some((l) => l.includes('DEV MODE: using a generated KEK'))).toBe(true);
+    expect(first.lines.some((l) => l.includes('DEV MODE: creating a new keystore directory'))).toBe(true);
 
     // As the CLI calls it with --codec-endpoint 'http://127.0.0.1:PORT/{namespace}'.
     const enc = await post(
