@@ -48,7 +48,7 @@ async function verifyStore(kekBase64: string): Promise<number> {
             continue;
           }
           const key = await keyring.decryptionKey(ns, v.version);
-          expect(key.material).toHaveLength(32);
+          expect(key.exportMaterial()).toHaveLength(32);
         }
       }
     } finally {
@@ -212,7 +212,7 @@ describe('FileKeystore across processes', () => {
     for (let n = 0; n < 50; n++) {
       for (let v = 1; v <= 4; v++) {
         expect((await keystore.getMaterial(`ns-${n}`, v))?.kekId).toBe(newId);
-        expect((await withNew.decryptionKey(`ns-${n}`, v)).material).toHaveLength(32);
+        expect((await withNew.decryptionKey(`ns-${n}`, v)).exportMaterial()).toHaveLength(32);
       }
     }
     expect(JSON.parse(await readFile(join(dir, 'kek.json'), 'utf8')).rekey).toBeUndefined();
