@@ -43,8 +43,6 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_KEYSTORE_UNAVAILABLE: EXIT.unavailable,
   ERR_LOCK_TIMEOUT: EXIT.unavailable,
   ERR_USAGE_RESERVATION_FAILED: EXIT.unavailable,
-  // A key used after it was disposed: a bug or a shutdown race, not the user's doing.
-  ERR_KEY_REVOKED: EXIT.error,
   ERR_REMOTE_CODEC_UNAVAILABLE: EXIT.unavailable,
   ERR_REMOTE_CODEC_TIMEOUT: EXIT.unavailable,
   ERR_REMOTE_CODEC_REJECTED: EXIT.error,
@@ -60,6 +58,14 @@ const BY_CODE: Record<KeyringErrorCode, number> = {
   ERR_PKCS11_PIN: EXIT.kek,
   ERR_PKCS11_KEY_NOT_FOUND: EXIT.kek,
   ERR_PKCS11_KEY_EXTRACTABLE: EXIT.kek,
+  // Faults of this process, not of what the user typed: the generic failure.
+  ERR_KEYRING_CLOSED: EXIT.error,
+  ERR_METER_CLOSED: EXIT.error,
+  ERR_RANDOM_SOURCE_FAILED: EXIT.error,
+  ERR_KEY_PROVIDER_FAULT: EXIT.error,
+  ERR_INTERNAL: EXIT.error,
+  // A key used after it was disposed or revoked: a bug or a shutdown race.
+  ERR_KEY_REVOKED: EXIT.error,
 };
 
 /** The exit code of an error code (for instance one a server answered with). */
@@ -81,7 +87,9 @@ export function reportError(
     return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (isKeyringError(error)) {
-    write(`temporal-keyring: ${error.message} [${error.code}]\n`);
+    // A hint is unauthenticated (what the payload claims): labelled as such.
+    const hint = error.hint ? ` (unauthenticated hint: ${error.hint})` : '';
+    write(`temporal-keyring: ${error.message} [${error.code}]${hint}\n`);
     return BY_CODE[error.code] ?? EXIT.error;
   }
   const e = error as { message?: unknown; stack?: unknown; code?: unknown };

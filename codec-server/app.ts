@@ -4,7 +4,7 @@ import pino from 'pino';
 import { EncryptionCodec, keyVersionOf } from '../src/codec/encryption-codec.ts';
 import type { PayloadFormat } from '../src/codec/payload-format.ts';
 import type { ServerConfig } from '../src/config/server-config.ts';
-import { NamespaceMismatchError, NamespaceNotFoundError } from '../src/errors.ts';
+import { InternalError, NamespaceMismatchError, NamespaceNotFoundError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { errorSummary, type Keyring } from '../src/keyring/keyring.ts';
 import { validateNamespace } from '../src/model/namespace.ts';
@@ -151,7 +151,8 @@ export function createApp(deps: AppDeps): Express {
       }
       if (operation === 'decode') keyVersions = versionsOf(input);
       const output = operation === 'encode' ? await codec.encode(input) : await codec.decode(input);
-      if (output.length !== input.length) throw new Error('codec returned a different number of payloads');
+      if (output.length !== input.length)
+        throw new InternalError('codec returned a different number of payloads');
       if (operation === 'encode') keyVersions = versionsOf(output);
       countPayloads(namespace, operation, operation === 'encode' ? output : input);
       setAudit(res, {
@@ -183,6 +184,7 @@ export function createApp(deps: AppDeps): Express {
         outcome: 'error',
         status: answer.status,
         code: answer.body.code,
+        ...(answer.body.hint === undefined ? {} : { hint: answer.body.hint }),
       });
       throw error;
     }

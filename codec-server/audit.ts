@@ -17,7 +17,13 @@ export interface AuditRecord {
   keyVersions: number[];
   outcome: 'ok' | 'error';
   status: number;
+  /** The error's stable code: the only field to count, alert or act on. */
   code?: string;
+  /**
+   * Unauthenticated: what a payload that failed to decrypt claims about itself (for example the
+   * namespace its header names). Anyone can forge it; it helps a person, it proves nothing.
+   */
+  hint?: string;
 }
 
 export function auditLogger(logger: Logger): Logger {

@@ -1,31 +1,54 @@
-import { isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
+import { DecryptionFailedError, isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
 import { HttpError } from './http-error.ts';
 
 /**
- * The one place where an error becomes an HTTP answer. Body: `{ "code": "...", "message": "..." }`.
- * Messages of our errors never hold plaintext, keys or tokens (see src/errors.ts); anything else
- * becomes an opaque 500 so that no stack trace or foreign message leaks.
+ * The one place where an error becomes an HTTP answer. Body: `{ "code": "...", "message": "..." }`,
+ * plus `"hint"` on a decryption failure whose payload claims something (unauthenticated: see
+ * `DecryptionFailedError`). Messages of our errors never hold plaintext, keys or tokens (see
+ * src/errors.ts); anything else becomes an opaque 500 so that no stack trace or foreign message
+ * leaks. Audit records and metric labels take `body.code` only.
  */
 export interface HttpErrorAnswer {
   status: number;
-  body: { code: string; message: string };
+  body: { code: string; message: string; hint?: string };
   headers: Record<string, string>;
 }
 
-const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
+/**
+ * The HTTP status of every library error code. Total on purpose: a code added to
+ * `KEYRING_ERROR_CODES` without a status here fails the type check (test/codec-server/error-mapping
+ * .test.ts iterates every code as well). Caller mistakes are 4xx; faults of this server or of what
+ * it depends on are 5xx, never blamed on the request.
+ */
+export const KEYRING_STATUS: Readonly<Record<KeyringErrorCode, number>> = {
+  // The request's fault: its options, namespace, payloads or the versions they name.
   ERR_INVALID_OPTION: 400,
   ERR_INVALID_NAMESPACE: 400,
+  ERR_NAMESPACE_MISMATCH: 400,
+  ERR_MALFORMED_PAYLOAD: 400,
+  ERR_DECRYPTION_FAILED: 400,
+  ERR_KEY_VERSION_NOT_FOUND: 400,
+  ERR_KEY_VERSION_DEPRECATED: 400,
+  ERR_KEY_VERSION_DESTROYED: 400,
+  // An operator's unseal key that is malformed, repeated, of another keystore or that fails the check.
+  ERR_UNSEAL_SHARE_MALFORMED: 400,
+  ERR_UNSEAL_SHARE_DUPLICATE: 400,
+  ERR_UNSEAL_SHARE_FOREIGN: 400,
+  ERR_UNSEAL_CHECK_FAILED: 400,
   ERR_NAMESPACE_NOT_FOUND: 404,
   ERR_NAMESPACE_EXISTS: 409,
   ERR_INVALID_STATE_TRANSITION: 409,
   ERR_KEYSTORE_CONFLICT: 409,
-  // Waiting helps: the keystore comes back, a lock frees, a rotation makes a fresh key.
+  // Waiting helps: the keystore comes back, a lock frees, a rotation makes a fresh key, another
+  // instance takes the request while this one shuts down.
   ERR_KEYSTORE_UNAVAILABLE: 503,
   ERR_LOCK_TIMEOUT: 503,
   ERR_USAGE_RESERVATION_FAILED: 503,
   ERR_USAGE_LIMIT_REACHED: 503,
   ERR_KEY_BUDGET_EXHAUSTED: 503,
   ERR_NO_ACTIVE_KEY: 503,
+  ERR_KEYRING_CLOSED: 503,
+  ERR_METER_CLOSED: 503,
   // A codec server never calls another one; listed so that the map names every code.
   ERR_REMOTE_CODEC_UNAVAILABLE: 502,
   ERR_REMOTE_CODEC_TIMEOUT: 504,
@@ -34,7 +57,7 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   // An operator unseals the keystore, or the HSM comes back: then the same request succeeds.
   ERR_SEALED: 503,
   ERR_KEK_UNAVAILABLE: 503,
-  // The server's own setup is broken: not the caller's fault.
+  // The server's own setup or code is broken: not the caller's fault.
   ERR_KEK_MISMATCH: 500,
   ERR_INVALID_KEK: 500,
   ERR_KEYSTORE_CORRUPT: 500,
@@ -43,7 +66,17 @@ const KEYRING_STATUS: Partial<Record<KeyringErrorCode, number>> = {
   ERR_PKCS11_PIN: 500,
   ERR_PKCS11_KEY_NOT_FOUND: 500,
   ERR_PKCS11_KEY_EXTRACTABLE: 500,
+  ERR_RANDOM_SOURCE_FAILED: 500,
+  ERR_KEY_PROVIDER_FAULT: 500,
+  ERR_INTERNAL: 500,
+  // A key (prepared key, key handle) used after its owner revoked it: a bug or shutdown race.
   ERR_KEY_REVOKED: 500,
+};
+
+const INTERNAL: HttpErrorAnswer = {
+  status: 500,
+  body: { code: 'ERR_INTERNAL', message: 'internal error' },
+  headers: {},
 };
 
 /**
@@ -102,10 +135,15 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
     };
   }
   if (isKeyringError(error)) {
-    // Every other library error is about the request's payloads or keys: the caller's to fix.
-    const status = KEYRING_STATUS[error.code] ?? 400;
-    const message = PUBLIC_MESSAGES[error.code] ?? error.message;
-    return { status, body: { code: error.code, message }, headers: {} };
+    // The code and our message; a decryption failure's unauthenticated `hint` goes to the caller
+    // who sent the bytes it was read from, in a field of its own, never as the code.
+    const status = Object.hasOwn(KEYRING_STATUS, error.code) ? KEYRING_STATUS[error.code] : undefined;
+    // A code from outside the map (a foreign subclass, a newer library): ours to fix, never a 400.
+    if (status === undefined) return { ...INTERNAL, body: { ...INTERNAL.body } };
+    const message = Object.hasOwn(PUBLIC_MESSAGES, error.code) ? PUBLIC_MESSAGES[error.code]! : error.message;
+    const body: HttpErrorAnswer['body'] = { code: error.code, message };
+    if (error.hint !== undefined) body.hint = error.hint;
+    return { status, body, headers: {} };
   }
   const type = (error as { type?: unknown } | null)?.type;
   if (typeof type === 'string' && BODY_PARSER[type]) {
@@ -130,5 +168,5 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
       headers: {},
     };
   }
-  return { status: 500, body: { code: 'ERR_INTERNAL', message: 'internal error' }, headers: {} };
+  return { ...INTERNAL, body: { ...INTERNAL.body } };
 }

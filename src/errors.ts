@@ -6,48 +6,68 @@
  * plaintext, key material or a token; decryption failures are deliberately opaque (no oracle).
  */
 
-export type KeyringErrorCode =
-  | 'ERR_INVALID_OPTION'
-  | 'ERR_INVALID_NAMESPACE'
-  | 'ERR_NAMESPACE_NOT_FOUND'
-  | 'ERR_NAMESPACE_EXISTS'
-  | 'ERR_NO_ACTIVE_KEY'
-  | 'ERR_KEY_VERSION_NOT_FOUND'
-  | 'ERR_KEY_VERSION_DEPRECATED'
-  | 'ERR_KEY_VERSION_DESTROYED'
-  | 'ERR_INVALID_STATE_TRANSITION'
-  | 'ERR_NAMESPACE_MISMATCH'
-  | 'ERR_MALFORMED_PAYLOAD'
-  | 'ERR_DECRYPTION_FAILED'
-  | 'ERR_INVALID_KEK'
-  | 'ERR_KEK_MISMATCH'
-  | 'ERR_KEYSTORE_CORRUPT'
-  | 'ERR_KEYSTORE_CONFLICT'
-  | 'ERR_KEYSTORE_UNAVAILABLE'
-  | 'ERR_LOCK_TIMEOUT'
-  | 'ERR_USAGE_LIMIT_REACHED'
-  | 'ERR_KEY_BUDGET_EXHAUSTED'
-  | 'ERR_USAGE_RESERVATION_FAILED'
-  | 'ERR_KEY_REVOKED'
-  | 'ERR_REMOTE_CODEC_UNAVAILABLE'
-  | 'ERR_REMOTE_CODEC_TIMEOUT'
-  | 'ERR_REMOTE_CODEC_REJECTED'
-  | 'ERR_NOT_EXPORTABLE'
-  | 'ERR_SEALED'
-  | 'ERR_UNSEAL_SHARE_MALFORMED'
-  | 'ERR_UNSEAL_SHARE_DUPLICATE'
-  | 'ERR_UNSEAL_SHARE_FOREIGN'
-  | 'ERR_UNSEAL_CHECK_FAILED'
-  | 'ERR_KEK_UNAVAILABLE'
-  | Pkcs11ErrorCode;
+/**
+ * Every stable code, as a value so that tests and mappings can iterate it. A new code added here
+ * must be mapped to an HTTP status (`codec-server/error-mapping.ts`) and a CLI exit code
+ * (`cli/exit-codes.ts`); both maps are typed over {@link KeyringErrorCode}, so a missing entry
+ * fails the type check.
+ *
+ * Two families: caller mistakes (a bad option, an unknown namespace, a payload that does not
+ * decrypt: 4xx) and faults of this process or its dependencies (a keystore that is down, a closed
+ * keyring, a random source or key provider that breaks its contract, a broken invariant: 5xx).
+ */
+export const KEYRING_ERROR_CODES = [
+  // Caller mistakes
+  'ERR_INVALID_OPTION',
+  'ERR_INVALID_NAMESPACE',
+  'ERR_NAMESPACE_NOT_FOUND',
+  'ERR_NAMESPACE_EXISTS',
+  'ERR_NO_ACTIVE_KEY',
+  'ERR_KEY_VERSION_NOT_FOUND',
+  'ERR_KEY_VERSION_DEPRECATED',
+  'ERR_KEY_VERSION_DESTROYED',
+  'ERR_INVALID_STATE_TRANSITION',
+  'ERR_NAMESPACE_MISMATCH',
+  'ERR_MALFORMED_PAYLOAD',
+  'ERR_DECRYPTION_FAILED',
+  'ERR_NOT_EXPORTABLE',
+  'ERR_UNSEAL_SHARE_MALFORMED',
+  'ERR_UNSEAL_SHARE_DUPLICATE',
+  'ERR_UNSEAL_SHARE_FOREIGN',
+  // Setup, storage and capacity
+  'ERR_INVALID_KEK',
+  'ERR_KEK_MISMATCH',
+  'ERR_KEYSTORE_CORRUPT',
+  'ERR_KEYSTORE_CONFLICT',
+  'ERR_KEYSTORE_UNAVAILABLE',
+  'ERR_LOCK_TIMEOUT',
+  'ERR_USAGE_LIMIT_REACHED',
+  'ERR_KEY_BUDGET_EXHAUSTED',
+  'ERR_USAGE_RESERVATION_FAILED',
+  'ERR_REMOTE_CODEC_UNAVAILABLE',
+  'ERR_REMOTE_CODEC_TIMEOUT',
+  'ERR_REMOTE_CODEC_REJECTED',
+  'ERR_SEALED',
+  'ERR_UNSEAL_CHECK_FAILED',
+  'ERR_KEK_UNAVAILABLE',
+  'ERR_PKCS11_MODULE',
+  'ERR_PKCS11_TOKEN_NOT_FOUND',
+  'ERR_PKCS11_PIN',
+  'ERR_PKCS11_KEY_NOT_FOUND',
+  'ERR_PKCS11_KEY_EXTRACTABLE',
+  // Runtime faults: never the caller's doing
+  'ERR_KEYRING_CLOSED',
+  'ERR_KEY_REVOKED',
+  'ERR_METER_CLOSED',
+  'ERR_RANDOM_SOURCE_FAILED',
+  'ERR_KEY_PROVIDER_FAULT',
+  'ERR_INTERNAL',
+] as const;
+
+export type KeyringErrorCode = (typeof KEYRING_ERROR_CODES)[number];
 
 /** Why a PKCS#11 KEK could not be used; each is raised before anything is written. */
-export type Pkcs11ErrorCode =
-  | 'ERR_PKCS11_MODULE'
-  | 'ERR_PKCS11_TOKEN_NOT_FOUND'
-  | 'ERR_PKCS11_PIN'
-  | 'ERR_PKCS11_KEY_NOT_FOUND'
-  | 'ERR_PKCS11_KEY_EXTRACTABLE';
+export type Pkcs11ErrorCode = Extract<KeyringErrorCode, `ERR_PKCS11_${string}`>;
 
 /** Base class of every error with a stable code. */
 export class KeyringError extends Error {
@@ -55,8 +75,10 @@ export class KeyringError extends Error {
   static code: KeyringErrorCode = 'ERR_INVALID_OPTION';
   readonly code: KeyringErrorCode;
   /**
-   * A labelled, unverified hint about the likely cause (for example which keystore a payload's
-   * metadata names), also appended to the message. Never changes the code. See {@link withHint}.
+   * A hint about the likely cause read from **unauthenticated** bytes (which keystore or namespace
+   * a payload claims): for a person finding the right codec. Anyone can forge it, so it is never
+   * the `code`, never a metric label and never a reason to act. Kept apart from the message;
+   * callers show it labelled (the HTTP body's `hint`, the CLI's "unauthenticated hint").
    */
   hint?: string;
 
@@ -72,10 +94,7 @@ export class KeyringError extends Error {
  * code stays as it was: a hint explains, it does not reclassify.
  */
 export function withHint<E extends KeyringError>(error: E, hint: string): E {
-  if (error.hint === undefined) {
-    error.hint = hint;
-    error.message = `${error.message} (hint, from unverified payload metadata: ${hint})`;
-  }
+  if (error.hint === undefined) error.hint = hint;
   return error;
 }
 
@@ -201,11 +220,20 @@ export class MalformedPayloadError extends KeyringError {
 /**
  * Authentication of a ciphertext failed. Deliberately says nothing about why (wrong key, flipped
  * bit, wrong context, truncation all look the same), so that it cannot serve as an oracle.
+ *
+ * `hint`, when present, is **unauthenticated**: what the payload's own bytes claim (for example
+ * the namespace its header names), read after the failure to help a person find the right codec.
+ * Anyone can forge it. It is never the `code`, never a metric label, and never a reason to act.
  */
 export class DecryptionFailedError extends KeyringError {
   static override code = 'ERR_DECRYPTION_FAILED' as const;
-  constructor(options?: { cause?: unknown }) {
-    super('ERR_DECRYPTION_FAILED', 'decryption failed', options);
+  constructor(options?: { cause?: unknown; hint?: string }) {
+    super(
+      'ERR_DECRYPTION_FAILED',
+      'decryption failed',
+      options && 'cause' in options ? { cause: options.cause } : undefined,
+    );
+    if (options?.hint !== undefined) this.hint = options.hint;
   }
 }
 
@@ -305,6 +333,17 @@ export class UsageReservationError extends KeyringError {
 }
 
 /**
+ * The keyring was closed: it hands out no more keys. Seen while a process shuts down (a request
+ * that arrived after `close()` began), or when a caller keeps a keyring past its life.
+ */
+export class KeyringClosedError extends KeyringError {
+  static override code = 'ERR_KEYRING_CLOSED' as const;
+  constructor(message = 'the keyring is closed') {
+    super('ERR_KEYRING_CLOSED', message);
+  }
+}
+
+/**
  * Key material was used after its holder let go of it (a disposed engine key, a closed keyring's
  * handle). A bug or shutdown race in the caller, not bad input: the codec server answers 500.
  */
@@ -312,6 +351,38 @@ export class KeyRevokedError extends KeyringError {
   static override code = 'ERR_KEY_REVOKED' as const;
   constructor(message = 'the key was used after it was disposed') {
     super('ERR_KEY_REVOKED', message);
+  }
+}
+
+/** The encryption meter was closed while encryptions were still being accounted (shutdown). */
+export class MeterClosedError extends KeyringError {
+  static override code = 'ERR_METER_CLOSED' as const;
+  constructor(message = 'the encryption meter is closed') {
+    super('ERR_METER_CLOSED', message);
+  }
+}
+
+/** The random source broke its contract (returned fewer or more bytes than asked for). */
+export class RandomSourceError extends KeyringError {
+  static override code = 'ERR_RANDOM_SOURCE_FAILED' as const;
+  constructor(message: string) {
+    super('ERR_RANDOM_SOURCE_FAILED', message);
+  }
+}
+
+/** A {@link KeyProvider}-like dependency answered for another key than asked, or with a bad key. */
+export class KeyProviderFaultError extends KeyringError {
+  static override code = 'ERR_KEY_PROVIDER_FAULT' as const;
+  constructor(message: string) {
+    super('ERR_KEY_PROVIDER_FAULT', message);
+  }
+}
+
+/** An internal invariant does not hold: a bug in this library, not something the caller did. */
+export class InternalError extends KeyringError {
+  static override code = 'ERR_INTERNAL' as const;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_INTERNAL', message, options);
   }
 }
 

@@ -1,10 +1,14 @@
 /**
  * temporal-keyring: encryption of Temporal payloads with versioned per-namespace keys.
  *
- * The public API, listed explicitly: nothing is public unless it is named here.
+ * The public API, listed explicitly: nothing is public unless it is named here, and
+ * test/public-api.test.ts snapshots the list so that a change to it is deliberate. Internals (the
+ * wire format's constants, the engines' building blocks, the rotation projection and chart) stay
+ * in their modules; the CLI, the server and the tests import them from there. The codec server
+ * is the `temporal-keyring/server` subpath (codec-server/index.ts).
  */
 
-// The codec and its wire format
+// The codec: a Temporal PayloadCodec
 export {
   EncryptionCodec,
   type EncryptionCodecOptions,
@@ -21,30 +25,11 @@ export {
   markExportable,
   setExportable,
 } from './codec/key-export.ts';
-export {
-  COMPACT_CONTEXT_KEY_VERSION,
-  COMPACT_CONTEXT_NAMESPACE,
-  COMPACT_PROVIDER_ID,
-  CONTEXT_KEY_VERSION,
-  CONTEXT_NAMESPACE,
-  ENCODING_ENCRYPTED,
-  encryptionContextOf,
-  formatContextOf,
-  METADATA_ENCODING,
-  METADATA_KEY_ID,
-  METADATA_KEY_VERSION,
-  METADATA_KEYSTORE_ID,
-  type PayloadFormat,
-  parseKeyVersion,
-} from './codec/payload-format.ts';
+export type { PayloadFormat } from './codec/payload-format.ts';
 export { RemoteCodec, type RemoteCodecOptions } from './codec/remote-codec.ts';
 export { Rewrapper, type RewrapResult } from './codec/rewrap.ts';
-export {
-  configSchema,
-  type KekConfig,
-  type KeyringConfig,
-  type NamespaceConfig,
-} from './config/config-schema.ts';
+// Configuration files and the settings the CLI reads
+export type { KekConfig, KeyringConfig, NamespaceConfig } from './config/config-schema.ts';
 export { type LoadedConfig, loadConfigFile, parseConfig } from './config/load-config.ts';
 export {
   ENV,
@@ -56,14 +41,18 @@ export {
 // Errors (stable `code`s)
 export {
   DecryptionFailedError,
+  InternalError,
   InvalidKekError,
   InvalidNamespaceError,
   InvalidOptionError,
   InvalidStateTransitionError,
   isKeyringError,
+  KEYRING_ERROR_CODES,
   KekMismatchError,
   KekUnavailableError,
+  KeyProviderFaultError,
   KeyRevokedError,
+  KeyringClosedError,
   KeyringError,
   type KeyringErrorCode,
   KeystoreConflictError,
@@ -74,6 +63,7 @@ export {
   KeyVersionNotFoundError,
   LockTimeoutError,
   MalformedPayloadError,
+  MeterClosedError,
   NamespaceExistsError,
   NamespaceMismatchError,
   NamespaceNotFoundError,
@@ -82,6 +72,7 @@ export {
   type Pkcs11ErrorCode,
   Pkcs11KekError,
   PropagationPendingError,
+  RandomSourceError,
   RemoteCodecRejectedError,
   RemoteCodecTimeoutError,
   RemoteCodecUnavailableError,
@@ -92,31 +83,17 @@ export {
   UnsealShareMalformedError,
   UsageLimitReachedError,
   UsageReservationError,
-  withHint,
 } from './errors.ts';
-export {
-  DATA_KEY_CACHE_DEFAULTS,
-  type DataKeyCacheLimits,
-  type DataKeyCacheOptions,
-  type DataKeyCacheStats,
+export type {
+  DataKeyCacheLimits,
+  DataKeyCacheOptions,
+  DataKeyCacheStats,
 } from './esdk/data-key-cache.ts';
-// ESDK engines
-export {
-  type EncryptionContext,
-  type EsdkEngine,
-  esdkKeyName,
-  PROVIDER_ID,
-  type PreparedKey,
-  type WrappingKey,
-} from './esdk/engine.ts';
-export {
-  createFastEngine,
-  FAST_FRAME_LENGTH,
-  type FastEngineOptions,
-  fastEngine,
-} from './esdk/fast-engine.ts';
-export { ESDK_FRAME_LENGTH, ESDK_SUITE_ID, sdkEngine } from './esdk/sdk-engine.ts';
-export { KEK_LENGTH, type KekKind, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
+// ESDK engines (the codec's `engine` option)
+export type { EsdkEngine, PreparedKey } from './esdk/engine.ts';
+export { createFastEngine, type FastEngineOptions, fastEngine } from './esdk/fast-engine.ts';
+export { sdkEngine } from './esdk/sdk-engine.ts';
+export { type KekKind, type KeyEncryptionKey, LocalKek } from './kek/kek.ts';
 // Key-encryption keys
 export {
   generateKekBase64,
@@ -128,6 +105,13 @@ export {
 export { Pkcs11Kek, type Pkcs11KekOptions } from './kek/pkcs11-kek.ts';
 export { initShamirKeystore, type SealStatus, ShamirKek } from './kek/shamir-kek.ts';
 export type { EncryptionMeter } from './keyring/encryption-meter.ts';
+export {
+  createKeyHandle,
+  KeyHandle,
+  type KeyProvider,
+  type OwnedKeyHandle,
+  type RawKey,
+} from './keyring/key-handle.ts';
 // The key lifecycle (keyring.manager)
 export {
   KeyManager,
@@ -136,13 +120,10 @@ export {
   type RotateOptions,
   type StateChangeResult,
 } from './keyring/key-manager.ts';
-// The keyring
+// The keyring and the keys it hands out
 export {
-  DATA_KEY_LENGTH,
-  type KeyProvider,
   Keyring,
   type KeyringOptions,
-  type ResolvedKey,
   type RotationMode,
   type RotationResult,
 } from './keyring/keyring.ts';
@@ -155,27 +136,12 @@ export type {
   UsageSample,
   WrappedKey,
 } from './keystore/keystore.ts';
-export {
-  DEFAULT_DATA_DIR,
-  describeKeystoreLocation,
-  type KeystoreLocation,
-  parseKeystoreLocation,
-} from './keystore/keystore-location.ts';
+export { type KeystoreLocation, parseKeystoreLocation } from './keystore/keystore-location.ts';
 export { MemoryKeystore } from './keystore/memory-keystore.ts';
 export { type OpenKeystoreOptions, openKeystore } from './keystore/open-keystore.ts';
 export { ValidatingKeystore } from './keystore/validating-keystore.ts';
 // Key versions and their states
-export {
-  applyChange,
-  canTransition,
-  KEY_STATES,
-  type KeyState,
-  type KeyVersion,
-  keyIdOf,
-  type NamespaceChange,
-  type StateTransition,
-} from './model/key-version.ts';
-export { isValidNamespace, MAX_NAMESPACE_LENGTH, validateNamespace } from './model/namespace.ts';
+export type { KeyState, KeyVersion, NamespaceChange, StateTransition } from './model/key-version.ts';
 // The high-level factory
 export {
   type KekInput,
@@ -185,62 +151,27 @@ export {
   type Pkcs11KekInput,
   type ShamirKekInput,
 } from './open-keyring.ts';
-// Usage metering and rotation
+// Rotation: policy, usage metering, the rotator
 export {
-  AES_GCM_RANDOM_IV_LIMIT,
   DEFAULT_ROTATION_POLICY,
-  formatDuration,
-  MIN_MAX_ENCRYPTIONS,
   type PartialRotationPolicy,
-  parseDuration,
   parsePolicy,
   type RotationPolicy,
   type RotationPolicyInput,
   resolvePolicy,
-  rotationPolicySchema,
 } from './rotation/rotation-policy.ts';
 export {
-  projectRotation,
-  type RotationProjection,
-  type RotationReasonKind,
-} from './rotation/rotation-projection.ts';
-export {
-  ROTATOR_LEASE,
   Rotator,
   type RotatorAction,
   type RotatorMetrics,
   type RotatorOptions,
   type RotatorRun,
 } from './rotation/rotator.ts';
-export {
-  type ChartSeries,
-  chartSeries,
-  renderUsageChart,
-  type UsageChartInput,
-} from './rotation/usage-chart.ts';
-export {
-  defaultHolderId,
-  type MeterEntry,
-  UsageMeter,
-  type UsageMeterOptions,
-} from './rotation/usage-meter.ts';
-export {
-  RATE_WINDOWS,
-  type RateWindow,
-  type UsageRates,
-  usageRates,
-  type WindowRate,
-} from './rotation/usage-rate.ts';
-export {
-  type NamespaceStatus,
-  namespaceStatus,
-  statusChart,
-  type VersionStatus,
-} from './rotation/usage-status.ts';
+export { UsageMeter, type UsageMeterOptions } from './rotation/usage-meter.ts';
 // Injected dependencies
 export { type Clock, ManualClock, systemClock } from './runtime/clock.ts';
-export { type Logger, silentLogger } from './runtime/logger.ts';
-export { blockRandom, type RandomSource, systemRandom } from './runtime/random.ts';
+export type { Logger } from './runtime/logger.ts';
+export type { RandomSource } from './runtime/random.ts';
 // The Temporal SDK plugin (payload codec + encrypted failures, namespace from the SDK's context)
 export { type Configured, KeyringPlugin, type KeyringPluginOptions } from './temporal/keyring-plugin.ts';
 export { NamespaceCodec, type NamespaceCodecOptions } from './temporal/namespace-codec.ts';

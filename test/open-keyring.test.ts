@@ -98,7 +98,7 @@ describe('openKeyring', () => {
     await first.close();
     const newKek = { type: 'base64', value: generateKekBase64() } as const;
     const both = await open({ keystore, kek: newKek, previousKeks: [oldKek], meter: false });
-    expect((await both.keyring.decryptionKey('default', 1)).material).toHaveLength(32);
+    expect((await both.keyring.decryptionKey('default', 1)).exportMaterial()).toHaveLength(32);
     await expect(openKeyring({ keystore, kek: newKek, meter: false })).rejects.toMatchObject({
       code: 'ERR_KEK_MISMATCH',
     });

@@ -55,7 +55,7 @@ export const codecSuite: Suite = {
     const keyring = await benchKeyring();
     try {
       const key = await keyring.encryptionKey('default', 1);
-      const rawKey = Buffer.from(key.material);
+      const rawKey = Buffer.from(key.exportMaterial());
       const codecs = {
         'codec-fast': new EncryptionCodec({ namespace: 'default', keys: keyring, engine: fastEngine }),
         'codec-nocache': new EncryptionCodec({
@@ -70,7 +70,7 @@ export const codecSuite: Suite = {
       const esdkKeyring = new RawAesKeyringNode({
         keyNamespace: PROVIDER_ID,
         keyName: esdkKeyName('default', key.version),
-        unencryptedMasterKey: Uint8Array.from(key.material),
+        unencryptedMasterKey: Uint8Array.from(key.exportMaterial()),
         wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
         utf8Sorting: true,
       });
@@ -86,7 +86,7 @@ export const codecSuite: Suite = {
           const wrapping = fastEngine.prepare({
             providerId: PROVIDER_ID,
             keyName: esdkKeyName('default', key.version),
-            material: key.material,
+            material: key.exportMaterial(),
           });
           const engineSealed = await Promise.all(datas.map((d) => fastEngine.encrypt(d, wrapping, context)));
           const encodedFast = await codecs['codec-fast'].encode(input);

@@ -4,6 +4,7 @@ import {
   DecryptionFailedError,
   InvalidOptionError,
   isKeyringError,
+  KeyProviderFaultError,
   MalformedPayloadError,
   NamespaceMismatchError,
   withHint,
@@ -11,7 +12,7 @@ import {
 import type { EsdkEngine, PreparedKey } from '../esdk/engine.ts';
 import { fastEngine } from '../esdk/fast-engine.ts';
 import { parseEncryptionContext, parseHeader } from '../esdk/message-format.ts';
-import type { KeyProvider, ResolvedKey } from '../keyring/keyring.ts';
+import type { KeyHandle, KeyProvider } from '../keyring/key-handle.ts';
 import { isValidNamespace, validateNamespace } from '../model/namespace.ts';
 import {
   ENCODING_ENCRYPTED,
@@ -35,7 +36,7 @@ const ProtoPayload = proto.temporal.api.common.v1.Payload;
 export interface EncryptionCodecOptions {
   /** The Temporal namespace whose keys encrypt and decrypt. Bound into every ciphertext. */
   namespace: string;
-  /** Where keys come from: usually a `Keyring`. */
+  /** Where keys come from, as {@link KeyHandle}s: usually a `Keyring`. */
   keys: KeyProvider;
   /**
    * How ESDK messages are written and read. Default: `fastEngine` (node:crypto, the same bytes as the
@@ -70,12 +71,6 @@ export class EncryptionCodec implements PayloadCodec {
   readonly #keys: KeyProvider;
   readonly #engine: EsdkEngine;
   readonly #format: FormatNames;
-  // One engine-prepared key per key material and format, so that names are encoded and data keys
-  // cached once per key rather than per call. Interim: key handles will own the prepared keys.
-  readonly #prepared: Record<PayloadFormat, WeakMap<Uint8Array, { keyName: string; key: PreparedKey }>> = {
-    1: new WeakMap(),
-    2: new WeakMap(),
-  };
 
   constructor(options: EncryptionCodecOptions) {
     if (!options || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
@@ -139,7 +134,7 @@ export class EncryptionCodec implements PayloadCodec {
     this.#assertContext(serialization);
     // Parse everything first, so a malformed payload fails the batch before any key is fetched.
     const named = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
-    const keys = new Map<number, Promise<ResolvedKey>>();
+    const keys = new Map<number, Promise<KeyHandle>>();
     for (const n of named) {
       if (n !== undefined && !keys.has(n.version)) {
         keys.set(n.version, this.#keys.decryptionKey(this.namespace, n.version));
@@ -162,7 +157,7 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  async #decryptOne(payload: Payload, key: ResolvedKey, format: FormatNames): Promise<Payload> {
+  async #decryptOne(payload: Payload, key: KeyHandle, format: FormatNames): Promise<Payload> {
     const data = payload.data;
     if (!(data instanceof Uint8Array) || data.length === 0) {
       throw new MalformedPayloadError('an encrypted payload has no data');
@@ -171,9 +166,12 @@ export class EncryptionCodec implements PayloadCodec {
     try {
       decrypted = await this.#engine.decrypt(data, this.#preparedKeyOf(key, format));
     } catch (error) {
-      // Format 2 names its namespace only in the message's (plaintext, authenticated) context:
-      // a payload of another namespace fails to decrypt, and the header says why.
-      if (format.format === 2 && error instanceof DecryptionFailedError) this.#explainFormat2Failure(data);
+      // The failure stays opaque: its code is ERR_DECRYPTION_FAILED whatever the bytes claim.
+      // What the (now unauthenticated) header says may help a person, as a labelled hint only.
+      if (error instanceof DecryptionFailedError && error.hint === undefined) {
+        const hint = this.#hintFor(data, format);
+        if (hint !== undefined) throw new DecryptionFailedError({ cause: error, hint });
+      }
       throw error;
     }
     const { plaintext, context } = decrypted;
@@ -199,31 +197,31 @@ export class EncryptionCodec implements PayloadCodec {
   }
 
   /**
-   * Why a format 2 payload failed to decrypt, when its message header (plaintext, and not secret)
-   * tells: it binds another namespace (NamespaceMismatchError), or it is a format 1 message whose
-   * `encryption-key-id` was removed (MalformedPayloadError). Otherwise the opaque failure stands.
+   * What a payload that failed to decrypt claims in its message header, for the failure's `hint`:
+   * a format 2 payload of another namespace (the namespace lives only in its encryption context),
+   * or a format 1 message whose `encryption-key-id` metadata was removed. The header failed to
+   * authenticate, so this is only what the bytes say: anyone can forge it, and it never becomes
+   * the error's code. Only valid namespace names and fixed text go into it.
    */
-  #explainFormat2Failure(data: Uint8Array): void {
+  #hintFor(data: Uint8Array, format: FormatNames): string | undefined {
+    if (format.format !== 2) return undefined;
     let context: Record<string, string>;
     try {
       const header = parseHeader(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
       context = parseEncryptionContext(header.context as Buffer);
     } catch {
-      return;
+      return undefined;
     }
     if (Object.hasOwn(context, FORMATS[1].contextNamespace)) {
-      throw new MalformedPayloadError(
-        `an encrypted payload of format 1 has no "${METADATA_KEY_ID}" metadata`,
-      );
+      return `the header carries format 1 names: a format 1 payload without its "${METADATA_KEY_ID}" metadata?`;
     }
     const claimed = Object.hasOwn(context, FORMATS[2].contextNamespace)
       ? context[FORMATS[2].contextNamespace]
       : undefined;
     if (claimed !== undefined && claimed !== this.namespace && isValidNamespace(claimed)) {
-      throw new NamespaceMismatchError(
-        `the payload was encrypted for namespace "${claimed}", not "${this.namespace}"`,
-      );
+      return `the header names namespace "${claimed}", not "${this.namespace}"`;
     }
+    return undefined;
   }
 
   /**
@@ -257,15 +255,12 @@ export class EncryptionCodec implements PayloadCodec {
     );
   }
 
-  #preparedKeyOf(key: ResolvedKey, format: FormatNames): PreparedKey {
-    const cache = this.#prepared[format.format];
-    const known = cache.get(key.material);
-    const keyName = format.keyName(key.namespace, key.version);
-    if (known?.keyName === keyName && !known.key.disposed) return known.key;
-    known?.key.dispose();
-    const prepared = this.#engine.prepare({ providerId: format.providerId, keyName, material: key.material });
-    cache.set(key.material, { keyName, key: prepared });
-    return prepared;
+  /** The engine's prepared key for a handle under a format's names; the handle makes and owns it. */
+  #preparedKeyOf(key: KeyHandle, format: FormatNames): PreparedKey {
+    return key.prepared(this.#engine, {
+      providerId: format.providerId,
+      keyName: format.keyName(key.namespace, key.version),
+    });
   }
 
   /**
@@ -299,10 +294,18 @@ export class EncryptionCodec implements PayloadCodec {
     }
   }
 
-  #assertKey(key: ResolvedKey, version: number): void {
-    // Guards against a KeyProvider that answers for another namespace or version than asked.
-    if (key.namespace !== this.namespace || key.version !== version || key.material?.length !== 32) {
-      throw new InvalidOptionError('keys', `returned a key other than ${keyIdFor(this.namespace, version)}`);
+  #assertKey(key: KeyHandle, version: number): void {
+    // Guards against a KeyProvider that answers with something else than a handle of the key asked
+    // for: a fault of the provider (5xx), not of the payload or the caller.
+    if (typeof key?.prepared !== 'function') {
+      throw new KeyProviderFaultError(
+        'the key provider returned something other than a KeyHandle (make one with createKeyHandle)',
+      );
+    }
+    if (key.namespace !== this.namespace || key.version !== version) {
+      throw new KeyProviderFaultError(
+        `the key provider returned a key other than ${keyIdFor(this.namespace, version)}`,
+      );
     }
   }
 }

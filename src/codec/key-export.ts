@@ -137,12 +137,14 @@ export async function exportKeys(
       });
       continue;
     }
-    const key = await keyring.decryptionKey(namespace, v.version);
+    const material = (await keyring.decryptionKey(namespace, v.version)).exportMaterial();
+    const encoded = Buffer.from(material).toString('base64');
+    material.fill(0);
     result.versions.push({
       version: v.version,
       keyId: v.keyId,
       state: v.state,
-      material: Buffer.from(key.material).toString('base64'),
+      material: encoded,
       esdk: { format1: esdkNames(1, namespace, v.version), format2: esdkNames(2, namespace, v.version) },
     });
   }

@@ -1,5 +1,11 @@
 import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
-import { DecryptionFailedError, InvalidOptionError, KeyRevokedError, KeyringError } from '../errors.ts';
+import {
+  DecryptionFailedError,
+  InvalidOptionError,
+  KeyRevokedError,
+  KeyringError,
+  RandomSourceError,
+} from '../errors.ts';
 import { blockRandom, type RandomSource } from '../runtime/random.ts';
 import {
   DATA_KEY_CACHE_DEFAULTS,
@@ -217,7 +223,7 @@ function ownedUtf8(text: string): Buffer {
 function newDataKey(identity: KeyState, contextBytes: Buffer, random: RandomSource): EncryptionMaterials {
   const draw = random.bytes(DATA_KEY_DRAW);
   if (draw.length !== DATA_KEY_DRAW)
-    throw new InvalidOptionError('random', 'returned the wrong number of bytes');
+    throw new RandomSourceError('the random source returned the wrong number of bytes');
   const dataKey = Buffer.from(draw.subarray(0, DATA_KEY_LENGTH));
   const wrapIv = draw.subarray(DATA_KEY_LENGTH);
   const { keyName } = identity;
@@ -265,7 +271,7 @@ function encryptMessage(
 
   const messageId = random.bytes(MESSAGE_ID_LENGTH);
   if (messageId.length !== MESSAGE_ID_LENGTH) {
-    throw new InvalidOptionError('random', 'returned the wrong number of bytes');
+    throw new RandomSourceError('the random source returned the wrong number of bytes');
   }
   const derived = deriveKeys(materials.dataKey, messageId);
   materials.dataKey.fill(0);

@@ -10,6 +10,7 @@ import {
   NamespaceNotFoundError,
   NoActiveKeyError,
   PropagationPendingError,
+  RandomSourceError,
 } from '../errors.ts';
 import { KEK_CHECK_AAD, KEK_CHECK_PLAINTEXT, type KeyEncryptionKey, materialAad } from '../kek/kek.ts';
 import { DEFAULT_KEK_PROPAGATION_MS, learnUpgrades, liveUpgrades, makeUpgrade } from '../kek/kek-upgrade.ts';
@@ -568,6 +569,9 @@ export class KeyManager {
     const add = change.add!;
     applyChange(before, change); // the rules, decided here and applied again by the store
     const material = this.#random.bytes(DATA_KEY_LENGTH);
+    if (material?.length !== DATA_KEY_LENGTH) {
+      throw new RandomSourceError('the random source returned the wrong number of bytes for a new key');
+    }
     const keyId = keyIdOf(change.namespace, add.version);
     try {
       for (let attempt = 0; ; attempt++) {

@@ -4,6 +4,7 @@ import {
   KekMismatchError,
   KekUnavailableError,
   KeyBudgetExhaustedError,
+  KeyringClosedError,
   KeystoreConflictError,
   KeystoreCorruptError,
   KeyVersionDeprecatedError,
@@ -25,6 +26,7 @@ import { type Clock, systemClock } from '../runtime/clock.ts';
 import { type Logger, silentLogger } from '../runtime/logger.ts';
 import { type RandomSource, systemRandom } from '../runtime/random.ts';
 import type { EncryptionMeter } from './encryption-meter.ts';
+import { KeyHandle, type KeyProvider, type OwnedKeyHandle } from './key-handle.ts';
 import {
   DATA_KEY_LENGTH,
   KeyManager,
@@ -34,6 +36,7 @@ import {
   type RotationResult,
 } from './key-manager.ts';
 
+export type { KeyProvider } from './key-handle.ts';
 export {
   DATA_KEY_LENGTH,
   type LifecycleEvent,
@@ -44,33 +47,6 @@ export {
   type StateChangeResult,
 } from './key-manager.ts';
 export { DEFAULT_KEK_PROPAGATION_MS };
-
-/** A key version with its unwrapped material, as the codec uses it. */
-export interface ResolvedKey {
-  namespace: string;
-  version: number;
-  keyId: string;
-  /** 32 bytes. Never log, serialize or copy this out of the process. */
-  material: Uint8Array;
-}
-
-/**
- * What the codec needs from a keyring: the key to encrypt with now, and the key a payload names.
- * {@link Keyring} implements it; so can anything that holds keys another way. Return the same
- * `material` object for a version every time, as the Keyring does: the fast engine's data key
- * cache is keyed by it, so fresh copies work but never hit the cache.
- */
-export interface KeyProvider {
-  /** The namespace's active key, after accounting for `count` encryptions with it. */
-  encryptionKey(namespace: string, count: number): Promise<ResolvedKey>;
-  /** The key of a version, if its state allows decryption. Refreshes once if the version is unknown. */
-  decryptionKey(namespace: string, version: number): Promise<ResolvedKey>;
-  /**
-   * The keystore's non-secret id, when the provider has one: the codec writes it into payload
-   * metadata as a hint, and names it when a payload of another keystore fails to decrypt.
-   */
-  readonly keystoreId?: string;
-}
 
 export interface KeyringOptions {
   keystore: Keystore;
@@ -130,7 +106,8 @@ export class Keyring implements KeyProvider {
   readonly #onLifecycleEvent: ((event: LifecycleEvent) => void) | undefined;
   #manager: KeyManager | undefined;
   readonly #cache = new Map<string, NamespaceCache>();
-  readonly #materials = new Map<string, Uint8Array>();
+  // One handle per key version (by key id), made on first use; revoked on destroy and on close.
+  readonly #handles = new Map<string, OwnedKeyHandle>();
   readonly #inflight = new Map<string, Promise<NamespaceCache>>();
   #cancelRefresh: (() => void) | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -194,12 +171,11 @@ export class Keyring implements KeyProvider {
   }
 
   /**
-   * Seals: zeroes and forgets every unwrapped key and seals every sealable KEK (Shamir), so that
+   * Seals: revokes every key handle (their material zeroed, prepared keys disposed) and seals every sealable KEK (Shamir), so that
    * nothing decrypts until a threshold of unseal keys is given again. Metadata stays cached.
    */
   seal(): void {
-    for (const m of this.#materials.values()) m.fill(0);
-    this.#materials.clear();
+    for (const keyId of [...this.#handles.keys()]) this.#forget(keyId, 'the keyring was sealed');
     for (const kek of this.#keks.values()) kek.seal?.();
   }
 
@@ -210,15 +186,21 @@ export class Keyring implements KeyProvider {
 
   // --- KeyProvider -------------------------------------------------------------------------
 
-  async encryptionKey(namespace: string, count: number): Promise<ResolvedKey> {
+  /**
+   * The handle of the namespace's active key, after the meter accounted for `count` encryptions.
+   * After {@link close}: `KeyringClosedError` (`ERR_KEYRING_CLOSED`).
+   */
+  async encryptionKey(namespace: string, count: number): Promise<KeyHandle> {
+    this.#assertOpen();
     for (let attempt = 0; ; attempt++) {
       const ns = await this.#namespace(namespace, true);
       const active = ns.versions.find((v) => v.state === 'active');
       if (!active) throw new NoActiveKeyError(namespace);
-      const material = await this.#material(active);
+      const handle = await this.#handle(active);
       try {
         if (this.#meter && count > 0) await this.#meter.spend(namespace, active.version, count);
       } catch (error) {
+        this.#assertOpen(); // the meter closed because the keyring did: say so
         // The version's budget is spent and the meter's emergency rotation made another one
         // active: encrypt with that one (reloaded, since the rotation may be another process's).
         if (error instanceof KeyBudgetExhaustedError && error.rotated && attempt < 3) {
@@ -227,11 +209,17 @@ export class Keyring implements KeyProvider {
         }
         throw error;
       }
-      return { namespace, version: active.version, keyId: active.keyId, material };
+      this.#assertOpen();
+      return handle;
     }
   }
 
-  async decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
+  /**
+   * The handle of a version's key, if its state allows decryption. After {@link close}:
+   * `KeyringClosedError` (`ERR_KEYRING_CLOSED`).
+   */
+  async decryptionKey(namespace: string, version: number): Promise<KeyHandle> {
+    this.#assertOpen();
     let ns = await this.#namespace(namespace, false);
     let v = ns.versions.find((x) => x.version === version);
     if (!v && this.clock.now() - ns.lastOnDemandRefresh >= this.#minOnDemandRefreshMs) {
@@ -245,7 +233,9 @@ export class Keyring implements KeyProvider {
     if (v.state === 'deprecated' && !this.#allowDeprecated(namespace)) {
       throw new KeyVersionDeprecatedError(namespace, version);
     }
-    return { namespace, version, keyId: v.keyId, material: await this.#material(v) };
+    const handle = await this.#handle(v);
+    this.#assertOpen();
+    return handle;
   }
 
   // --- Administration ----------------------------------------------------------------------
@@ -301,16 +291,20 @@ export class Keyring implements KeyProvider {
     await Promise.all([...this.#cache.keys()].map((ns) => this.#load(ns)));
   }
 
-  /** Stops timers and the meter, and forgets key material. Does not close the keystore. */
+  /**
+   * Stops timers and the meter, and revokes every key handle it gave out: their material is zeroed
+   * and their prepared keys (with their data-key caches) disposed, so a handle kept past the close
+   * fails with `ERR_KEY_REVOKED` instead of encrypting with a zeroed key. Later calls to
+   * `encryptionKey`/`decryptionKey` fail with `ERR_KEYRING_CLOSED`. Does not close the keystore.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#cancelRefresh?.();
     this.#unsubscribe?.();
-    await this.#meter?.close();
-    for (const m of this.#materials.values()) m.fill(0);
-    this.#materials.clear();
+    for (const keyId of [...this.#handles.keys()]) this.#forget(keyId, 'its keyring is closed');
     this.#cache.clear();
+    await this.#meter?.close();
   }
 
   // --- Internals -----------------------------------------------------------------------------
@@ -434,13 +428,43 @@ export class Keyring implements KeyProvider {
       lastOnDemandRefresh: previous?.lastOnDemandRefresh ?? Number.NEGATIVE_INFINITY,
     };
     if (versions.length > 0 || previous) this.#cache.set(namespace, entry);
-    for (const v of versions) if (v.state === 'destroyed') this.#materials.delete(v.keyId);
+    for (const v of versions) if (v.state === 'destroyed') this.#forget(v.keyId);
     return entry;
   }
 
+  /** The handle of a version: made once from the unwrapped material, which only the handle keeps. */
+  async #handle(v: KeyVersion): Promise<KeyHandle> {
+    const known = this.#handles.get(v.keyId);
+    if (known) return known.handle;
+    const material = await this.#material(v);
+    try {
+      // Another call may have made it while we unwrapped; a close may have happened too.
+      this.#assertOpen();
+      let owned = this.#handles.get(v.keyId);
+      if (!owned) {
+        owned = KeyHandle.create({ namespace: v.namespace, version: v.version, keyId: v.keyId, material });
+        this.#handles.set(v.keyId, owned);
+      }
+      return owned.handle;
+    } finally {
+      material.fill(0);
+    }
+  }
+
+  /** Revokes and drops a version's handle (destroyed, or the keyring closes). */
+  #forget(keyId: string, reason = 'its key version was destroyed'): void {
+    const owned = this.#handles.get(keyId);
+    if (!owned) return;
+    this.#handles.delete(keyId);
+    owned.revoke(reason);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new KeyringClosedError();
+  }
+
+  /** A version's material, unwrapped with the KEK. The caller owns (and zeroes) the buffer. */
   async #material(v: KeyVersion): Promise<Uint8Array> {
-    const cached = this.#materials.get(v.keyId);
-    if (cached) return cached;
     const wrapped = await this.keystore.getMaterial(v.namespace, v.version);
     if (!wrapped) {
       if (v.state === 'destroyed') throw new KeyVersionDestroyedError(v.namespace, v.version, v.destroyedAt);
@@ -448,9 +472,7 @@ export class Keyring implements KeyProvider {
         `key version ${v.version} of namespace "${v.namespace}" has no material`,
       );
     }
-    const material = await this.#unwrap(v, wrapped);
-    this.#materials.set(v.keyId, material);
-    return material;
+    return this.#unwrap(v, wrapped);
   }
 
   async #unwrap(v: KeyVersion, wrapped: WrappedKey): Promise<Uint8Array> {

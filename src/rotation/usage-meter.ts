@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import {
   InvalidOptionError,
   KeyBudgetExhaustedError,
+  MeterClosedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from '../errors.ts';
@@ -206,7 +207,7 @@ export class UsageMeter implements EncryptionMeter {
   }
 
   spend(namespace: string, version: number, count: number): void | Promise<void> {
-    if (this.#closed) throw new InvalidOptionError('meter', 'is closed');
+    if (this.#closed) throw new MeterClosedError();
     if (!Number.isSafeInteger(count) || count < 0)
       throw new InvalidOptionError('count', 'must be a non-negative integer');
     const e = this.#entry(namespace, version);

@@ -93,7 +93,7 @@ describe('the codec server and the keyring', () => {
       for (const ns of ['default', 'other']) {
         for (const v of await s.keyring.versions(ns)) {
           const key = await s.keyring.decryptionKey(ns, v.version).catch(() => undefined);
-          if (key) secrets.add(`data key ${ns}/v${v.version}`, key.material);
+          if (key) secrets.add(`data key ${ns}/v${v.version}`, key.exportMaterial());
         }
       }
     };
@@ -475,7 +475,7 @@ describe('the CLI', () => {
     for (const v of await final.keyring.versions('payments')) {
       secrets.add(
         `data key payments/v${v.version}`,
-        (await final.keyring.decryptionKey('payments', v.version)).material,
+        (await final.keyring.decryptionKey('payments', v.version)).exportMaterial(),
       );
     }
     await final.close();

@@ -151,7 +151,7 @@ describe.each(backends)('a rotator SIGKILLed mid-rotation (%s keystore)', (_name
           ).toHaveLength(1);
           expect(versions.filter((v) => v.state === 'prepublished').length, ns).toBeLessThanOrEqual(1);
           for (const v of versions)
-            expect((await keyring.decryptionKey(ns, v.version)).material).toHaveLength(32);
+            expect((await keyring.decryptionKey(ns, v.version)).exportMaterial()).toHaveLength(32);
         }
         for (const c of created) {
           const versions = await keystore.getVersions(c.ns);

@@ -86,9 +86,9 @@ beforeAll(async () => {
   await keyring.createNamespace('default');
   await keyring.createNamespace('other');
   const resolved = await keyring.decryptionKey('default', 1);
-  key = { providerId: PROVIDER_ID, keyName: esdkKeyName('default', 1), material: resolved.material };
+  key = { providerId: PROVIDER_ID, keyName: esdkKeyName('default', 1), material: resolved.exportMaterial() };
   const other = await keyring.decryptionKey('other', 1);
-  otherKey = { providerId: PROVIDER_ID, keyName: esdkKeyName('other', 1), material: other.material };
+  otherKey = { providerId: PROVIDER_ID, keyName: esdkKeyName('other', 1), material: other.exportMaterial() };
   fastKey = fastEngine.prepare(key);
   sdkKey = sdkEngine.prepare(key);
   codecs.fast = new EncryptionCodec({ namespace: 'default', keys: keyring, engine: fastEngine });

@@ -91,7 +91,7 @@ describe('temporal-keyring keys rekey', { timeout: 180_000 }, () => {
     const check = await openKeyring({ keystore: dir, kek: { type: 'file', path: newKekFile }, meter: false });
     for (const ns of ['default', 'payments']) {
       for (const v of await check.keyring.versions(ns)) {
-        expect((await check.keyring.decryptionKey(ns, v.version)).material).toHaveLength(32);
+        expect((await check.keyring.decryptionKey(ns, v.version)).exportMaterial()).toHaveLength(32);
       }
     }
     await check.close();

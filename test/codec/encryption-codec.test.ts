@@ -21,7 +21,8 @@ import {
   METADATA_KEY_VERSION,
   METADATA_KEYSTORE_ID,
 } from '../../src/codec/payload-format.ts';
-import { KeyringError } from '../../src/errors.ts';
+import { KeyProviderFaultError, KeyringError } from '../../src/errors.ts';
+import type { KeyProvider } from '../../src/keyring/key-handle.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { contains, jsonPayload, keyringFixture, RecordingKeys, text, utf8 } from './fixtures.ts';
 
@@ -306,7 +307,11 @@ describe('EncryptionCodec', () => {
     expect(await codeOf(c.decode([rewrite({ [METADATA_KEY_VERSION]: undefined })]))).toBe(
       'ERR_MALFORMED_PAYLOAD',
     );
-    expect(await codeOf(c.decode([rewrite({ [METADATA_KEY_ID]: undefined })]))).toBe('ERR_MALFORMED_PAYLOAD');
+    // Without its key id a format 1 payload reads as format 2 and fails to decrypt: the code stays
+    // opaque, and what its unauthenticated header suggests is only a hint.
+    const withoutKeyId = await c.decode([rewrite({ [METADATA_KEY_ID]: undefined })]).catch((e: unknown) => e);
+    expect(withoutKeyId).toMatchObject({ code: 'ERR_DECRYPTION_FAILED', message: 'decryption failed' });
+    expect((withoutKeyId as { hint?: string }).hint).toMatch(/format 1 names.*"encryption-key-id"/);
     expect(await codeOf(c.decode([{ metadata: v1!.metadata }]))).toBe('ERR_MALFORMED_PAYLOAD');
     // A version that does not exist (yet) in the keystore.
     expect(
@@ -359,6 +364,33 @@ describe('EncryptionCodec', () => {
       expect(keyVersionOf(other)).toBeUndefined();
       expect(keyIdOfPayload(other)).toBeUndefined();
     }
+    await keyring.close();
+  });
+
+  it('blames a key provider that answers with the wrong key, or no handle, as a fault (5xx), not the caller', async () => {
+    const { keyring } = await keyringFixture(['default', 'other']);
+    const wrongVersion: KeyProvider = {
+      encryptionKey: () => keyring.decryptionKey('other', 1),
+      decryptionKey: () => keyring.decryptionKey('default', 1),
+    };
+    const c = new EncryptionCodec({ namespace: 'default', keys: wrongVersion });
+    const error = await c.encode([jsonPayload(1)]).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'ERR_KEY_PROVIDER_FAULT',
+      message: 'the key provider returned a key other than default/v1',
+    });
+    await keyring.rotate('default');
+    const [encoded] = await new EncryptionCodec({ namespace: 'default', keys: keyring }).encode([
+      jsonPayload(2),
+    ]);
+    expect(await codeOf(c.decode([encoded!]))).toBe('ERR_KEY_PROVIDER_FAULT');
+    const raw = { namespace: 'default', version: 2, keyId: 'default/v2', material: new Uint8Array(32) };
+    const notAHandle = { encryptionKey: async () => raw, decryptionKey: async () => raw } as never;
+    const d = new EncryptionCodec({ namespace: 'default', keys: notAHandle });
+    expect(await c.encode([jsonPayload(3)]).catch((e: unknown) => e)).toBeInstanceOf(KeyProviderFaultError);
+    expect(await d.encode([jsonPayload(3)]).catch((e: unknown) => (e as Error).message)).toMatch(
+      /something other than a KeyHandle \(make one with createKeyHandle\)/,
+    );
     await keyring.close();
   });
 

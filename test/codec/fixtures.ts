@@ -3,11 +3,12 @@ import type { Payload } from '@temporalio/common';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
 import {
+  createKeyHandle,
+  type KeyHandle,
   type KeyProvider,
-  Keyring,
-  type KeyringOptions,
-  type ResolvedKey,
-} from '../../src/keyring/keyring.ts';
+  type OwnedKeyHandle,
+} from '../../src/keyring/key-handle.ts';
+import { Keyring, type KeyringOptions } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 
@@ -32,30 +33,38 @@ export async function keyringFixture(
 export class RecordingKeys implements KeyProvider {
   readonly calls: string[] = [];
   constructor(readonly inner: KeyProvider) {}
-  encryptionKey(namespace: string, count: number): Promise<ResolvedKey> {
+  encryptionKey(namespace: string, count: number): Promise<KeyHandle> {
     this.calls.push(`encrypt ${namespace} ${count}`);
     return this.inner.encryptionKey(namespace, count);
   }
-  decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
+  decryptionKey(namespace: string, version: number): Promise<KeyHandle> {
     this.calls.push(`decrypt ${namespace} ${version}`);
     return this.inner.decryptionKey(namespace, version);
   }
 }
 
-/** Fixed keys, as another system (or a test vector) would hold them. */
+/**
+ * Fixed keys, as another system (or a test vector) would hold them: one handle per key, made with
+ * `createKeyHandle`, returned every time, revoked by `close()`.
+ */
 export class StaticKeys implements KeyProvider {
+  readonly #handles: OwnedKeyHandle[];
   constructor(
-    readonly keys: { namespace: string; version: number; material: Uint8Array }[],
+    keys: { namespace: string; version: number; material: Uint8Array }[],
     readonly activeIndex = 0,
-  ) {}
-  async encryptionKey(): Promise<ResolvedKey> {
-    const k = this.keys[this.activeIndex]!;
-    return { ...k, keyId: `${k.namespace}/v${k.version}` };
+  ) {
+    this.#handles = keys.map((k) => createKeyHandle(k));
   }
-  async decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
-    const k = this.keys.find((x) => x.namespace === namespace && x.version === version);
+  async encryptionKey(): Promise<KeyHandle> {
+    return this.#handles[this.activeIndex]!.handle;
+  }
+  async decryptionKey(namespace: string, version: number): Promise<KeyHandle> {
+    const k = this.#handles.find((x) => x.handle.namespace === namespace && x.handle.version === version);
     if (!k) throw new Error(`no key ${namespace}/v${version}`);
-    return { ...k, keyId: `${k.namespace}/v${k.version}` };
+    return k.handle;
+  }
+  close(): void {
+    for (const k of this.#handles) k.revoke();
   }
 }
 

@@ -9,10 +9,12 @@ import {
   RawAesKeyringNode,
   RawAesWrappingSuiteIdentifier,
 } from '@aws-crypto/client-node';
+
 import type { Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
 import { KeyringError } from '../../src/errors.ts';
+import type { KeyHandle } from '../../src/keyring/key-handle.ts';
 import { jsonPayload, keyringFixture, text, utf8 } from './fixtures.ts';
 
 const ProtoPayload = proto.temporal.api.common.v1.Payload;
@@ -35,11 +37,11 @@ function rawKeyring(
 /** What another language's worker would write: the bare SDK, the raw key, our names. */
 async function foreignPayload(
   inner: Payload,
-  key: { namespace: string; version: number; material: Uint8Array },
+  key: KeyHandle,
   options: { context?: Record<string, string>; frameLength?: number } = {},
 ): Promise<Payload> {
   const { result } = await sdk.encrypt(
-    rawKeyring(key.namespace, key.version, key.material),
+    rawKeyring(key.namespace, key.version, key.exportMaterial()),
     ProtoPayload.encode(inner).finish(),
     {
       suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY,
@@ -77,7 +79,7 @@ describe('interop with the bare AWS Encryption SDK', () => {
     const [encoded] = await codec('orders').encode([original]);
     const key = await keyring.decryptionKey('orders', 2);
     const { plaintext, messageHeader } = await sdk.decrypt(
-      rawKeyring('orders', 2, key.material),
+      rawKeyring('orders', 2, key.exportMaterial()),
       encoded!.data!,
     );
     expect(messageHeader.suiteId).toBe(0x0478);
@@ -139,7 +141,7 @@ describe('interop with the bare AWS Encryption SDK', () => {
     const { codec, keyring } = await keyringFixture(['orders']);
     const key = await keyring.decryptionKey('orders', 1);
     const { result } = await sdk.encrypt(
-      rawKeyring('orders', 1, key.material, 'orders/v1'),
+      rawKeyring('orders', 1, key.exportMaterial(), 'orders/v1'),
       ProtoPayload.encode(jsonPayload(1)).finish(),
       {
         suiteId: AlgorithmSuiteIdentifier.ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY,

@@ -26,11 +26,9 @@ describe('keystore id hint', () => {
       .catch((e) => e);
     expect(error.code).toBe('ERR_DECRYPTION_FAILED');
     expect(error.hint).toContain(`this payload's key belongs to keystore ${a.keyring.keystoreId}`);
-    expect(error.message).toMatch(
-      new RegExp(
-        `^decryption failed \\(hint, from unverified payload metadata: .*keystore ${b.keyring.keystoreId}`,
-      ),
-    );
+    expect(error.hint).toContain(`keystore ${b.keyring.keystoreId}`);
+    // The hint is unauthenticated: kept apart from the message, which stays opaque.
+    expect(error.message).toBe('decryption failed');
   });
 
   it('gives no hint for a tampered payload of our own keystore (opaque as before)', async () => {

@@ -9,6 +9,7 @@ import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { METADATA_KEY_VERSION } from '../../src/codec/payload-format.ts';
+import { DecryptionFailedError } from '../../src/errors.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
 import { jsonPayload, keyringFixture, text, utf8 } from './fixtures.ts';
 
@@ -25,6 +26,16 @@ async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
     return (error as { code?: string }).code;
   }
   return undefined;
+}
+
+/** The message with the first occurrence of namespace `from` in its header replaced by `to` (same length). */
+function withHeaderNamespace(data: Uint8Array, from: string, to: string): Uint8Array {
+  const out = Buffer.from(data);
+  const at = out.indexOf(Buffer.from(from, 'utf8'));
+  expect(at).toBeGreaterThan(0);
+  expect(to.length).toBe(from.length);
+  out.write(to, at, 'utf8');
+  return out;
 }
 
 describe('payload format 2 (compact)', () => {
@@ -51,7 +62,7 @@ describe('payload format 2 (compact)', () => {
     const esdkKeyring = new RawAesKeyringNode({
       keyNamespace: 'tk',
       keyName: 'v1/',
-      unencryptedMasterKey: Uint8Array.from(key.material),
+      unencryptedMasterKey: Uint8Array.from(key.exportMaterial()),
       wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
       utf8Sorting: true,
     });
@@ -92,13 +103,34 @@ describe('payload format 2 (compact)', () => {
     expect(await codeOf(codec.decode([claimed]))).toBe('ERR_DECRYPTION_FAILED');
   });
 
-  it('names the namespace a payload was encrypted for, read from the message header', async () => {
+  it('a payload of another namespace fails opaquely; its header names the namespace as a hint only', async () => {
     const { keyring } = await keyringFixture(['default', 'other']);
     const other = new EncryptionCodec({ namespace: 'other', keys: keyring, format: 2 });
     const [encoded] = await other.encode([jsonPayload('x')]);
     const codec = new EncryptionCodec({ namespace: 'default', keys: keyring, format: 2 });
-    await expect(codec.decode([encoded!])).rejects.toThrow('encrypted for namespace "other", not "default"');
-    expect(await codeOf(codec.decode([encoded!]))).toBe('ERR_NAMESPACE_MISMATCH');
+    const error = await codec.decode([encoded!]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DecryptionFailedError);
+    expect(error).toMatchObject({
+      code: 'ERR_DECRYPTION_FAILED',
+      message: 'decryption failed',
+      hint: 'the header names namespace "other", not "default"',
+    });
+    // A forger chooses what the header says, so it chooses the hint, never the code.
+    const forged = await codec
+      .decode([{ ...encoded!, data: withHeaderNamespace(encoded!.data!, 'other', 'zzzzz') }])
+      .catch((e: unknown) => e);
+    expect(forged).toMatchObject({
+      code: 'ERR_DECRYPTION_FAILED',
+      hint: 'the header names namespace "zzzzz", not "default"',
+    });
+    // A header naming our own namespace (or nothing readable) gives no hint at all.
+    const mine = new EncryptionCodec({ namespace: 'default', keys: keyring, format: 2 });
+    const [ours] = await mine.encode([jsonPayload('y')]);
+    const flipped = Uint8Array.from(ours!.data!);
+    flipped[flipped.length - 1]! ^= 1;
+    const tampered = await codec.decode([{ ...ours!, data: flipped }]).catch((e: unknown) => e);
+    expect(tampered).toMatchObject({ code: 'ERR_DECRYPTION_FAILED', hint: undefined });
+    await keyring.close();
   });
 
   it('refuses another format, naming the option', async () => {

@@ -93,10 +93,10 @@ export function kekContract(name: string, makeFixture: () => Promise<KekFixture>
         const first = await Keyring.open({ keystore: store, kek: f.kek });
         await first.createNamespace('default');
         const key = await first.encryptionKey('default', 0);
-        const copy = Buffer.from(key.material);
+        const copy = Buffer.from(key.exportMaterial());
         await first.close();
         const second = await Keyring.open({ keystore: store.reopen(), kek: await f.again() });
-        expect(Buffer.from((await second.decryptionKey('default', 1)).material)).toEqual(copy);
+        expect(Buffer.from((await second.decryptionKey('default', 1)).exportMaterial())).toEqual(copy);
         await second.close();
       }),
     );

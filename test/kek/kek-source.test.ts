@@ -120,7 +120,7 @@ describe('kekFromPassphrase', () => {
     const again = await kekFromPassphrase(PASSPHRASE, other);
     expect(again.id).toBe(kek.id);
     const k2 = await Keyring.open({ keystore: other, kek: again });
-    expect((await k2.encryptionKey('default', 1)).material).toHaveLength(32);
+    expect((await k2.encryptionKey('default', 1)).exportMaterial()).toHaveLength(32);
     await k2.close();
 
     // A wrong passphrase derives another KEK, which the keystore refuses before any write.

@@ -29,7 +29,7 @@ describe('operator rekey (real processes)', () => {
     for (const ns of ['a', 'b', 'c']) await keyring.createNamespace(ns);
     const materials = await Promise.all(
       ['a', 'b', 'c'].map(async (ns) =>
-        Buffer.from((await keyring.decryptionKey(ns, 1)).material).toString('hex'),
+        Buffer.from((await keyring.decryptionKey(ns, 1)).exportMaterial()).toString('hex'),
       ),
     );
     await keyring.close();
@@ -120,7 +120,7 @@ describe('operator rekey (real processes)', () => {
     expect(
       await Promise.all(
         ['a', 'b', 'c'].map(async (ns) =>
-          Buffer.from((await fresh.decryptionKey(ns, 1)).material).toString('hex'),
+          Buffer.from((await fresh.decryptionKey(ns, 1)).exportMaterial()).toString('hex'),
         ),
       ),
     ).toEqual(materials);

@@ -110,20 +110,20 @@ describe('PKCS#11 KEK', () => {
     const keyring = await Keyring.open({ keystore: store, kek });
     await keyring.createNamespace('a');
     await keyring.createNamespace('b');
-    const loaded = Buffer.from((await keyring.encryptionKey('a', 0)).material);
+    const loaded = Buffer.from((await keyring.encryptionKey('a', 0)).exportMaterial());
     // A fresh process's view: only namespace b's key has to be unwrapped by the token.
     const second = await Keyring.open({ keystore: store.reopen(), kek });
     await second.encryptionKey('a', 0);
     await rename(hsm.tokenDir, `${hsm.tokenDir}.away`);
     try {
-      expect(Buffer.from((await second.encryptionKey('a', 0)).material)).toEqual(loaded);
+      expect(Buffer.from((await second.encryptionKey('a', 0)).exportMaterial())).toEqual(loaded);
       expect(await codeOf(second.encryptionKey('b', 0))).toBe('ERR_KEK_UNAVAILABLE');
       expect(await kek.health()).toMatch(/not available/);
     } finally {
       await rename(`${hsm.tokenDir}.away`, hsm.tokenDir);
     }
     expect(await kek.health()).toBeUndefined();
-    expect((await second.encryptionKey('b', 0)).material).toHaveLength(32);
+    expect((await second.encryptionKey('b', 0)).exportMaterial()).toHaveLength(32);
     await Promise.all([keyring.close(), second.close()]);
   });
 });

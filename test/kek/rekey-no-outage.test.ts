@@ -23,7 +23,7 @@ async function readAll(dir: string, kek: LocalKek): Promise<string[]> {
     try {
       return await Promise.all(
         NAMESPACES.map(async (ns) =>
-          Buffer.from((await keyring.decryptionKey(ns, 1)).material).toString('hex'),
+          Buffer.from((await keyring.decryptionKey(ns, 1)).exportMaterial()).toString('hex'),
         ),
       );
     } finally {

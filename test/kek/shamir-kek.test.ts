@@ -103,13 +103,15 @@ describe('Shamir-sealed KEK', () => {
     await kek.submit(shares[2]);
     await keyring.createNamespace('default');
     const key = await keyring.encryptionKey('default', 0);
-    const copy = Buffer.from(key.material);
+    const copy = Buffer.from(key.exportMaterial());
     keyring.seal();
-    expect(key.material.every((b) => b === 0)).toBe(true);
+    // A handle held across the seal is revoked: no zeroed key, a typed error.
+    expect(key.revoked).toBe(true);
+    expect(() => key.exportMaterial()).toThrow(expect.objectContaining({ code: 'ERR_KEY_REVOKED' }));
     expect(await codeOf(keyring.decryptionKey('default', 1))).toBe('ERR_SEALED');
     await kek.submit(shares[1]);
     await kek.submit(shares[0]);
-    expect(Buffer.from((await keyring.decryptionKey('default', 1)).material)).toEqual(copy);
+    expect(Buffer.from((await keyring.decryptionKey('default', 1)).exportMaterial())).toEqual(copy);
     await keyring.close();
   });
 });

@@ -92,7 +92,7 @@ describe('Keyring', () => {
     expect(await keyring.namespaces()).toEqual(['default']);
     const key = await keyring.encryptionKey('default', 1);
     expect(key).toMatchObject({ namespace: 'default', version: 1, keyId: 'default/v1' });
-    expect(key.material).toHaveLength(32);
+    expect(key.exportMaterial()).toHaveLength(32);
     await keyring.close();
   });
 
@@ -121,9 +121,11 @@ describe('Keyring', () => {
     expect(await states(keyring)).toEqual(['1:inactive', '2:active']);
     const k2 = await keyring.encryptionKey('default', 1);
     expect(k2.version).toBe(2);
-    expect(Buffer.from(k2.material).equals(Buffer.from(k1.material))).toBe(false);
+    expect(Buffer.from(k2.exportMaterial()).equals(Buffer.from(k1.exportMaterial()))).toBe(false);
     expect(
-      Buffer.from((await keyring.decryptionKey('default', 1)).material).equals(Buffer.from(k1.material)),
+      Buffer.from((await keyring.decryptionKey('default', 1)).exportMaterial()).equals(
+        Buffer.from(k1.exportMaterial()),
+      ),
     ).toBe(true);
     const [v1] = await keyring.versions('default');
     expect(v1!.deactivatedAt).toBe(T0 + 1000);
@@ -245,11 +247,13 @@ describe('Keyring', () => {
     const { keyring, clock, store, open } = await setup();
     await keyring.createNamespace('default');
     await keyring.rotate('default');
-    const material = Buffer.from((await keyring.decryptionKey('default', 1)).material);
+    const material = Buffer.from((await keyring.decryptionKey('default', 1)).exportMaterial());
     await keyring.setState('default', 1, 'deprecated');
     expect(await codeOf(keyring.decryptionKey('default', 1))).toBe('ERR_KEY_VERSION_DEPRECATED');
     const lenient = await open({ allowDeprecatedDecrypt: true });
-    expect(Buffer.from((await lenient.decryptionKey('default', 1)).material).equals(material)).toBe(true);
+    expect(Buffer.from((await lenient.decryptionKey('default', 1)).exportMaterial()).equals(material)).toBe(
+      true,
+    );
     await keyring.setState('default', 1, 'inactive');
     expect(await codeOf(keyring.decryptionKey('default', 1))).toBe('resolved');
 
@@ -338,7 +342,7 @@ describe('Keyring', () => {
     await keyring.rotate('default', { mode: 'prepublish' });
     await keyring.setState('default', 1, 'deprecated');
     await keyring.setState('default', 1, 'destroyed');
-    const before = Buffer.from((await keyring.decryptionKey('default', 2)).material);
+    const before = Buffer.from((await keyring.decryptionKey('default', 2)).exportMaterial());
     const newKek = new LocalKek(randomBytes(32));
     expect(await keyring.rekey(newKek)).toEqual({ rewrapped: 3 }); // default v2, v3; other v1 (v1 destroyed)
     expect(keyring.kekId).toBe(newKek.id);
@@ -353,7 +357,9 @@ describe('Keyring', () => {
 
     // Until the propagation delay has passed, the old KEK alone still reads every key (upgrade key).
     const oldOnly = await Keyring.open({ keystore: store.reopen(), kek, clock });
-    expect(Buffer.from((await oldOnly.decryptionKey('default', 2)).material).equals(before)).toBe(true);
+    expect(Buffer.from((await oldOnly.decryptionKey('default', 2)).exportMaterial()).equals(before)).toBe(
+      true,
+    );
     await oldOnly.close();
     clock.advance(DEFAULT_KEK_PROPAGATION_MS);
     const refused = await Keyring.open({ keystore: store.reopen(), kek, clock }).then(
@@ -369,7 +375,9 @@ describe('Keyring', () => {
     expect((await store.getKekInfo())!.upgrades).toBeUndefined();
     await again.close();
     const reopened = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
-    expect(Buffer.from((await reopened.decryptionKey('default', 2)).material).equals(before)).toBe(true);
+    expect(Buffer.from((await reopened.decryptionKey('default', 2)).exportMaterial()).equals(before)).toBe(
+      true,
+    );
     expect((await reopened.decryptionKey('other', 1)).version).toBe(1);
     // New keys are wrapped with the new KEK.
     await reopened.rotate('other');
@@ -381,7 +389,7 @@ describe('Keyring', () => {
     const { keyring, store, clock, kek } = await setup();
     for (const ns of ['a', 'b', 'c']) await keyring.createNamespace(ns);
     const materials = await Promise.all(
-      ['a', 'b', 'c'].map(async (ns) => Buffer.from((await keyring.decryptionKey(ns, 1)).material)),
+      ['a', 'b', 'c'].map(async (ns) => Buffer.from((await keyring.decryptionKey(ns, 1)).exportMaterial())),
     );
     await keyring.close();
     const newKek = new LocalKek(randomBytes(32));
@@ -404,7 +412,9 @@ describe('Keyring', () => {
     await resumed.close();
     const done = await Keyring.open({ keystore: store.reopen(), kek: newKek, clock });
     for (const [i, ns] of ['a', 'b', 'c'].entries()) {
-      expect(Buffer.from((await done.decryptionKey(ns, 1)).material).equals(materials[i]!)).toBe(true);
+      expect(Buffer.from((await done.decryptionKey(ns, 1)).exportMaterial()).equals(materials[i]!)).toBe(
+        true,
+      );
     }
     await done.close();
   });

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
+import { DEFAULT_KEK_PROPAGATION_MS } from '../../src/kek/kek-upgrade.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import type { WriteStep } from '../../src/keystore/atomic-file.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
@@ -226,21 +227,29 @@ describe('FileKeystore files', () => {
     keyring = await Keyring.open({ keystore, kek: kekA() });
     await expect(keyring.decryptionKey('billing', 1)).rejects.toMatchObject({ code: 'ERR_KEYSTORE_CORRUPT' });
     await expect(keyring.decryptionKey('orders', 3)).rejects.toMatchObject({ code: 'ERR_KEYSTORE_CORRUPT' });
-    expect((await keyring.decryptionKey('orders', 2)).material).toHaveLength(32);
+    expect((await keyring.decryptionKey('orders', 2)).exportMaterial()).toHaveLength(32);
     await keyring.close();
   });
 
-  it('refuses new keys wrapped with the retiring KEK once a KEK rotation began', async () => {
+  it('wraps new keys only under the new KEK once a KEK rotation began, even in a process holding only the retiring one', async () => {
     const keystore = await FileKeystore.open({ dir });
     await populate(keystore);
     const stale = await Keyring.open({ keystore: await FileKeystore.open({ dir }), kek: kekA() });
     const admin = await Keyring.open({ keystore, kek: kekA() });
     expect(await admin.rekey(kekB())).toEqual({ rewrapped: 3 });
     await admin.close();
-    const before = await snapshot(dir);
-    await expect(stale.rotate('billing')).rejects.toMatchObject({ code: 'ERR_KEK_MISMATCH' });
-    expect(await snapshot(dir)).toEqual(before);
+    // The stale process reaches the new KEK through the upgrade key (for the propagation delay
+    // after the rekey) and wraps under it, never under the retiring KEK.
+    const rotated = await stale.rotate('billing');
+    expect((await keystore.getMaterial('billing', rotated.current.version))?.kekId).toBe(kekB().id);
     await stale.close();
+    // Past the delay a process holding only the retiring KEK is refused, and writes nothing.
+    const before = await snapshot(dir);
+    const late = new ManualClock(Date.now() + DEFAULT_KEK_PROPAGATION_MS + 60_000);
+    await expect(Keyring.open({ keystore, kek: kekA(), clock: late })).rejects.toMatchObject({
+      code: 'ERR_KEK_MISMATCH',
+    });
+    expect(await snapshot(dir)).toEqual(before);
     const fresh = await Keyring.open({ keystore, kek: kekB() });
     expect((await fresh.rotate('billing')).performed).toBe(true);
     await fresh.close();
@@ -326,7 +335,7 @@ describe('FileKeystore crash at each step of a durable write', () => {
       // Whatever happened, the store keeps working, and the next rotation succeeds on top.
       const k = await Keyring.open({ keystore: fresh, kek: kekA(), clock });
       for (const v of versions)
-        expect((await k.decryptionKey('orders', v.version)).material).toHaveLength(32);
+        expect((await k.decryptionKey('orders', v.version)).exportMaterial()).toHaveLength(32);
       await k.rotate('orders');
       expect((await fresh.getVersions('orders')).length).toBe(latest + 1);
       await k.close();

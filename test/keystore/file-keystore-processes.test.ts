@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
+import { DEFAULT_KEK_PROPAGATION_MS } from '../../src/kek/kek-upgrade.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { ManualClock } from '../../src/runtime/clock.ts';
 import { spawnWorker } from './fixtures/spawn-worker.ts';
 
 let dir: string;
@@ -48,7 +50,7 @@ async function verifyStore(kekBase64: string): Promise<number> {
             continue;
           }
           const key = await keyring.decryptionKey(ns, v.version);
-          expect(key.material).toHaveLength(32);
+          expect(key.exportMaterial()).toHaveLength(32);
         }
       }
     } finally {
@@ -203,16 +205,18 @@ describe('FileKeystore across processes', () => {
     expect(rewrapped).toBeGreaterThan(0);
     expect(rewrapped).toBeLessThanOrEqual(200 - target + 1);
 
-    // ...and afterwards only the new one.
-    await expect(Keyring.open({ keystore, kek: LocalKek.fromBase64(oldKek) })).rejects.toMatchObject({
-      code: 'ERR_KEK_MISMATCH',
-    });
+    // ...and afterwards only the new one, once the propagation delay after completion has passed
+    // (until then the upgrade key keeps a process holding only the old KEK working).
+    const late = new ManualClock(Date.now() + DEFAULT_KEK_PROPAGATION_MS + 60_000);
+    await expect(
+      Keyring.open({ keystore, kek: LocalKek.fromBase64(oldKek), clock: late }),
+    ).rejects.toMatchObject({ code: 'ERR_KEK_MISMATCH' });
     const withNew = await Keyring.open({ keystore, kek: LocalKek.fromBase64(newKek) });
     const newId = LocalKek.fromBase64(newKek).id;
     for (let n = 0; n < 50; n++) {
       for (let v = 1; v <= 4; v++) {
         expect((await keystore.getMaterial(`ns-${n}`, v))?.kekId).toBe(newId);
-        expect((await withNew.decryptionKey(`ns-${n}`, v)).material).toHaveLength(32);
+        expect((await withNew.decryptionKey(`ns-${n}`, v)).exportMaterial()).toHaveLength(32);
       }
     }
     expect(JSON.parse(await readFile(join(dir, 'kek.json'), 'utf8')).rekey).toBeUndefined();

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  InvalidOptionError,
   KeyBudgetExhaustedError,
   KeystoreUnavailableError,
+  MeterClosedError,
   UsageLimitReachedError,
   UsageReservationError,
 } from '../../src/errors.ts';
@@ -159,7 +159,7 @@ describe('UsageMeter', () => {
     await meter.spend('default', 1, 8);
     await meter.close();
     expect((await keystore.getUsage('default', 1)).used).toBe(50);
-    expect(() => meter.spend('default', 1, 1)).toThrow(InvalidOptionError);
+    expect(() => meter.spend('default', 1, 1)).toThrow(MeterClosedError);
   });
 
   it('validates its options up front, naming the field', () => {

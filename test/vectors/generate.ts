@@ -35,7 +35,7 @@ import { fastEngine } from '../../src/esdk/fast-engine.ts';
 import { serializeEncryptionContext } from '../../src/esdk/message-format.ts';
 import { sdkEngine } from '../../src/esdk/sdk-engine.ts';
 import { craftMessage } from '../esdk/craft.ts';
-import type { KeyProvider, ResolvedKey } from '../../src/keyring/keyring.ts';
+import { createKeyHandle, type KeyHandle, type KeyProvider } from '../../src/keyring/key-handle.ts';
 
 /** Key material of a vector: public test data, derived so that it is reproducible by anyone. */
 export function vectorKeyHex(namespace: string, version: number): string {
@@ -155,11 +155,12 @@ export function payloadToProtoJson(payload: Payload): Record<string, unknown> {
 
 class VectorKeys implements KeyProvider {
   constructor(private readonly namespace: string, private readonly version: number) {}
-  async encryptionKey(): Promise<ResolvedKey> {
+  async encryptionKey(): Promise<KeyHandle> {
     return this.decryptionKey(this.namespace, this.version);
   }
-  async decryptionKey(namespace: string, version: number): Promise<ResolvedKey> {
-    return { namespace, version, keyId: `${namespace}/v${version}`, material: Buffer.from(vectorKeyHex(namespace, version), 'hex') };
+  async decryptionKey(namespace: string, version: number): Promise<KeyHandle> {
+    const material = Buffer.from(vectorKeyHex(namespace, version), 'hex');
+    return createKeyHandle({ namespace, version, material }).handle;
   }
 }
 
