@@ -1,4 +1,4 @@
-import { DecryptionFailedError, isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
+import { isKeyringError, type KeyringErrorCode } from '../src/errors.ts';
 import { HttpError } from './http-error.ts';
 
 /**
