@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { stat } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import pino from 'pino';
@@ -15,6 +16,7 @@ import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { type KekInput, openKeyring } from '../src/open-keyring.ts';
 import { parseCheckInterval } from '../src/rotation/rotation-policy.ts';
 import { Rotator } from '../src/rotation/rotator.ts';
+import { parseWorkers, runCluster, WORKER_READY, workerCount } from './cluster.ts';
 import { ensureDevKek } from './dev-kek.ts';
 import { type RunningServer, startServer } from './main.ts';
 import { Metrics } from './metrics.ts';
@@ -37,6 +39,7 @@ export const SERVE_ENV = {
   logLevel: 'TEMPORAL_KEYRING_LOG_LEVEL',
   rotator: 'TEMPORAL_KEYRING_ROTATOR',
   checkInterval: 'TEMPORAL_KEYRING_CHECK_INTERVAL',
+  workers: 'TEMPORAL_KEYRING_WORKERS',
 } as const;
 
 export interface ServeFlags {
@@ -57,6 +60,7 @@ export interface ServeFlags {
   /** commander's `--no-rotator` sets this to false. */
   rotator?: boolean;
   checkInterval?: string;
+  workers?: string;
 }
 
 /**
@@ -129,8 +133,24 @@ export function registerServeCommand(program: Command): Command {
       '--check-interval <duration>',
       `the rotator's backstop check interval, e.g. 10s (env ${SERVE_ENV.checkInterval}, config rotator.checkInterval; default 1m); reservations and promotion timers wake it sooner`,
     )
+    .option(
+      '--workers <n>',
+      `processes serving on this host, 1-64 or auto (one per core), sharing the port and the keystore (env ${SERVE_ENV.workers}, config server.workers; default 1)`,
+    )
     .action(async (_flags: ServeFlags, command: Command) => {
       const globals = command.optsWithGlobals() as SettingsFlags & ServeFlags;
+      if (cluster.isPrimary) {
+        const { config } = await resolveServe(globals, process.env);
+        const workers = workerCount(config.workers);
+        if (workers > 1) {
+          const logger = pino(
+            { level: logLevel(globals, process.env), base: { service: 'temporal-keyring', role: 'primary' } },
+            pino.destination({ dest: 1, sync: true }),
+          );
+          process.exitCode = await runCluster({ workers, logger });
+          return;
+        }
+      }
       const starting = runServe(globals, process.env);
       // Handlers go in before the server announces that it listens: a supervisor (or a test) may
       // send SIGTERM the moment it reads that line, and the default action would skip the shutdown.
@@ -145,20 +165,30 @@ export function registerServeCommand(program: Command): Command {
             () => {
               process.exitCode = 1;
             },
-          );
+          )
+          // A cluster worker: let go of the primary's channel so that the process can end.
+          .finally(() => cluster.isWorker && process.connected && cluster.worker?.disconnect());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
-      await starting;
+      try {
+        await starting;
+      } catch (error) {
+        // A cluster worker that cannot start: once the CLI has printed the error, let go of the
+        // primary's channel so that the process ends (and the primary fails the command).
+        if (cluster.isWorker) setImmediate(() => process.connected && cluster.worker?.disconnect());
+        throw error;
+      }
+      if (cluster.isWorker) process.send?.({ type: WORKER_READY });
     });
 }
 
-/** What `serve` does, without the signal handling: for tests and embedding. */
-export async function runServe(
+/** The settings and the validated server section of `serve` (flags > env > config file > defaults). */
+async function resolveServe(
   flags: SettingsFlags & ServeFlags,
   env: NodeJS.ProcessEnv,
   cwd: string = process.cwd(),
-): Promise<RunningServer> {
+) {
   let settings = await resolveSettings(
     {
       config: flags.config,
@@ -177,13 +207,27 @@ export async function runServe(
     settings = settings.withCheckInterval(parseCheckInterval(intervalText, field));
   }
   const config = parseServerConfig(serverConfigInput(flags, env, settings.config.server));
-  const level = flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
+  return { settings, config };
+}
+
+function logLevel(flags: ServeFlags, env: NodeJS.ProcessEnv): string {
+  return flags.logLevel ?? env[SERVE_ENV.logLevel] ?? 'info';
+}
+
+/** What `serve` does, without the signal handling: for tests and embedding. */
+export async function runServe(
+  flags: SettingsFlags & ServeFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string = process.cwd(),
+): Promise<RunningServer> {
+  const { settings, config } = await resolveServe(flags, env, cwd);
+  const level = logLevel(flags, env);
   // Asynchronous: a request never waits for stdout. Flushed on shutdown (startServer's close) and
-  // on exit (pino's own exit hook).
-  const logger = pino(
-    { level, base: { service: 'temporal-keyring' } },
-    pino.destination({ dest: 1, sync: false }),
-  );
+  // on exit (pino's own exit hook). A cluster worker's lines carry its pid and worker number.
+  const base = cluster.isWorker
+    ? { service: 'temporal-keyring', pid: process.pid, worker: cluster.worker?.id }
+    : { service: 'temporal-keyring' };
+  const logger = pino({ level, base }, pino.destination({ dest: 1, sync: false }));
 
   // As every command but `keys create`: a mistyped directory must not start an empty keystore
   // with a fresh KEK record. Dev mode creates it, and says so.
@@ -240,6 +284,15 @@ export async function runServe(
   }).catch((error: unknown) => {
     throw sealedStart && error instanceof KekMismatchError ? noKek() : error;
   });
+  if (opened.keyring.keks[0]?.sealed && workerCount(config.workers) > 1) {
+    // Unsealing is per process and the cluster spreads requests over workers: an unseal request
+    // could not choose the worker it unseals. One process per sealed server; replicas scale it.
+    await opened.close();
+    throw new InvalidOptionError(
+      '--workers',
+      'must be 1 with a sealed keystore (unseal keys are given per process, and the cluster cannot route an unseal request to a chosen worker): run more replicas instead, or give the server an HSM KEK (docs/sealing-and-hsm.md)',
+    );
+  }
   if (opened.keyring.keks[0]?.sealed) {
     logger.warn(
       { keystoreId: opened.keyring.keystoreId, kekId: opened.keyring.kekId },
@@ -347,6 +400,9 @@ export function serverConfigInput(
   }
   const dev = flags.dev ?? bool(env[SERVE_ENV.dev], SERVE_ENV.dev);
   if (dev !== undefined) input.dev = dev;
+  const workers = pick(flags.workers, SERVE_ENV.workers);
+  if (workers !== undefined)
+    input.workers = parseWorkers(workers, flags.workers !== undefined ? '--workers' : SERVE_ENV.workers);
   const allowRemote = flags.devAllowRemote ?? bool(env[SERVE_ENV.devAllowRemote], SERVE_ENV.devAllowRemote);
   if (allowRemote !== undefined) input.devAllowRemote = allowRemote;
   return input;

@@ -176,6 +176,16 @@ export const serverConfigSchema = z
      * operator means it.
      */
     devAllowRemote: z.boolean().default(false),
+    /**
+     * Processes serving on this host (`serve --workers`): a whole number 1..64, or `auto` for one per
+     * available core. 1 is a single process; more fork workers with `node:cluster`.
+     */
+    workers: z
+      .custom<number | 'auto'>(
+        (v) => v === 'auto' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 64),
+        { message: 'must be a whole number from 1 to 64, or "auto" (one per available core)' },
+      )
+      .default(1),
     /** How long shutdown waits for in-flight requests before closing connections. */
     shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
   })
@@ -192,6 +202,14 @@ export const serverConfigSchema = z
         code: 'custom',
         path: ['host'],
         message: `dev mode listens on loopback only (127.0.0.1, localhost, ::1), got "${config.host}": use --dev-allow-remote (server.devAllowRemote: true) if you mean it`,
+      });
+    }
+    if (config.dev && config.workers !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workers'],
+        message:
+          'dev mode runs one process (it creates the keystore, its KEK and namespaces on first use): drop --workers or --dev',
       });
     }
     const names = new Set<string>();

@@ -1,0 +1,239 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseWorkers, workerCount } from '../../codec-server/cluster.ts';
+import { serverConfigInput } from '../../codec-server/serve-command.ts';
+import { parseServerConfig } from '../../src/config/server-config.ts';
+import { openKeyring } from '../../src/open-keyring.ts';
+import { uiJsonPayload } from './support.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'cli/main.ts');
+const KEK = Buffer.alloc(32, 9).toString('base64');
+const TOKEN = 'workers-test-token';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
+interface Proc {
+  child: ChildProcess;
+  lines: string[];
+  exited: Promise<number | null>;
+}
+
+/** Runs `temporal-keyring <args>` as a real process (bounded: killed after 50 s at the latest). */
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const collect = (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const kill = setTimeout(() => child.kill('SIGKILL'), 50_000);
+  const exited = new Promise<number | null>((done) =>
+    child.on('exit', (code) => {
+      clearTimeout(kill);
+      done(code);
+    }),
+  );
+  return { child, lines, exited };
+}
+
+const json = (line: string): Record<string, unknown> | undefined => {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Waits until a line with `msg` has been logged; rejects if the process exits first. */
+async function logged(proc: Proc, msg: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const found = proc.lines.map(json).find((l) => l?.msg === msg);
+    if (found) return found;
+    const exit = await Promise.race([
+      proc.exited,
+      new Promise((r) => proc.child.stdout!.once('data', r)).then(() => 'more'),
+    ]);
+    if (exit !== 'more') throw new Error(`server exited (${String(exit)}): ${proc.lines.join('\n')}`);
+  }
+}
+
+/** POST on a fresh connection (no keep-alive), so that the cluster may hand it to any worker. */
+function postFresh(
+  url: string,
+  body: unknown,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: any }> {
+  return new Promise((done, fail) => {
+    const req = request(
+      url,
+      { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...AUTH, ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          done({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) }),
+        );
+      },
+    );
+    req.on('error', fail);
+    req.end(JSON.stringify(body));
+  });
+}
+
+const versionOf = (payload: { metadata: Record<string, string> }) =>
+  Number(Buffer.from(payload.metadata['encryption-key-version']!, 'base64').toString());
+
+describe('serve --workers: validation', () => {
+  it('accepts 1..64 and auto, refuses anything else naming the flag or the env variable', () => {
+    expect(parseWorkers('2', '--workers')).toBe(2);
+    expect(parseWorkers('auto', '--workers')).toBe('auto');
+    expect(workerCount('auto', () => 3)).toBe(3);
+    expect(workerCount('auto', () => 500)).toBe(64);
+    for (const bad of ['0', '65', '-1', '1.5', 'two', '']) {
+      expect(() => serverConfigInput({ workers: bad }, {}, {})).toThrow(
+        /^--workers: must be a whole number from 1 to 64, or auto/,
+      );
+    }
+    expect(() => serverConfigInput({}, { TEMPORAL_KEYRING_WORKERS: '100' }, {})).toThrow(
+      /^TEMPORAL_KEYRING_WORKERS: /,
+    );
+    expect(() => parseServerConfig({ workers: 0, dev: true })).toThrow(
+      /^server\.workers: must be a whole number/,
+    );
+    expect(parseServerConfig({ dev: true }).workers).toBe(1);
+  });
+
+  it('refuses --workers > 1 in dev mode', () => {
+    expect(() => parseServerConfig(serverConfigInput({ dev: true, workers: '2' }, {}, {}))).toThrow(
+      /^server\.workers: dev mode runs one process/,
+    );
+  });
+});
+
+describe('serve --workers 2 (real processes)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tk-workers-'));
+  const dataDir = join(dir, 'data');
+  const config = join(dir, 'codec.json');
+  afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
+
+  beforeAll(async () => {
+    const seeded = await openKeyring({
+      keystore: dataDir,
+      createIfMissing: true,
+      kek: { type: 'base64', value: KEK },
+    });
+    await seeded.keyring.createNamespace('orders');
+    await seeded.close();
+    const sha256 = createHash('sha256').update(TOKEN).digest('hex');
+    const tokens = [{ name: 'ops', sha256, namespaces: ['*'], operations: ['encode', 'decode', 'admin'] }];
+    writeFileSync(config, JSON.stringify({ server: { port: 0, auth: { tokens } } }));
+  });
+
+  it('serves from both workers, meters usage exactly across them, spreads a rotation, drains on SIGTERM', async () => {
+    const proc = runCli(['--config', config, '--data-dir', dataDir, 'serve', '--workers', '2'], {
+      TEMPORAL_KEYRING_KEK: KEK,
+    });
+    const ready = await logged(proc, 'codec server workers ready');
+    const pids = ready.pids as number[];
+    expect(new Set(pids).size).toBe(2);
+    const url = (await logged(proc, 'codec server listening')).url as string;
+
+    let encodes = 0;
+    /** Encodes one payload per request, each on a new connection, tagged with a request id. */
+    const encodeBatch = async (tag: string, count: number) => {
+      const answers = [];
+      for (let i = 0; i < count; i++) {
+        const id = `${tag}-${i}`;
+        const res = await postFresh(
+          `${url}/encode`,
+          { payloads: [uiJsonPayload({ i })] },
+          {
+            'x-namespace': 'orders',
+            'x-request-id': id,
+          },
+        );
+        expect(res.status).toBe(200);
+        encodes++;
+        answers.push({ id, version: versionOf(res.body.payloads[0]), payloads: res.body.payloads });
+      }
+      return answers;
+    };
+    /** The pids that answered the given request ids, from the workers' request log lines. */
+    const answeredBy = async (ids: string[]) => {
+      for (;;) {
+        const byId = new Map<string, number>();
+        for (const l of proc.lines.map(json))
+          if (l && typeof l.id === 'string' && typeof l.pid === 'number') byId.set(l.id, l.pid);
+        if (ids.every((id) => byId.has(id))) return new Set(ids.map((id) => byId.get(id)!));
+        await new Promise((r) => proc.child.stdout!.once('data', r));
+      }
+    };
+
+    const first = await encodeBatch('a', 20);
+    expect(first.every((a) => a.version === 1)).toBe(true);
+    expect([...(await answeredBy(first.map((a) => a.id)))].sort()).toEqual([...pids].sort());
+    const decoded = await postFresh(
+      `${url}/decode`,
+      { payloads: first[0]!.payloads },
+      { 'x-namespace': 'orders' },
+    );
+    expect(decoded.body).toEqual({ payloads: [uiJsonPayload({ i: 0 })] });
+
+    // A rotation through the admin API, answered by one worker, reaches the other through the
+    // keystore's change watcher (a forced rotation skips the propagation delay, so a worker may
+    // encode under v1 until its next poll, 200 ms: wait for a whole batch under v2).
+    const rotated = await postFresh(
+      `${url}/admin/namespaces/orders/keys/rotate`,
+      { mode: 'immediate', force: true },
+      {},
+    );
+    expect(rotated.status).toBe(200);
+    expect(rotated.body.current.version).toBe(2);
+    const deadline = Date.now() + 20_000;
+    let after: Awaited<ReturnType<typeof encodeBatch>>;
+    let round = 0;
+    do {
+      if (Date.now() > deadline) throw new Error('a worker kept encoding under v1');
+      after = await encodeBatch(`b${round++}`, 10);
+    } while (!after.every((a) => a.version === 2));
+    const tail = await encodeBatch('c', 20);
+    expect(tail.every((a) => a.version === 2)).toBe(true);
+    expect([...(await answeredBy(tail.map((a) => a.id)))].sort()).toEqual([...pids].sort());
+
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(proc.lines.filter((l) => json(l)?.msg === 'codec server stopped')).toHaveLength(2);
+
+    // Each worker flushed its exact count on close: the keystore's used counts add up.
+    const reopened = await openKeyring({ keystore: dataDir, kek: { type: 'base64', value: KEK } });
+    try {
+      const v1 = await reopened.keyring.keystore.getUsage('orders', 1);
+      const v2 = await reopened.keyring.keystore.getUsage('orders', 2);
+      expect(v1.used + v2.used).toBe(encodes);
+      expect(v2.used).toBeGreaterThanOrEqual(30);
+      expect(v1.reserved).toBeGreaterThanOrEqual(v1.used);
+      expect(v2.reserved).toBeGreaterThanOrEqual(v2.used);
+    } finally {
+      await reopened.close();
+    }
+  }, 55_000);
+
+  it('fails the whole command when a worker fails at startup (wrong KEK): its error, a non-zero exit, no restarts', async () => {
+    const proc = runCli(['--config', config, '--data-dir', dataDir, 'serve', '--workers', '2'], {
+      TEMPORAL_KEYRING_KEK: Buffer.alloc(32, 1).toString('base64'),
+    });
+    expect(await proc.exited).not.toBe(0);
+    const output = proc.lines.join('\n');
+    expect(output).toMatch(/ERR_KEK_MISMATCH|KEK/);
+    expect(output).not.toContain('codec server listening');
+    expect(output).not.toContain('replacement');
+  }, 30_000);
+});
