@@ -65,12 +65,18 @@ async function logged(proc: Proc, msg: string): Promise<Record<string, unknown>>
   }
 }
 
+/** The parts of encode, decode and rotate answers the test reads. */
+interface Answer {
+  payloads: { metadata: Record<string, string>; data: string }[];
+  current: { version: number };
+}
+
 /** POST on a fresh connection (no keep-alive), so that the cluster may hand it to any worker. */
 function postFresh(
   url: string,
   body: unknown,
   headers: Record<string, string>,
-): Promise<{ status: number; body: any }> {
+): Promise<{ status: number; body: Answer }> {
   return new Promise((done, fail) => {
     const req = request(
       url,
@@ -79,7 +85,7 @@ function postFresh(
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
-          done({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) }),
+          done({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) as Answer }),
         );
       },
     );
@@ -162,7 +168,7 @@ describe('serve --workers 2 (real processes)', () => {
         );
         expect(res.status).toBe(200);
         encodes++;
-        answers.push({ id, version: versionOf(res.body.payloads[0]), payloads: res.body.payloads });
+        answers.push({ id, version: versionOf(res.body.payloads[0]!), payloads: res.body.payloads });
       }
       return answers;
     };
@@ -170,8 +176,10 @@ describe('serve --workers 2 (real processes)', () => {
     const answeredBy = async (ids: string[]) => {
       for (;;) {
         const byId = new Map<string, number>();
-        for (const l of proc.lines.map(json))
-          if (l && typeof l.id === 'string' && typeof l.pid === 'number') byId.set(l.id, l.pid);
+        for (const l of proc.lines.map(json)) {
+          const id = (l?.req as { id?: unknown } | undefined)?.id;
+          if (typeof id === 'string' && typeof l?.pid === 'number') byId.set(id, l.pid);
+        }
         if (ids.every((id) => byId.has(id))) return new Set(ids.map((id) => byId.get(id)!));
         await new Promise((r) => proc.child.stdout!.once('data', r));
       }
