@@ -234,6 +234,29 @@ describe('serve --workers 2 (real processes)', () => {
     }
   }, 55_000);
 
+  it('logs and replaces a worker that crashes, then still drains to exit 0', async () => {
+    const proc = runCli(['--config', config, '--data-dir', dataDir, 'serve', '--workers', '2'], {
+      TEMPORAL_KEYRING_KEK: KEK,
+    });
+    const pids = (await logged(proc, 'codec server workers ready')).pids as number[];
+    const url = (await logged(proc, 'codec server listening')).url as string;
+    process.kill(pids[0]!, 'SIGKILL');
+    const crashed = await logged(proc, 'codec server worker exited unexpectedly; starting a replacement');
+    expect(crashed).toMatchObject({ pid: pids[0], signal: 'SIGKILL' });
+    await logged(proc, 'codec server worker replaced');
+    for (let i = 0; i < 4; i++) {
+      const res = await postFresh(
+        `${url}/encode`,
+        { payloads: [uiJsonPayload({ i })] },
+        { 'x-namespace': 'orders' },
+      );
+      expect(res.status).toBe(200);
+    }
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(proc.lines.filter((l) => json(l)?.msg === 'codec server stopped')).toHaveLength(2);
+  }, 30_000);
+
   it('fails the whole command when a worker fails at startup (wrong KEK): its error, a non-zero exit, no restarts', async () => {
     const proc = runCli(['--config', config, '--data-dir', dataDir, 'serve', '--workers', '2'], {
       TEMPORAL_KEYRING_KEK: Buffer.alloc(32, 1).toString('base64'),
