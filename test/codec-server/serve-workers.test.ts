@@ -6,8 +6,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWorkers, workerCount } from '../../codec-server/cluster.ts';
-import { serverConfigInput } from '../../codec-server/serve-command.ts';
+import { runServe, serverConfigInput } from '../../codec-server/serve-command.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
+import { initShamirKeystore } from '../../src/kek/shamir-kek.ts';
+import { openKeystore } from '../../src/keystore/open-keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { uiJsonPayload } from './support.ts';
 
@@ -121,6 +123,27 @@ describe('serve --workers: validation', () => {
     expect(() => parseServerConfig(serverConfigInput({ dev: true, workers: '2' }, {}, {}))).toThrow(
       /^server\.workers: dev mode runs one process/,
     );
+  });
+});
+
+describe('serve --workers: sealed keystores', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tk-workers-sealed-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
+
+  it('refuses more than one worker with a sealed keystore (unsealing is per process); one starts sealed', async () => {
+    const dataDir = join(dir, 'data');
+    const keystore = await openKeystore(dataDir);
+    await initShamirKeystore(keystore, { shares: 3, threshold: 2 });
+    await keystore.close();
+    const config = join(dir, 'codec.json');
+    const tokens = [{ name: 'ops', sha256: 'a'.repeat(64), namespaces: ['*'], operations: ['decode'] }];
+    writeFileSync(config, JSON.stringify({ server: { port: 0, auth: { tokens } } }));
+
+    await expect(runServe({ config, dataDir, workers: '2', logLevel: 'silent' }, {}, dir)).rejects.toThrow(
+      /^--workers: must be 1 with a sealed keystore .*replicas/,
+    );
+    const one = await runServe({ config, dataDir, workers: '1', logLevel: 'silent' }, {}, dir);
+    await one.close();
   });
 });
 
