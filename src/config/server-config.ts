@@ -29,6 +29,8 @@ export const DEFAULT_TLS_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+const WORKERS_RANGE = 'must be a whole number from 1 to 64, or "auto" (one per available core)';
+
 /** Addresses dev mode may listen on without `devAllowRemote`. */
 export const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '::1'] as const;
 
@@ -181,10 +183,9 @@ export const serverConfigSchema = z
      * available core. 1 is a single process; more fork workers with `node:cluster`.
      */
     workers: z
-      .custom<number | 'auto'>(
-        (v) => v === 'auto' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 64),
-        { message: 'must be a whole number from 1 to 64, or "auto" (one per available core)' },
-      )
+      .union([z.number().int().min(1, WORKERS_RANGE).max(64, WORKERS_RANGE), z.literal('auto')], {
+        error: WORKERS_RANGE,
+      })
       .default(1),
     /** How long shutdown waits for in-flight requests before closing connections. */
     shutdownTimeoutMs: z.number().int().min(0).max(600_000).default(10_000),
