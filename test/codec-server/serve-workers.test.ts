@@ -11,6 +11,7 @@ import { parseServerConfig } from '../../src/config/server-config.ts';
 import { initShamirKeystore } from '../../src/kek/shamir-kek.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
+import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { uiJsonPayload } from './support.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -99,6 +100,101 @@ function postFresh(
 const versionOf = (payload: { metadata: Record<string, string> }) =>
   Number(Buffer.from(payload.metadata['encryption-key-version']!, 'base64').toString());
 
+/**
+ * `serve --workers 2` on `keystore` (seeded with namespace `orders` at v1): both workers answer,
+ * usage adds up exactly, a rotation through the admin API reaches both, SIGTERM drains to exit 0.
+ */
+async function twoWorkers(config: string, keystore: string): Promise<void> {
+  const proc = runCli(['--config', config, '--keystore', keystore, 'serve', '--workers', '2'], {
+    TEMPORAL_KEYRING_KEK: KEK,
+  });
+  const ready = await logged(proc, 'codec server workers ready');
+  const pids = ready.pids as number[];
+  expect(new Set(pids).size).toBe(2);
+  const url = (await logged(proc, 'codec server listening')).url as string;
+
+  let encodes = 0;
+  /** Encodes one payload per request, each on a new connection, tagged with a request id. */
+  const encodeBatch = async (tag: string, count: number) => {
+    const answers = [];
+    for (let i = 0; i < count; i++) {
+      const id = `${tag}-${i}`;
+      const res = await postFresh(
+        `${url}/encode`,
+        { payloads: [uiJsonPayload({ i })] },
+        {
+          'x-namespace': 'orders',
+          'x-request-id': id,
+        },
+      );
+      expect(res.status).toBe(200);
+      encodes++;
+      answers.push({ id, version: versionOf(res.body.payloads[0]!), payloads: res.body.payloads });
+    }
+    return answers;
+  };
+  /** The pids that answered the given request ids, from the workers' request log lines. */
+  const answeredBy = async (ids: string[]) => {
+    for (;;) {
+      const byId = new Map<string, number>();
+      for (const l of proc.lines.map(json)) {
+        const id = (l?.req as { id?: unknown } | undefined)?.id;
+        if (typeof id === 'string' && typeof l?.pid === 'number') byId.set(id, l.pid);
+      }
+      if (ids.every((id) => byId.has(id))) return new Set(ids.map((id) => byId.get(id)!));
+      await new Promise((r) => proc.child.stdout!.once('data', r));
+    }
+  };
+
+  const first = await encodeBatch('a', 20);
+  expect(first.every((a) => a.version === 1)).toBe(true);
+  expect([...(await answeredBy(first.map((a) => a.id)))].sort()).toEqual([...pids].sort());
+  const decoded = await postFresh(
+    `${url}/decode`,
+    { payloads: first[0]!.payloads },
+    { 'x-namespace': 'orders' },
+  );
+  expect(decoded.body).toEqual({ payloads: [uiJsonPayload({ i: 0 })] });
+
+  // A rotation through the admin API, answered by one worker, reaches the other through the
+  // keystore's change watcher (a forced rotation skips the propagation delay, so a worker may
+  // encode under v1 until its next poll, 200 ms: wait for a whole batch under v2).
+  const rotated = await postFresh(
+    `${url}/admin/namespaces/orders/keys/rotate`,
+    { mode: 'immediate', force: true },
+    {},
+  );
+  expect(rotated.status).toBe(200);
+  expect(rotated.body.current.version).toBe(2);
+  const deadline = Date.now() + 20_000;
+  let after: Awaited<ReturnType<typeof encodeBatch>>;
+  let round = 0;
+  do {
+    if (Date.now() > deadline) throw new Error('a worker kept encoding under v1');
+    after = await encodeBatch(`b${round++}`, 10);
+  } while (!after.every((a) => a.version === 2));
+  const tail = await encodeBatch('c', 20);
+  expect(tail.every((a) => a.version === 2)).toBe(true);
+  expect([...(await answeredBy(tail.map((a) => a.id)))].sort()).toEqual([...pids].sort());
+
+  proc.child.kill('SIGTERM');
+  expect(await proc.exited).toBe(0);
+  expect(proc.lines.filter((l) => json(l)?.msg === 'codec server stopped')).toHaveLength(2);
+
+  // Each worker flushed its exact count on close: the keystore's used counts add up.
+  const reopened = await openKeyring({ keystore, kek: { type: 'base64', value: KEK } });
+  try {
+    const v1 = await reopened.keyring.keystore.getUsage('orders', 1);
+    const v2 = await reopened.keyring.keystore.getUsage('orders', 2);
+    expect(v1.used + v2.used).toBe(encodes);
+    expect(v2.used).toBeGreaterThanOrEqual(30);
+    expect(v1.reserved).toBeGreaterThanOrEqual(v1.used);
+    expect(v2.reserved).toBeGreaterThanOrEqual(v2.used);
+  } finally {
+    await reopened.close();
+  }
+}
+
 describe('serve --workers: validation', () => {
   it('accepts 1..64 and auto, refuses anything else naming the flag or the env variable', () => {
     expect(parseWorkers('2', '--workers')).toBe(2);
@@ -167,94 +263,7 @@ describe('serve --workers 2 (real processes)', () => {
   });
 
   it('serves from both workers, meters usage exactly across them, spreads a rotation, drains on SIGTERM', async () => {
-    const proc = runCli(['--config', config, '--data-dir', dataDir, 'serve', '--workers', '2'], {
-      TEMPORAL_KEYRING_KEK: KEK,
-    });
-    const ready = await logged(proc, 'codec server workers ready');
-    const pids = ready.pids as number[];
-    expect(new Set(pids).size).toBe(2);
-    const url = (await logged(proc, 'codec server listening')).url as string;
-
-    let encodes = 0;
-    /** Encodes one payload per request, each on a new connection, tagged with a request id. */
-    const encodeBatch = async (tag: string, count: number) => {
-      const answers = [];
-      for (let i = 0; i < count; i++) {
-        const id = `${tag}-${i}`;
-        const res = await postFresh(
-          `${url}/encode`,
-          { payloads: [uiJsonPayload({ i })] },
-          {
-            'x-namespace': 'orders',
-            'x-request-id': id,
-          },
-        );
-        expect(res.status).toBe(200);
-        encodes++;
-        answers.push({ id, version: versionOf(res.body.payloads[0]!), payloads: res.body.payloads });
-      }
-      return answers;
-    };
-    /** The pids that answered the given request ids, from the workers' request log lines. */
-    const answeredBy = async (ids: string[]) => {
-      for (;;) {
-        const byId = new Map<string, number>();
-        for (const l of proc.lines.map(json)) {
-          const id = (l?.req as { id?: unknown } | undefined)?.id;
-          if (typeof id === 'string' && typeof l?.pid === 'number') byId.set(id, l.pid);
-        }
-        if (ids.every((id) => byId.has(id))) return new Set(ids.map((id) => byId.get(id)!));
-        await new Promise((r) => proc.child.stdout!.once('data', r));
-      }
-    };
-
-    const first = await encodeBatch('a', 20);
-    expect(first.every((a) => a.version === 1)).toBe(true);
-    expect([...(await answeredBy(first.map((a) => a.id)))].sort()).toEqual([...pids].sort());
-    const decoded = await postFresh(
-      `${url}/decode`,
-      { payloads: first[0]!.payloads },
-      { 'x-namespace': 'orders' },
-    );
-    expect(decoded.body).toEqual({ payloads: [uiJsonPayload({ i: 0 })] });
-
-    // A rotation through the admin API, answered by one worker, reaches the other through the
-    // keystore's change watcher (a forced rotation skips the propagation delay, so a worker may
-    // encode under v1 until its next poll, 200 ms: wait for a whole batch under v2).
-    const rotated = await postFresh(
-      `${url}/admin/namespaces/orders/keys/rotate`,
-      { mode: 'immediate', force: true },
-      {},
-    );
-    expect(rotated.status).toBe(200);
-    expect(rotated.body.current.version).toBe(2);
-    const deadline = Date.now() + 20_000;
-    let after: Awaited<ReturnType<typeof encodeBatch>>;
-    let round = 0;
-    do {
-      if (Date.now() > deadline) throw new Error('a worker kept encoding under v1');
-      after = await encodeBatch(`b${round++}`, 10);
-    } while (!after.every((a) => a.version === 2));
-    const tail = await encodeBatch('c', 20);
-    expect(tail.every((a) => a.version === 2)).toBe(true);
-    expect([...(await answeredBy(tail.map((a) => a.id)))].sort()).toEqual([...pids].sort());
-
-    proc.child.kill('SIGTERM');
-    expect(await proc.exited).toBe(0);
-    expect(proc.lines.filter((l) => json(l)?.msg === 'codec server stopped')).toHaveLength(2);
-
-    // Each worker flushed its exact count on close: the keystore's used counts add up.
-    const reopened = await openKeyring({ keystore: dataDir, kek: { type: 'base64', value: KEK } });
-    try {
-      const v1 = await reopened.keyring.keystore.getUsage('orders', 1);
-      const v2 = await reopened.keyring.keystore.getUsage('orders', 2);
-      expect(v1.used + v2.used).toBe(encodes);
-      expect(v2.used).toBeGreaterThanOrEqual(30);
-      expect(v1.reserved).toBeGreaterThanOrEqual(v1.used);
-      expect(v2.reserved).toBeGreaterThanOrEqual(v2.used);
-    } finally {
-      await reopened.close();
-    }
+    await twoWorkers(config, dataDir);
   }, 55_000);
 
   it('logs and replaces a worker that crashes, then still drains to exit 0', async () => {
@@ -290,4 +299,33 @@ describe('serve --workers 2 (real processes)', () => {
     expect(output).not.toContain('codec server listening');
     expect(output).not.toContain('replacement');
   }, 30_000);
+});
+
+describe('serve --workers 2 on PostgreSQL (real processes)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tk-workers-pg-'));
+  const config = join(dir, 'codec.json');
+  let pg: TestPostgres | undefined;
+  let url: string;
+  beforeAll(async () => {
+    pg = await startPostgres();
+    url = await pg.newDatabase('workers');
+    const seeded = await openKeyring({
+      keystore: url,
+      createIfMissing: true,
+      kek: { type: 'base64', value: KEK },
+    });
+    await seeded.keyring.createNamespace('orders');
+    await seeded.close();
+    const sha256 = createHash('sha256').update(TOKEN).digest('hex');
+    const tokens = [{ name: 'ops', sha256, namespaces: ['*'], operations: ['encode', 'decode', 'admin'] }];
+    writeFileSync(config, JSON.stringify({ server: { port: 0, auth: { tokens } } }));
+  }, 60_000);
+  afterAll(async () => {
+    await pg?.stop();
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
+  });
+
+  it('serves from both workers, meters usage exactly across them, spreads a rotation (NOTIFY), drains on SIGTERM', async () => {
+    await twoWorkers(config, url);
+  }, 55_000);
 });
