@@ -1,4 +1,5 @@
 import type { Payload } from '@temporalio/common';
+import { payloadToWire, toBase64, type WirePayload } from '../src/codec/payload-wire.ts';
 import { HttpError, malformed } from './http-error.ts';
 
 /**
@@ -81,27 +82,12 @@ function parsePayload(item: unknown, path: string): Payload {
   return { metadata: Object.fromEntries(entries), data: bytes };
 }
 
-function toBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-}
-
 /**
  * Prints payloads as the response body. Only `metadata` and `data` are written: the Go client
  * parses responses with strict protobuf-JSON, so no other key may appear.
  */
-export function payloadsToBody(payloads: readonly Payload[]): {
-  payloads: { metadata?: Record<string, string>; data?: string }[];
-} {
-  return {
-    payloads: payloads.map((payload) => {
-      // protobuf-JSON of bytes: standard base64 with padding; empty fields are left out.
-      const out: { metadata?: Record<string, string>; data?: string } = {};
-      const metadata = Object.entries(payload.metadata ?? {});
-      if (metadata.length > 0) out.metadata = Object.fromEntries(metadata.map(([k, v]) => [k, toBase64(v)]));
-      if (payload.data && payload.data.length > 0) out.data = toBase64(payload.data);
-      return out;
-    }),
-  };
+export function payloadsToBody(payloads: readonly Payload[]): { payloads: WirePayload[] } {
+  return { payloads: payloads.map(payloadToWire) };
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import type { Payload } from '@temporalio/common';
 import type { Command } from 'commander';
 import { ENCODING_ENCRYPTED, METADATA_ENCODING } from '../../src/codec/payload-format.ts';
+import { payloadToWire } from '../../src/codec/payload-wire.ts';
 import { InvalidOptionError } from '../../src/errors.ts';
 import { withKeyring } from '../context.ts';
 import { progress } from '../output.ts';
@@ -143,7 +144,7 @@ async function rewrapStream(args: {
       }
       const next = result!.payloads[j++]!;
       // Untouched payloads keep their exact bytes; rewrapped ones are written as protobuf-JSON.
-      await write(next === item.payload ? item.raw : JSON.stringify(payloadJson(next)));
+      await write(next === item.payload ? item.raw : JSON.stringify(payloadToWire(next)));
     }
   };
 
@@ -186,13 +187,4 @@ function encryptedPayloadOf(raw: Buffer, ProtoPayload: ProtoPayloadType): Payloa
     return undefined;
   const p = ProtoPayload.fromObject({ metadata, data: typeof data === 'string' ? data : '' });
   return { metadata: { ...p.metadata }, data: p.data };
-}
-
-function payloadJson(payload: Payload): { metadata?: Record<string, string>; data?: string } {
-  const out: { metadata?: Record<string, string>; data?: string } = {};
-  const entries = Object.entries(payload.metadata ?? {});
-  if (entries.length > 0)
-    out.metadata = Object.fromEntries(entries.map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
-  if (payload.data && payload.data.length > 0) out.data = Buffer.from(payload.data).toString('base64');
-  return out;
 }

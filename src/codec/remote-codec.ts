@@ -12,6 +12,7 @@ import {
 } from '../errors.ts';
 import { isValidNamespace, validateNamespace } from '../model/namespace.ts';
 import { type Clock, systemClock } from '../runtime/clock.ts';
+import { payloadToWire } from './payload-wire.ts';
 
 /**
  * Options of {@link RemoteCodec}, validated once by its constructor (messages name the field).
@@ -184,7 +185,7 @@ export class RemoteCodec implements PayloadCodec {
     if (payloads.length === 0) return [];
     const namespace = this.#namespaceOf(context);
     const url = `${this.endpoint.replaceAll('{namespace}', encodeURIComponent(namespace))}/${operation}`;
-    const body = Buffer.from(JSON.stringify(payloadsToWire(payloads)));
+    const body = Buffer.from(JSON.stringify({ payloads: payloads.map(payloadToWire) }));
     const { retries, backoffMs, maxBackoffMs } = this.#options;
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.#attempt(url, namespace, body);
@@ -289,22 +290,6 @@ function isLoopbackName(host: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-/** Payloads as the protocol's body: protobuf-JSON, bytes as standard base64, empty fields left out. */
-function payloadsToWire(payloads: readonly Payload[]): {
-  payloads: { metadata?: Record<string, string>; data?: string }[];
-} {
-  return {
-    payloads: payloads.map((p) => {
-      const out: { metadata?: Record<string, string>; data?: string } = {};
-      const entries = Object.entries(p.metadata ?? {});
-      if (entries.length > 0) out.metadata = Object.fromEntries(entries.map(([k, v]) => [k, base64(v)]));
-      if (p.data && p.data.length > 0) out.data = base64(p.data);
-      return out;
-    }),
-  };
-}
-
-/** Reads a response body; it must hold exactly as many payloads as were sent, in order. */
 function payloadsFromWire(json: unknown, expected: number, operation: Operation): Payload[] {
   const list = (json as { payloads?: unknown } | null)?.payloads ?? [];
   const bad = (why: string) =>
@@ -324,10 +309,6 @@ function payloadsFromWire(json: unknown, expected: number, operation: Operation)
     if (data !== undefined && data !== null && typeof data !== 'string') throw bad(`payloads[${i}].data`);
     return { metadata: Object.fromEntries(entries), data: unbase64(typeof data === 'string' ? data : '') };
   });
-}
-
-function base64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
 function unbase64(text: string): Uint8Array {
