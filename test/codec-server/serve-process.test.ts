@@ -1,39 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { type CliProcess, spawnCli } from '../support/cli-process.ts';
 import { post, uiJsonPayload } from './support.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'cli/main.ts');
-
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
+type Proc = CliProcess;
 
 /** Runs `temporal-keyring <args>` as a real process (bounded: killed after 60 s at the latest). */
-function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const collect = (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const kill = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const exited = new Promise<number | null>((done) =>
-    child.on('exit', (code) => {
-      clearTimeout(kill);
-      done(code);
-    }),
-  );
-  return { child, lines, exited };
-}
+const runCli = (args: string[], env: NodeJS.ProcessEnv = {}): Proc =>
+  spawnCli(args, { env, killAfterMs: 60_000 });
 
 /** Resolves with the URL once the server logs that it listens. */
 async function listening(proc: Proc): Promise<string> {

@@ -1,9 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWorkers, workerCount } from '../../codec-server/cluster.ts';
 import { runServe, serverConfigInput } from '../../codec-server/serve-command.ts';
@@ -11,41 +10,19 @@ import { parseServerConfig } from '../../src/config/server-config.ts';
 import { initShamirKeystore } from '../../src/kek/shamir-kek.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
+import { type CliProcess, spawnCli } from '../support/cli-process.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { uiJsonPayload } from './support.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'cli/main.ts');
 const KEK = Buffer.alloc(32, 9).toString('base64');
 const TOKEN = 'workers-test-token';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
+type Proc = CliProcess;
 
 /** Runs `temporal-keyring <args>` as a real process (bounded: killed after 50 s at the latest). */
-function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const collect = (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const kill = setTimeout(() => child.kill('SIGKILL'), 50_000);
-  const exited = new Promise<number | null>((done) =>
-    child.on('exit', (code) => {
-      clearTimeout(kill);
-      done(code);
-    }),
-  );
-  return { child, lines, exited };
-}
+const runCli = (args: string[], env: NodeJS.ProcessEnv = {}): Proc =>
+  spawnCli(args, { env, killAfterMs: 50_000 });
 
 const json = (line: string): Record<string, unknown> | undefined => {
   try {

@@ -1,35 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { type CliProcess, spawnCli as spawnCliProcess } from '../support/cli-process.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = resolve(ROOT, 'cli/main.ts');
-
-export interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
+export type Proc = CliProcess;
 
 /** Runs `temporal-keyring <args>` as a real process (killed after 90 s at the latest). */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  child.stdin!.end(input ?? '');
-  const lines: string[] = [];
-  const collect = (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const kill = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const exited = new Promise<number | null>((done) =>
-    child.on('exit', (code) => {
-      clearTimeout(kill);
-      done(code);
-    }),
-  );
-  return { child, lines, exited };
+  return spawnCliProcess(args, { env, cleanEnv: true, input: input ?? '', killAfterMs: 90_000 });
 }
 
 /** Runs a CLI command to completion. */
