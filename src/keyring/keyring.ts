@@ -248,7 +248,10 @@ export class Keyring implements KeyProvider {
   /** A namespace's versions, fresh from the keystore (and refreshing the cache). */
   async versions(namespace: string): Promise<KeyVersion[]> {
     validateNamespace(namespace);
-    return structuredClone((await this.#load(namespace)).versions);
+    // A read of its own, not the shared in-flight one: that may have started before a change this
+    // caller just made (a rotation, then its listing, raced a refresh started by the NOTIFY).
+    const versions = await this.keystore.getVersions(namespace);
+    return structuredClone(this.#store(namespace, versions).versions);
   }
 
   /** The owner of the key lifecycle (create, rotate, set-state, destroy, rekey) over this keyring's keystore. */
