@@ -1,5 +1,5 @@
-import type { IncomingMessage } from 'node:http';
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type Request, type Response } from 'express';
 
 /**
  * Reads a JSON request body once, for the codec routes, as `express.json({ strict: true })` would,
@@ -13,12 +13,17 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
  *
  * Pipeline position: codec route → this → `parsePayloadsBody` → codec.
  */
-export function jsonBodyReader(limit: number): (req: Request, res: Response) => Promise<unknown> {
-  const fallback: RequestHandler = express.json({ limit, strict: true, type: () => true });
+export function jsonBodyReader(
+  limit: number,
+): (req: IncomingMessage, res: ServerResponse) => Promise<unknown> {
+  const fallback = express.json({ limit, strict: true, type: () => true });
   return (req, res) => {
     if (!isPlain(req)) {
+      // body-parser needs no more of Express than Node's request and response.
       return new Promise((resolve, reject) =>
-        fallback(req, res, (err?: unknown) => (err ? reject(err) : resolve(req.body))),
+        fallback(req as Request, res as Response, (err?: unknown) =>
+          err ? reject(err) : resolve((req as Request).body),
+        ),
       );
     }
     return readPlain(req, limit);

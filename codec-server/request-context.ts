@@ -1,8 +1,8 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { AuditRecord } from './audit.ts';
 import type { Identity } from './auth/identity.ts';
 
-/** What a request accumulates on its way through the app (kept in `res.locals`). */
+/** What a request accumulates on its way through the app. */
 export interface RequestContext {
   /** Metrics label of the matched route. */
   route: string;
@@ -16,10 +16,21 @@ export interface RequestContext {
   audit?: AuditRecord;
 }
 
-export function contextOf(res: Response): RequestContext {
-  const locals = res.locals as { ctx?: RequestContext };
-  locals.ctx ??= { route: 'not_found' };
-  return locals.ctx;
+const CONTEXT = Symbol('temporal-keyring.requestContext');
+type WithContext = ServerResponse & { [CONTEXT]?: RequestContext };
+
+/**
+ * The request's context, kept on the response under a symbol of this module: the lean codec path
+ * (codec-route.ts) and Express routes share it, and Express's `res.locals` exists only on the latter.
+ */
+export function contextOf(res: ServerResponse): RequestContext {
+  const holder = res as WithContext;
+  let ctx = holder[CONTEXT];
+  if (!ctx) {
+    ctx = { route: 'not_found' };
+    holder[CONTEXT] = ctx;
+  }
+  return ctx;
 }
 
 export function isLoopback(address: string | undefined): boolean {

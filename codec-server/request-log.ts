@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type pino from 'pino';
 import type { AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
@@ -25,28 +25,33 @@ type Level = 'info' | 'warn' | 'error';
  * Levels: error for 5xx and aborted answers, warn for 4xx, info otherwise; 501 (a feature this
  * server does not have, such as `/download`) is info, so that callers cannot flood the error log.
  *
- * Pipeline position: CORS → this → routes.
+ * Pipeline position: CORS → this → routes; `begin` is called once per request, by the lean codec
+ * path (codec-route.ts) or by the Express middleware wrapping it (app.ts).
  *
  * Why not pino-http: it builds a child logger per request, serializing the request into the child's
  * bindings before anything is known about the answer. Under load on `/decode` that was the largest
  * single cost of the codec server after the crypto (bench/suites/server.ts, docs/performance.md);
  * this writes the same line from values at hand, with no per-request logger or closure: one
- * handler per app serves every request's `finish` and `close` events.
+ * handler per app serves every request's `close` event (which a response emits once, after
+ * `finish` or when the client went away first).
  */
-export function requestLog(logger: pino.Logger, deps: { audit: pino.Logger; metrics: Metrics }) {
+export interface RequestLog {
+  /** Starts the request's id, timing and its one line, written when the response closes. */
+  begin(req: IncomingMessage, res: ServerResponse): void;
+}
+
+export function requestLog(logger: pino.Logger, deps: { audit: pino.Logger; metrics: Metrics }): RequestLog {
   const { audit, metrics } = deps;
   const counters = new Map<string, { inc(): void }>();
   const timers = new Map<string, { observe(value: number): void }>();
 
-  function done(this: Response): void {
+  function done(this: ServerResponse): void {
     const ctx = contextOf(this);
-    if (ctx.started === undefined) return; // already written (close after finish)
+    if (ctx.started === undefined) return;
     const elapsedNs = Number(process.hrtime.bigint() - ctx.started);
     ctx.started = undefined;
-    this.removeListener('finish', done);
-    this.removeListener('close', done);
     const status = this.statusCode;
-    countRequest(ctx.route, this.req.method, status, elapsedNs / 1e9);
+    countRequest(ctx.route, this.req.method ?? '', status, elapsedNs / 1e9);
     const finished = this.writableFinished;
     const level: Level =
       !finished || ((status >= 500 || status < 100) && status !== 501)
@@ -62,7 +67,7 @@ export function requestLog(logger: pino.Logger, deps: { audit: pino.Logger; metr
       req: {
         id: ctx.requestId,
         method: req.method,
-        path: pathOf(req.originalUrl),
+        path: pathOf((req as { originalUrl?: string }).originalUrl ?? req.url ?? ''),
         remoteAddress: req.socket.remoteAddress,
       },
       res: { statusCode: status },
@@ -97,21 +102,22 @@ export function requestLog(logger: pino.Logger, deps: { audit: pino.Logger; metr
     timer.observe(seconds);
   }
 
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const ctx: RequestContext = contextOf(res);
-    ctx.started = process.hrtime.bigint();
-    const incoming = req.headers['x-request-id'];
-    const id = typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    res.setHeader('X-Request-Id', id);
-    ctx.requestId = id;
-    res.on('finish', done);
-    res.on('close', done);
-    next();
+  return {
+    begin(req: IncomingMessage, res: ServerResponse): void {
+      const ctx: RequestContext = contextOf(res);
+      if (ctx.started !== undefined) return; // begun already (an app mounted inside another)
+      ctx.started = process.hrtime.bigint();
+      const incoming = req.headers['x-request-id'];
+      const id = typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      res.setHeader('X-Request-Id', id);
+      ctx.requestId = id;
+      res.once('close', done);
+    },
   };
 }
 
 /** Puts the audit record of a codec request where the request's one log line will carry it. */
-export function setAudit(res: Response, record: AuditRecord): void {
+export function setAudit(res: ServerResponse, record: AuditRecord): void {
   contextOf(res).audit = record;
 }
 

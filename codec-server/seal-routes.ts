@@ -25,15 +25,15 @@ import { contextOf, isLoopback } from './request-context.ts';
  *   unwrapped key.
  *
  * Every unseal attempt is audited (outcome, code, progress, client address), never the share.
- * `gate` answers every other codec and admin request with 503 `ERR_SEALED` while sealed; it runs
- * after the CORS middleware, so the Web UI can show why.
+ * `assertUnsealed` (the codec route) and `gate` (admin and rewrap routes) answer every other
+ * request with 503 `ERR_SEALED` while sealed; both run after CORS, so the Web UI can show why.
  */
 export function sealRoutes(deps: {
   keyring: Keyring;
   auth: Authenticator;
   pathPrefix: string;
   audit: Logger;
-}): { router: Router; gate: RequestHandler } {
+}): { router: Router; gate: RequestHandler; assertUnsealed(): void } {
   const { keyring, auth, audit } = deps;
   const sealable = keyring.keks.find((k): k is ShamirKek => k instanceof ShamirKek);
   const router = Router();
@@ -135,9 +135,12 @@ export function sealRoutes(deps: {
     });
   }
 
-  const gate: RequestHandler = (_req: Request, _res: Response, next: NextFunction) => {
+  const assertUnsealed = () => {
     if (sealable?.sealed) throw new SealedError();
+  };
+  const gate: RequestHandler = (_req: Request, _res: Response, next: NextFunction) => {
+    assertUnsealed();
     next();
   };
-  return { router, gate };
+  return { router, gate, assertUnsealed };
 }

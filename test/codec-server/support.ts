@@ -1,7 +1,8 @@
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { type AppDeps, createApp } from '../../codec-server/app.ts';
+import { type AppDeps, type CodecServerApp, createApp } from '../../codec-server/app.ts';
 import { Metrics } from '../../codec-server/metrics.ts';
 import { parseServerConfig, type ServerConfigInput } from '../../src/config/server-config.ts';
 import { type KeyEncryptionKey, LocalKek } from '../../src/kek/kek.ts';
@@ -16,6 +17,8 @@ export interface TestServer<K extends Keystore = MemoryKeystore> {
   port: number;
   keyring: Keyring;
   keystore: K;
+  /** The app the server runs (`app.express` is its Express part alone). */
+  app: CodecServerApp;
   metrics: Metrics;
   clock: ManualClock;
   /** The capturing logger the app (and, with `keyringLogs`, the keyring) writes to. */
@@ -64,7 +67,7 @@ export async function startTestServer<K extends Keystore = MemoryKeystore>(
   for (const ns of options.namespaces ?? ['default']) await keyring.createNamespace(ns);
   const metrics = new Metrics();
   const app = createApp({ keyring, config, clock, logger, metrics, ...options.deps });
-  const server = app.listen(0, '127.0.0.1');
+  const server = http.createServer(app).listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
   return {
@@ -72,6 +75,7 @@ export async function startTestServer<K extends Keystore = MemoryKeystore>(
     port,
     keyring,
     keystore,
+    app,
     metrics,
     clock,
     logger,
