@@ -129,12 +129,17 @@ export function codecRoute(deps: CodecRouteDeps): CodecRoute {
         codec = deps.codecFor(namespace);
         codecs.set(namespace, codec);
       }
-      if (operation === 'decode') keyVersions = versionsOf(input);
+      // Versions named by the encrypted side: read before decoding (so an error's audit has them).
+      let counts = operation === 'decode' ? payloadsByVersion(input) : undefined;
+      if (counts) keyVersions = versionsIn(counts);
       const output = operation === 'encode' ? await codec.encode(input) : await codec.decode(input);
       if (output.length !== input.length)
         throw new InternalError('codec returned a different number of payloads');
-      if (operation === 'encode') keyVersions = versionsOf(output);
-      countPayloads(namespace, operation, operation === 'encode' ? output : input);
+      if (!counts) {
+        counts = payloadsByVersion(output);
+        keyVersions = versionsIn(counts);
+      }
+      countPayloads(namespace, operation, counts);
       setAudit(res, {
         requestId,
         operation,
@@ -199,8 +204,8 @@ export function codecRoute(deps: CodecRouteDeps): CodecRoute {
     knownNamespaces.add(namespace);
   }
 
-  function countPayloads(namespace: string, operation: CodecOperation, payloads: readonly Payload[]): void {
-    for (const [key_version, n] of payloadsByVersion(payloads)) {
+  function countPayloads(namespace: string, operation: CodecOperation, counts: Map<string, number>): void {
+    for (const [key_version, n] of counts) {
       const key = `${namespace} ${operation} ${key_version}`;
       let counter = payloadCounters.get(key);
       if (!counter) {
@@ -224,13 +229,11 @@ function payloadsByVersion(payloads: readonly Payload[]): Map<string, number> {
   return counts;
 }
 
-function versionsOf(payloads: readonly Payload[]): number[] {
-  const set = new Set<number>();
-  for (const p of payloads) {
-    const v = keyVersionOf(p);
-    if (v !== undefined) set.add(v);
-  }
-  return [...set].sort((a, b) => a - b);
+/** The versions among {@link payloadsByVersion}'s keys, ascending ("none" left out). */
+function versionsIn(counts: Map<string, number>): number[] {
+  const versions: number[] = [];
+  for (const v of counts.keys()) if (v !== 'none') versions.push(Number(v));
+  return versions.length > 1 ? versions.sort((a, b) => a - b) : versions;
 }
 
 function pick(identity: { kind: 'jwt' | 'token' | 'anonymous'; subject: string }) {

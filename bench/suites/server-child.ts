@@ -4,12 +4,12 @@
  * - `codec`: the real codec server (`startServer`) as deployed: Keyring with a UsageMeter, static
  *   token auth (TOKEN_SHA256), CORS, Prometheus metrics with the default process metrics, and
  *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
- * - `baseline`: the least a decoding server can do: bare Express + cors + express.json, and raw
- *   node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data.
- * - `codec-bare`: the baseline's Express + cors with the codec server's own request path (its body
- *   reader, payload JSON mapping, `EncryptionCodec` on the default engine, direct response) instead
- *   of express.json and raw AES-GCM, and nothing else: what the message format costs, apart from
- *   what auth, logs and metrics cost (codec / codec-bare).
+ * - `codec-bare`: what the codec server's lean path does for `/decode` (node:http, its CORS, its
+ *   body reader, payload JSON mapping, `EncryptionCodec` on the default engine, the answer written
+ *   as one string), without auth, logs and metrics: codec / codec-bare is what those cost.
+ * - `baseline`: the least a decoding server can do: the same node:http, CORS and body reader, and
+ *   raw node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data:
+ *   codec-bare / baseline is what the message format and the codec cost.
  * - `sample`: what the official samples-typescript `encryption` codec server does (Express, `cors`,
  *   `express.json`, WebCrypto AES-GCM over the whole serialized payload; no auth, logs or
  *   metrics), written from its description: bench/lib/sample-codec.ts.
@@ -18,10 +18,12 @@
  * `process.cpuUsage()` (and `memory` with `process.memoryUsage()`), and exit when the parent goes away (or after 30 minutes).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import cors from 'cors';
-import express from 'express';
+import express, { type Request, type Response } from 'express';
 import pino from 'pino';
+import { corsMiddleware } from '../../codec-server/cors.ts';
 import { jsonBodyReader } from '../../codec-server/json-body.ts';
 import { startServer } from '../../codec-server/main.ts';
 import { parsePayloadsBody, payloadsToBody, payloadsToJson } from '../../codec-server/payload-json.ts';
@@ -72,7 +74,14 @@ async function codecServer(): Promise<{ url: string; bodies: Record<number, stri
     },
     metrics: { enabled: true },
   });
-  const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+  const logger = pino(
+    { level: process.env.BENCH_LOG ?? 'info' },
+    pino.destination({
+      dest: '/dev/null',
+      sync: process.env.BENCH_SYNC === '1',
+      minLength: Number(process.env.BENCH_MINLEN ?? 0),
+    }),
+  );
   const server = await startServer({ config, keyring, logger });
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
   const bodies: Record<number, string> = {};
@@ -80,28 +89,61 @@ async function codecServer(): Promise<{ url: string; bodies: Record<number, stri
   return { url: server.url, bodies };
 }
 
+/** A node:http server on a free loopback port, whose every request goes to `handler`. */
+async function listen(
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+): Promise<string> {
+  const server = http.createServer(handler).listen(0, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * The request path both bare servers share with the codec server's lean path: CORS, the JSON body
+ * reader, and the answer written as one string. `decode` maps the parsed body to the answer.
+ */
+function barePath(decode: (body: unknown) => Promise<string>) {
+  const cors = corsMiddleware(parseServerConfig({ dev: true, cors: { origins: [BENCH_ORIGIN] } }).cors);
+  const readBody = jsonBodyReader(8 * 1024 * 1024);
+  return (req: http.IncomingMessage, res: http.ServerResponse) => {
+    cors(req as Request, res as Response, () => undefined);
+    readBody(req, res)
+      .then(decode)
+      .then(
+        (body) => {
+          res.writeHead(200, {
+            'Content-Type': 'application/json; charset=utf-8',
+            'Content-Length': Buffer.byteLength(body),
+          });
+          res.end(body);
+        },
+        () => {
+          res.statusCode = 500;
+          res.end();
+        },
+      );
+  };
+}
+
 async function baselineServer(): Promise<{ url: string; bodies: Record<number, string> }> {
   const key = randomBytes(32);
   const plainEncoding = Buffer.from('json/plain').toString('base64');
-  const app = express();
-  app.use(cors({ origin: [BENCH_ORIGIN] }));
-  app.use(express.json({ limit: '8mb' }));
-  app.post('/decode', (req, res) => {
-    const input = (req.body as { payloads: { data: string }[] }).payloads;
-    const output = input.map((p) => {
-      const sealed = Buffer.from(p.data, 'base64');
-      const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
-      decipher.setAuthTag(sealed.subarray(sealed.length - 16));
-      const plain = Buffer.concat([
-        decipher.update(sealed.subarray(12, sealed.length - 16)),
-        decipher.final(),
-      ]);
-      return { metadata: { encoding: plainEncoding }, data: plain.toString('base64') };
-    });
-    res.json({ payloads: output });
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const url = await listen(
+    barePath(async (body) => {
+      const input = (body as { payloads: { data: string }[] }).payloads;
+      const output = input.map((p) => {
+        const sealed = Buffer.from(p.data, 'base64');
+        const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
+        decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+        const plain = Buffer.concat([
+          decipher.update(sealed.subarray(12, sealed.length - 16)),
+          decipher.final(),
+        ]);
+        return { metadata: { encoding: plainEncoding }, data: plain.toString('base64') };
+      });
+      return JSON.stringify({ payloads: output });
+    }),
+  );
   const encrypted = Buffer.from('binary/encrypted').toString('base64');
   const bodies: Record<number, string> = {};
   for (const n of BATCHES) {
@@ -116,7 +158,7 @@ async function baselineServer(): Promise<{ url: string; bodies: Record<number, s
     });
     bodies[n] = JSON.stringify({ payloads: list });
   }
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+  return { url, bodies };
 }
 
 async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, string> }> {
@@ -128,22 +170,12 @@ async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, 
   });
   await keyring.createNamespace('default');
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
-  const app = express();
-  app.use(cors({ origin: [BENCH_ORIGIN] }));
-  const readBody = jsonBodyReader(8 * 1024 * 1024);
-  app.post('/decode', async (req, res) => {
-    const body = payloadsToJson(await codec.decode(parsePayloadsBody(await readBody(req, res))));
-    res.writeHead(200, {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-    });
-    res.end(body);
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const url = await listen(
+    barePath(async (body) => payloadsToJson(await codec.decode(parsePayloadsBody(body)))),
+  );
   const bodies: Record<number, string> = {};
   for (const n of BATCHES) bodies[n] = JSON.stringify(payloadsToBody(await codec.encode(payloads(SIZE, n))));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+  return { url, bodies };
 }
 
 async function sampleServer(): Promise<{ url: string; bodies: Record<number, string> }> {

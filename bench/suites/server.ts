@@ -7,12 +7,13 @@ import { formatTable, type Suite } from '../lib/suite.ts';
 
 /**
  * The codec server's `/decode` over HTTP on loopback under autocannon, with 1 and with 20 payloads
- * of 1 KiB per request, against a baseline server measured in the same run (bare Express + cors +
- * raw node:crypto AES-256-GCM, no auth, no logs, no metrics). The codec server runs as deployed:
- * static token auth, CORS, metrics, access and audit logs. A third server, `codec-bare`, is the
- * baseline with the codec in place of raw AES-GCM: codec-bare / baseline is what the ESDK message
- * format costs, codec / codec-bare what auth, logs and metrics cost. All servers are child
- * processes (server-child.ts) so that their CPU time per request is their own (`process.cpuUsage`).
+ * of 1 KiB per request, against a baseline server measured in the same run (node:http + CORS + the
+ * codec server's body reader + raw node:crypto AES-256-GCM, no auth, no logs, no metrics). The
+ * codec server runs as deployed: static token auth, CORS, metrics, access and audit logs. A third
+ * server, `codec-bare`, is the baseline with the codec in place of raw AES-GCM: codec-bare /
+ * baseline is what the ESDK message format costs, codec / codec-bare what auth, logs and metrics
+ * cost. All servers are child processes (server-child.ts) so that their CPU time per request is
+ * their own (`process.cpuUsage`).
  *
  * `sample` does what the official samples-typescript `encryption` codec server does (see
  * server-child.ts): codec / sample is the issue-17 target (>= 1.2 with 1 and with 20 payloads).
@@ -88,7 +89,7 @@ interface Sample {
 export const serverSuite: Suite = {
   name: 'server',
   description:
-    'codec server POST /decode (1 and 20 x 1 KiB) vs the official sample (equivalent), bare Express + cors + raw AES-GCM (and + the codec), over loopback',
+    'codec server POST /decode (1 and 20 x 1 KiB) vs the official sample (equivalent), bare node:http + raw AES-GCM (and + the codec), over loopback',
   async run({ quick, log }) {
     const token = randomBytes(24).toString('base64url');
     const sha = createHash('sha256').update(token).digest('hex');

@@ -8,10 +8,14 @@ import type { Identity } from './identity.ts';
  * token is scoped to namespaces (or `*`) and operations.
  */
 export class StaticTokens {
-  readonly #tokens: { config: TokenConfig; hash: Buffer }[];
+  readonly #tokens: { identity: Identity; hash: Buffer }[];
 
   constructor(tokens: readonly TokenConfig[]) {
-    this.#tokens = tokens.map((config) => ({ config, hash: Buffer.from(config.sha256, 'hex') }));
+    // One identity per token, made once: a request only finds it.
+    this.#tokens = tokens.map((config) => ({
+      identity: identityOf(config),
+      hash: Buffer.from(config.sha256, 'hex'),
+    }));
   }
 
   get size(): number {
@@ -21,22 +25,26 @@ export class StaticTokens {
   /** The identity of a presented token, or undefined. Compares against every entry in constant time. */
   match(presented: string): Identity | undefined {
     const hash = sha256(presented);
-    let found: TokenConfig | undefined;
+    let found: Identity | undefined;
     for (const t of this.#tokens) {
       // No early exit: the time taken does not depend on which entry (if any) matched.
-      if (timingSafeEqual(hash, t.hash) && !found) found = t.config;
+      if (timingSafeEqual(hash, t.hash) && !found) found = t.identity;
     }
-    if (!found) return undefined;
-    const { name, namespaces, operations } = found;
-    return {
-      kind: 'token',
-      subject: name,
-      can(namespace: string, operation: Operation): boolean {
-        const nsOk = namespaces.includes('*') || namespaces.includes(namespace);
-        return nsOk && (operations.includes(operation) || operations.includes('admin'));
-      },
-    };
+    return found;
   }
+}
+
+function identityOf({ name, namespaces, operations }: TokenConfig): Identity {
+  const anyNamespace = namespaces.includes('*');
+  const admin = operations.includes('admin');
+  return Object.freeze({
+    kind: 'token' as const,
+    subject: name,
+    can(namespace: string, operation: Operation): boolean {
+      const nsOk = anyNamespace || namespaces.includes(namespace);
+      return nsOk && (admin || operations.includes(operation));
+    },
+  });
 }
 
 export function sha256(token: string): Buffer {

@@ -134,47 +134,79 @@ export class EncryptionCodec implements PayloadCodec {
     this.#assertContext(serialization);
     // Parse everything first, so a malformed payload fails the batch before any key is fetched.
     const named = payloads.map((p) => (isEncryptedPayload(p) ? this.#versionOf(p) : undefined));
-    const keys = new Map<number, Promise<KeyHandle>>();
+    const lookups = new Map<number, Promise<KeyHandle>>();
     for (const n of named) {
-      if (n !== undefined && !keys.has(n.version)) {
-        keys.set(n.version, this.#keys.decryptionKey(this.namespace, n.version));
+      if (n !== undefined && !lookups.has(n.version)) {
+        lookups.set(n.version, this.#keys.decryptionKey(this.namespace, n.version));
       }
     }
     // Settle every lookup (no unhandled rejections), then fail on the first error in order.
-    await Promise.allSettled(keys.values());
+    const versions = [...lookups.keys()];
+    const settled = await Promise.allSettled(lookups.values());
+    const keys = new Map(versions.map((v, i) => [v, settled[i]!]));
+    // One prepared key per (version, format) in the batch, not a lookup per payload.
+    const prepared = new Map<string, { key: KeyHandle; prepared: PreparedKey }>();
     return Promise.all(
-      payloads.map(async (payload, i) => {
+      payloads.map((payload, i) => {
         const n = named[i];
         if (n === undefined) return payload;
         try {
-          const key = await keys.get(n.version)!;
-          this.#assertKey(key, n.version);
-          return await this.#decryptOne(payload, key, n.format);
+          const result = keys.get(n.version)!;
+          if (result.status === 'rejected') throw result.reason;
+          const id = `${n.version}/${n.format.format}`;
+          let entry = prepared.get(id);
+          if (!entry) {
+            this.#assertKey(result.value, n.version);
+            entry = { key: result.value, prepared: this.#preparedKeyOf(result.value, n.format) };
+            prepared.set(id, entry);
+          }
+          return this.#decryptOne(payload, entry.key, entry.prepared, n.format);
         } catch (error) {
-          throw this.#explainOtherKeystore(error, payload);
+          return Promise.reject(this.#explainOtherKeystore(error, payload));
         }
       }),
     );
   }
 
-  async #decryptOne(payload: Payload, key: KeyHandle, format: FormatNames): Promise<Payload> {
+  /** One payload, its errors explained (see {@link #explainOtherKeystore}); one promise beyond the engine's. */
+  #decryptOne(
+    payload: Payload,
+    key: KeyHandle,
+    prepared: PreparedKey,
+    format: FormatNames,
+  ): Promise<Payload> {
     const data = payload.data;
     if (!(data instanceof Uint8Array) || data.length === 0) {
-      throw new MalformedPayloadError('an encrypted payload has no data');
+      const error = new MalformedPayloadError('an encrypted payload has no data');
+      return Promise.reject(this.#explainOtherKeystore(error, payload));
     }
-    let decrypted: Awaited<ReturnType<EsdkEngine['decrypt']>>;
-    try {
-      decrypted = await this.#engine.decrypt(data, this.#preparedKeyOf(key, format));
-    } catch (error) {
-      // The failure stays opaque: its code is ERR_DECRYPTION_FAILED whatever the bytes claim.
-      // What the (now unauthenticated) header says may help a person, as a labelled hint only.
-      if (error instanceof DecryptionFailedError && error.hint === undefined) {
-        const hint = this.#hintFor(data, format);
-        if (hint !== undefined) throw new DecryptionFailedError({ cause: error, hint });
-      }
-      throw error;
-    }
-    const { plaintext, context } = decrypted;
+    return this.#engine.decrypt(data, prepared).then(
+      ({ plaintext, context }) => {
+        try {
+          return this.#opened(plaintext, context, key, format);
+        } catch (error) {
+          throw this.#explainOtherKeystore(error, payload);
+        }
+      },
+      (error: unknown) => {
+        // The failure stays opaque: its code is ERR_DECRYPTION_FAILED whatever the bytes claim.
+        // What the (now unauthenticated) header says may help a person, as a labelled hint only.
+        if (error instanceof DecryptionFailedError && error.hint === undefined) {
+          const hint = this.#hintFor(data, format);
+          if (hint !== undefined) error = new DecryptionFailedError({ cause: error, hint });
+        }
+        throw this.#explainOtherKeystore(error, payload);
+      },
+    );
+  }
+
+  /** The payload inside a decrypted message, once its encryption context is exactly ours. */
+  #opened(
+    plaintext: Uint8Array,
+    context: Readonly<Record<string, string>>,
+    key: KeyHandle,
+    format: FormatNames,
+  ): Payload {
     const boundTo = context[format.contextNamespace];
     if (boundTo !== undefined && boundTo !== this.namespace) {
       throw new NamespaceMismatchError(
@@ -314,6 +346,18 @@ export class EncryptionCodec implements PayloadCodec {
 function metadataString(payload: Payload, name: string): string | undefined {
   const value = payload.metadata?.[name];
   if (!(value instanceof Uint8Array)) return undefined;
+  // Our metadata is short ASCII, read several times per payload: ASCII is its own UTF-8, so a
+  // char-code copy gives what the strict decoder would, without a decoder call per read.
+  if (value.length <= 64) {
+    let ascii = true;
+    for (let i = 0; i < value.length; i++) {
+      if (value[i]! > 0x7f) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, value as unknown as number[]);
+  }
   try {
     return strictUtf8.decode(value);
   } catch {

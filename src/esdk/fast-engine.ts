@@ -148,6 +148,21 @@ interface KeyState {
   /** A copy of the wrapping key material. */
   material: Buffer;
   cache: DataKeyCache | undefined;
+  /**
+   * The header fields of the last message decrypted, with what was derived from them. Messages
+   * written close together share their context and (through the writer's data key cache) their
+   * EDK, so a batch parses the context and builds the cache id once. Not secret: all of it is in
+   * the message; derived only from the bytes compared, so reuse gives what parsing again would.
+   */
+  recent?: RecentHeader;
+}
+
+interface RecentHeader {
+  contextBytes: Buffer;
+  context: EncryptionContext;
+  providerInfo: Buffer;
+  encryptedDataKey: Buffer;
+  edkId: string;
 }
 
 /**
@@ -358,13 +373,32 @@ function decryptMessage(
     : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
   const header = parseHeader(bytes);
   const { cache } = identity;
-  const context = parseEncryptionContext(header.context as Buffer);
+  const contextBytes = header.context as Buffer;
+  const providerInfo = header.providerInfo as Buffer;
+  const encryptedDataKey = header.encryptedDataKey as Buffer;
+  let recent = identity.recent;
+  if (!recent?.contextBytes.equals(contextBytes)) recent = undefined;
+  // Frozen: the same object may be handed to the next message's caller.
+  const context = recent?.context ?? Object.freeze(parseEncryptionContext(contextBytes));
   assertOurDataKey(header, identity);
-  // The EDK as the cache knows it: provider info (wrap IV included), EDK and context, all of which
-  // the unwrap authenticates.
-  const edkId = cache
-    ? `${(header.providerInfo as Buffer).toString('latin1')}\0${(header.encryptedDataKey as Buffer).toString('latin1')}\0${(header.context as Buffer).toString('latin1')}`
-    : '';
+  let edkId = '';
+  if (cache) {
+    if (recent?.providerInfo.equals(providerInfo) && recent.encryptedDataKey.equals(encryptedDataKey)) {
+      edkId = recent.edkId;
+    } else {
+      // The EDK as the cache knows it: provider info (wrap IV included), EDK and context, all of
+      // which the unwrap authenticates.
+      edkId = `${providerInfo.toString('latin1')}\0${encryptedDataKey.toString('latin1')}\0${contextBytes.toString('latin1')}`;
+      recent = {
+        contextBytes: Buffer.from(contextBytes),
+        context,
+        providerInfo: Buffer.from(providerInfo),
+        encryptedDataKey: Buffer.from(encryptedDataKey),
+        edkId,
+      };
+      identity.recent = recent;
+    }
+  }
   let dataKey = cache?.forDecryption(edkId);
   if (!dataKey) {
     dataKey = unwrapDataKey(header, identity);

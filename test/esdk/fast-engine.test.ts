@@ -208,3 +208,54 @@ describe('fastEngine', () => {
     expect(Object.entries(out.context)).toEqual(Object.entries(context));
   });
 });
+
+describe('fastEngine: what a prepared key remembers of the last header', () => {
+  const ctxA = { 'temporal-keyring:namespace': 'default', 'temporal-keyring:key-version': '1' };
+  const ctxB = { 'temporal-keyring:namespace': 'defaulu', 'temporal-keyring:key-version': '1' };
+
+  it('decrypts interleaved messages of other contexts and data keys to their own context', async () => {
+    const engine = createFastEngine();
+    const writer = engine.prepare(key);
+    const reader = engine.prepare(key);
+    const fresh = createFastEngine({ dataKeyCache: false });
+    const messages = [
+      ...(await Promise.all([1, 2, 3].map(() => engine.encrypt(randomBytes(10), writer, ctxA)))),
+      ...(await Promise.all([1, 2].map(() => engine.encrypt(randomBytes(10), writer, ctxB)))),
+      ...(await Promise.all([1, 2].map(() => keyed(fresh).encrypt(randomBytes(10), key, ctxA)))),
+    ].map((m, i) => ({ m, ctx: i >= 3 && i < 5 ? ctxB : ctxA }));
+    for (const order of [
+      [0, 3, 1, 4, 2, 5, 6],
+      [6, 5, 0, 0, 3, 3, 1],
+    ]) {
+      for (const i of order) {
+        const out = await engine.decrypt(messages[i]!.m, reader);
+        expect(out.context).toEqual(messages[i]!.ctx);
+      }
+    }
+  });
+
+  it('refuses a message whose context bytes differ from the last one in a single byte, then reads the original again', async () => {
+    const engine = createFastEngine();
+    const prepared = engine.prepare(key);
+    const message = Buffer.from(await engine.encrypt(randomBytes(10), prepared, ctxA));
+    await engine.decrypt(message, prepared);
+    // 'default' → 'defaulu' inside the header's context: same length, still canonical.
+    const at = message.indexOf(Buffer.from('default'));
+    const tampered = Buffer.from(message);
+    tampered[at + 6] = 'u'.charCodeAt(0);
+    expect(isOpaque(await failure(engine.decrypt(tampered, prepared)))).toBe(true);
+    expect((await engine.decrypt(message, prepared)).context).toEqual(ctxA);
+  });
+
+  it('hands out a frozen context, so that one caller cannot change what the next one reads', async () => {
+    const engine = createFastEngine();
+    const prepared = engine.prepare(key);
+    const message = await engine.encrypt(randomBytes(10), prepared, ctxA);
+    const first = await engine.decrypt(message, prepared);
+    expect(Object.isFrozen(first.context)).toBe(true);
+    expect(() => {
+      (first.context as Record<string, string>)['temporal-keyring:namespace'] = 'other';
+    }).toThrow(TypeError);
+    expect((await engine.decrypt(message, prepared)).context).toEqual(ctxA);
+  });
+});
