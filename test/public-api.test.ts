@@ -172,6 +172,7 @@ const SERVER_API = {
   types: [
     'AppDeps',
     'Authenticator',
+    'CodecServerApp',
     'Identity',
     'PinoLogger',
     'RunningServer',

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { b64, post, startTestServer, type TestServer, uiJsonPayload } from './support.ts';
@@ -171,5 +172,37 @@ describe('codec route: the lean path answers as Express does', () => {
     // The trailing-slash form is still a decode, served by the same handler.
     const slash = await post(`${s.url}/default/decode/`, body, auth);
     expect(slash.status).toBe(200);
+  });
+
+  it('mounts in an Express app of the user, both paths under the mount point', async () => {
+    const parent = express();
+    parent.use('/codec', s.app);
+    parent.use((_req, res) => {
+      res.status(418).end();
+    });
+    const server = http.createServer(parent).listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => server.once('listening', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const body = await encoded();
+      const calls = expressCalls;
+      const lean = await post(`${base}/codec/default/decode`, body, auth);
+      expect(lean.status).toBe(200);
+      expect(expressCalls).toBe(calls);
+      const viaExpress = await post(`${base}/codec/default/decode/`, body, auth);
+      expect(viaExpress.status).toBe(200);
+      expect(await viaExpress.text()).toBe(
+        await (await post(`${base}/codec/default/decode`, body, auth)).text(),
+      );
+      expect(expressCalls).toBe(calls + 1);
+      // Our app answers what it does not know with its own 404, inside the mount point.
+      const missing = await post(`${base}/codec/nothing/here/at/all`, {}, auth);
+      expect(missing.status).toBe(404);
+      expect(((await missing.json()) as { code: string }).code).toBe('ERR_NOT_FOUND');
+      expect((await post(`${base}/elsewhere`, {}, auth)).status).toBe(418);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
