@@ -4,9 +4,11 @@
  * - `codec`: the real codec server (`startServer`) as deployed: Keyring with a UsageMeter, static
  *   token auth (TOKEN_SHA256), CORS, Prometheus metrics with the default process metrics, and
  *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
- * - `codec-bare`: what the codec server's lean path does for `/decode` (node:http, its CORS, its
- *   body reader, payload JSON mapping, `EncryptionCodec` on the default engine, the answer written
- *   as one string), without auth, logs and metrics: codec / codec-bare is what those cost.
+ * - `codec-bare`: the codec server's own route (codec-route.ts: namespace, content type, body
+ *   reader, payload JSON mapping, `EncryptionCodec` on the default engine, the answer as one
+ *   string) behind its CORS on node:http, with auth, logs and metrics taken out (anyone may
+ *   decode, no request log, a payload counter that counts nothing): codec / codec-bare is what
+ *   those cost.
  * - `baseline`: the least a decoding server can do: the same node:http, CORS and body reader, and
  *   raw node:crypto AES-256-GCM (iv(12) || ciphertext || tag(16)) on each payload's data:
  *   codec-bare / baseline is what the message format and the codec cost.
@@ -23,10 +25,13 @@ import type { AddressInfo } from 'node:net';
 import cors from 'cors';
 import express, { type Request, type Response } from 'express';
 import pino from 'pino';
+import { anonymousIdentity } from '../../codec-server/auth/authenticator.ts';
+import { codecRoute } from '../../codec-server/codec-route.ts';
 import { corsMiddleware } from '../../codec-server/cors.ts';
 import { jsonBodyReader } from '../../codec-server/json-body.ts';
 import { startServer } from '../../codec-server/main.ts';
-import { parsePayloadsBody, payloadsToBody, payloadsToJson } from '../../codec-server/payload-json.ts';
+import { Metrics } from '../../codec-server/metrics.ts';
+import { payloadsToBody } from '../../codec-server/payload-json.ts';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -74,14 +79,7 @@ async function codecServer(): Promise<{ url: string; bodies: Record<number, stri
     },
     metrics: { enabled: true },
   });
-  const logger = pino(
-    { level: process.env.BENCH_LOG ?? 'info' },
-    pino.destination({
-      dest: '/dev/null',
-      sync: process.env.BENCH_SYNC === '1',
-      minLength: Number(process.env.BENCH_MINLEN ?? 0),
-    }),
-  );
+  const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
   const server = await startServer({ config, keyring, logger });
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
   const bodies: Record<number, string> = {};
@@ -170,9 +168,33 @@ async function bareCodecServer(): Promise<{ url: string; bodies: Record<number, 
   });
   await keyring.createNamespace('default');
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
-  const url = await listen(
-    barePath(async (body) => payloadsToJson(await codec.decode(parsePayloadsBody(body)))),
-  );
+  // The codec server's own route, with auth, logs and metrics taken out: anyone may decode, no
+  // request log runs, and the payload counter counts nothing.
+  const metrics = new Metrics();
+  (metrics as { payloads: unknown }).payloads = { labels: () => ({ inc() {} }) };
+  const route = codecRoute({
+    keyring,
+    config: { dev: false, pathPrefix: '' },
+    auth: { authenticate: async () => anonymousIdentity },
+    metrics,
+    assertUnsealed() {},
+    codecFor: (namespace) => new EncryptionCodec({ namespace, keys: keyring }),
+    readBody: jsonBodyReader(8 * 1024 * 1024),
+  });
+  const cors = corsMiddleware(parseServerConfig({ dev: true, cors: { origins: [BENCH_ORIGIN] } }).cors);
+  const url = await listen((req, res) => {
+    cors(req as Request, res as Response, () => undefined);
+    const target = route.match(req);
+    if (!target) {
+      res.statusCode = 404;
+      res.end();
+      return;
+    }
+    route.handle(req, res, target).catch(() => {
+      res.statusCode = 500;
+      res.end();
+    });
+  });
   const bodies: Record<number, string> = {};
   for (const n of BATCHES) bodies[n] = JSON.stringify(payloadsToBody(await codec.encode(payloads(SIZE, n))));
   return { url, bodies };
