@@ -4,6 +4,7 @@
  * - `codec`: the real codec server (`startServer`) as deployed: Keyring with a UsageMeter, static
  *   token auth (TOKEN_SHA256), CORS, Prometheus metrics with the default process metrics, and
  *   access + audit logs at info level (to /dev/null, so their cost is paid but not stored).
+ * - `codec-nolog`: `codec` with its logger at `silent`: everything but the log line.
  * - `codec-bare`: the codec server's own route (codec-route.ts: namespace, content type, body
  *   reader, payload JSON mapping, `EncryptionCodec` on the default engine, the answer as one
  *   string) behind its CORS on node:http, with auth, logs and metrics taken out (anyone may
@@ -58,7 +59,9 @@ const BATCHES = [1, 20];
 const SIZE = 1024;
 const mode = process.argv[2];
 
-async function codecServer(): Promise<{ url: string; bodies: Record<number, string> }> {
+async function codecServer(
+  level: pino.Level | 'silent',
+): Promise<{ url: string; bodies: Record<number, string> }> {
   const keystore = new MemoryKeystore();
   const meter = new UsageMeter({ keystore });
   const keyring = await Keyring.open({ keystore, kek: new LocalKek(randomBytes(32)), meter });
@@ -79,7 +82,7 @@ async function codecServer(): Promise<{ url: string; bodies: Record<number, stri
     },
     metrics: { enabled: true },
   });
-  const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+  const logger = pino({ level }, pino.destination({ dest: '/dev/null', sync: false }));
   const server = await startServer({ config, keyring, logger });
   const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
   const bodies: Record<number, string> = {};
@@ -219,7 +222,8 @@ async function sampleServer(): Promise<{ url: string; bodies: Record<number, str
 }
 
 const servers = {
-  codec: codecServer,
+  codec: () => codecServer('info'),
+  'codec-nolog': () => codecServer('silent'),
   'codec-bare': bareCodecServer,
   baseline: baselineServer,
   sample: sampleServer,

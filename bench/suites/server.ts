@@ -17,6 +17,8 @@ import { formatTable, type Suite } from '../lib/suite.ts';
  *
  * `sample` does what the official samples-typescript `encryption` codec server does (see
  * server-child.ts): codec / sample is the issue-17 target (>= 1.2 with 1 and with 20 payloads).
+ * `codec-nolog` is `codec` with its logger at `silent`: codec / codec-nolog is what the one JSON
+ * line per request (formatting and the asynchronous write) costs.
  *
  * Cases run interleaved, in a rotating order, for several rounds; each figure is the median over
  * rounds. Load generator and servers share the machine, alike for both servers.
@@ -25,7 +27,7 @@ import { formatTable, type Suite } from '../lib/suite.ts';
 const CHILD = fileURLToPath(new URL('./server-child.ts', import.meta.url));
 const ORIGIN = 'http://localhost:8233';
 const BATCHES = [1, 20] as const;
-const SERVERS = ['codec', 'sample', 'codec-bare', 'baseline'] as const;
+const SERVERS = ['codec', 'sample', 'codec-nolog', 'codec-bare', 'baseline'] as const;
 type ServerName = (typeof SERVERS)[number];
 
 // autocannon ships no types: the little of it used here.
@@ -182,6 +184,7 @@ export const serverSuite: Suite = {
         ...ratio('codec', 'baseline', batch),
         format: ratio('codec-bare', 'baseline', batch),
         features: ratio('codec', 'codec-bare', batch),
+        logLine: ratio('codec', 'codec-nolog', batch),
       }));
       const rows: (string | number)[][] = [
         ['case', 'req/s', 'payloads/s', 'p50 ms', 'p99 ms', 'CPU us/req', 'failures'],
@@ -202,6 +205,7 @@ export const serverSuite: Suite = {
           'codec / baseline',
           'codec-bare / baseline (format)',
           'codec / codec-bare (auth, logs, metrics)',
+          'codec / codec-nolog (the log line)',
         ],
         ...ratios.map((r) => [
           `1KiB/x${r.batch}`,
@@ -209,6 +213,7 @@ export const serverSuite: Suite = {
           `${r.payloadsPerSecond.toFixed(2)} (${r.cpuPerRequest.toFixed(2)})`,
           `${r.format.payloadsPerSecond.toFixed(2)} (${r.format.cpuPerRequest.toFixed(2)})`,
           `${r.features.payloadsPerSecond.toFixed(2)} (${r.features.cpuPerRequest.toFixed(2)})`,
+          `${r.logLine.payloadsPerSecond.toFixed(2)} (${r.logLine.cpuPerRequest.toFixed(2)})`,
         ]),
       ];
       const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
