@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { InvalidOptionError } from '../src/errors.ts';
 import type { Logger } from '../src/runtime/logger.ts';
+import { answerClusterMetrics } from './cluster-metrics.ts';
 
 /**
  * `serve --workers N`: the primary process forks N workers (Node's `node:cluster`), each running
@@ -61,6 +62,7 @@ export interface ClusterOptions {
  */
 export async function runCluster(options: ClusterOptions): Promise<number> {
   const { logger, workers } = options;
+  answerClusterMetrics();
   const maxRestarts = options.maxRestarts ?? 5;
   const windowMs = options.restartWindowMs ?? 60_000;
   const ready = new Set<Worker>();

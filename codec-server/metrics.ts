@@ -20,9 +20,23 @@ export class Metrics {
   readonly encryptionRate: Gauge<'namespace' | 'key_version'>;
   readonly secondsUntilLimit: Gauge<'namespace' | 'key_version'>;
 
-  constructor(options: { defaultMetrics?: boolean; prefix?: string } = {}) {
+  readonly #text: () => Promise<string>;
+
+  constructor(
+    options: {
+      defaultMetrics?: boolean;
+      prefix?: string;
+      /**
+       * What `/metrics` answers, given this registry. Default: the registry's own metrics;
+       * `serve --workers` passes `clusterMetricsText` (cluster-metrics.ts): every worker's, summed.
+       */
+      exposition?: (registry: Registry) => () => Promise<string>;
+    } = {},
+  ) {
     const prefix = options.prefix ?? 'temporal_keyring_';
     this.registry = new Registry();
+    const registry = this.registry;
+    this.#text = options.exposition ? options.exposition(registry) : () => registry.metrics();
     const registers = [this.registry];
     this.requests = new Counter({
       name: `${prefix}http_requests_total`,
@@ -61,8 +75,16 @@ export class Metrics {
       labelNames: ['namespace', 'key_version', 'action'],
       registers,
     });
-    const gauge = (name: string, help: string) =>
-      new Gauge({ name: `${prefix}${name}`, help, labelNames: ['namespace', 'key_version'], registers });
+    // Each worker of `serve --workers` reports the same keystore-wide values: the cluster's figure
+    // is any one of them (max), not their sum; the projected time left is the soonest (min).
+    const gauge = (name: string, help: string, aggregator: 'max' | 'min' = 'max') =>
+      new Gauge({
+        name: `${prefix}${name}`,
+        help,
+        labelNames: ['namespace', 'key_version'],
+        registers,
+        aggregator,
+      });
     this.encryptionsReserved = gauge(
       'encryptions_reserved',
       'Encryptions reserved under the active key version by every process: an upper bound of those made',
@@ -78,8 +100,14 @@ export class Metrics {
     this.secondsUntilLimit = gauge(
       'seconds_until_encryption_limit',
       'Projected seconds until the active key version reaches its maxEncryptions',
+      'min',
     );
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix });
+  }
+
+  /** The text `/metrics` answers (Prometheus exposition format, `registry.contentType`). */
+  text(): Promise<string> {
+    return this.#text();
   }
 
   /**

@@ -77,7 +77,7 @@ export function opsRouter(deps: {
           throw unauthenticated('the metrics endpoint needs Authorization: Bearer <metrics token>');
         }
       }
-      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+      res.type(metrics.registry.contentType).send(await metrics.text());
     });
   }
   return router;

@@ -17,6 +17,7 @@ import { type KekInput, openKeyring } from '../src/open-keyring.ts';
 import { parseCheckInterval } from '../src/rotation/rotation-policy.ts';
 import { Rotator } from '../src/rotation/rotator.ts';
 import { parseWorkers, runCluster, WORKER_READY, workerCount } from './cluster.ts';
+import { clusterMetricsText } from './cluster-metrics.ts';
 import { ensureDevKek } from './dev-kek.ts';
 import { type RunningServer, startServer } from './main.ts';
 import { Metrics } from './metrics.ts';
@@ -299,7 +300,11 @@ export async function runServe(
       'the keystore is sealed: codec and admin requests answer 503 ERR_SEALED until a threshold of unseal keys is given (temporal-keyring operator unseal --url ...)',
     );
   }
-  const metrics = new Metrics({ defaultMetrics: true });
+  // A worker of `serve --workers` answers /metrics with the whole cluster's (cluster-metrics.ts).
+  const metrics = new Metrics({
+    defaultMetrics: true,
+    exposition: cluster.isWorker ? clusterMetricsText : undefined,
+  });
   // Usage gauges and budget events in every server, whether or not its rotator is the leader.
   opened.meter?.on(metrics.meterListener());
   // Every server runs a rotator; the keystore lease makes exactly one of them act at a time.

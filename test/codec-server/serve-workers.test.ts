@@ -74,6 +74,30 @@ function postFresh(
   });
 }
 
+/** GET on a fresh connection: the cluster may hand it to any worker. */
+function getFresh(url: string): Promise<{ status: number; text: string }> {
+  return new Promise((done, fail) => {
+    const req = request(url, { agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done({ status: res.statusCode!, text: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+/** The sum of a metric's samples whose labels include every given pair. */
+function metricSum(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const wanted = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (wanted) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
 const versionOf = (payload: { metadata: Record<string, string> }) =>
   Number(Buffer.from(payload.metadata['encryption-key-version']!, 'base64').toString());
 
@@ -153,6 +177,15 @@ async function twoWorkers(config: string, keystore: string): Promise<void> {
   const tail = await encodeBatch('c', 20);
   expect(tail.every((a) => a.version === 2)).toBe(true);
   expect([...(await answeredBy(tail.map((a) => a.id)))].sort()).toEqual([...pids].sort());
+
+  // /metrics, whichever worker answers it, counts the whole host: the primary sums the workers'.
+  for (let i = 0; i < 6; i++) {
+    const scrape = await getFresh(`${url}/metrics`);
+    expect(scrape.status).toBe(200);
+    const labels = { namespace: 'orders', operation: 'encode' };
+    expect(metricSum(scrape.text, 'temporal_keyring_payloads_total', labels)).toBe(encodes);
+    expect(metricSum(scrape.text, 'temporal_keyring_payloads_total', { operation: 'decode' })).toBe(1);
+  }
 
   proc.child.kill('SIGTERM');
   expect(await proc.exited).toBe(0);
