@@ -16,6 +16,9 @@ import { setAudit } from './request-log.ts';
 
 export type CodecOperation = 'encode' | 'decode';
 
+/** What `Content-Type` a codec request must have: Express's `req.is('json')`. */
+const JSON_TYPES = ['json'];
+
 /** A request for `{prefix}/encode|decode|download` or `{prefix}/{namespace}/...`, as routed. */
 export interface CodecTarget {
   op: string;
@@ -119,7 +122,7 @@ export function codecRoute(deps: CodecRouteDeps): CodecRoute {
         throw new HttpError(403, 'ERR_FORBIDDEN', `not allowed to ${operation} in namespace "${namespace}"`);
       }
       await requireKeys(namespace);
-      if (!typeis(req, ['json'])) {
+      if (!typeis(req, JSON_TYPES)) {
         throw new HttpError(415, 'ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
       }
       const input = parsePayloadsBody(await deps.readBody(req, res));

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type CliProcess, spawnCli } from '../support/cli-process.ts';
+import { type CliProcess, listening, spawnCli } from '../support/cli-process.ts';
 import { post, uiJsonPayload } from './support.ts';
 
 type Proc = CliProcess;
@@ -10,19 +10,6 @@ type Proc = CliProcess;
 /** Runs `temporal-keyring <args>` as a real process (bounded: killed after 60 s at the latest). */
 const runCli = (args: string[], env: NodeJS.ProcessEnv = {}): Proc =>
   spawnCli(args, { env, killAfterMs: 60_000 });
-
-/** Resolves with the URL once the server logs that it listens. */
-async function listening(proc: Proc): Promise<string> {
-  for (;;) {
-    const line = proc.lines.find((l) => l.includes('codec server listening'));
-    if (line) return (JSON.parse(line) as { url: string }).url;
-    const exit = await Promise.race([
-      proc.exited,
-      new Promise((r) => proc.child.stdout!.once('data', r)).then(() => 'more'),
-    ]);
-    if (exit !== 'more') throw new Error(`server exited (${String(exit)}): ${proc.lines.join('\n')}`);
-  }
-}
 
 describe('temporal-keyring serve (real process)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tk-serve-'));

@@ -10,7 +10,7 @@ import { parseServerConfig } from '../../src/config/server-config.ts';
 import { initShamirKeystore } from '../../src/kek/shamir-kek.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
-import { type CliProcess, spawnCli } from '../support/cli-process.ts';
+import { type CliProcess, jsonLine as json, logged, spawnCli } from '../support/cli-process.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { uiJsonPayload } from './support.ts';
 
@@ -23,27 +23,6 @@ type Proc = CliProcess;
 /** Runs `temporal-keyring <args>` as a real process (bounded: killed after 50 s at the latest). */
 const runCli = (args: string[], env: NodeJS.ProcessEnv = {}): Proc =>
   spawnCli(args, { env, killAfterMs: 50_000 });
-
-const json = (line: string): Record<string, unknown> | undefined => {
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-};
-
-/** Waits until a line with `msg` has been logged; rejects if the process exits first. */
-async function logged(proc: Proc, msg: string): Promise<Record<string, unknown>> {
-  for (;;) {
-    const found = proc.lines.map(json).find((l) => l?.msg === msg);
-    if (found) return found;
-    const exit = await Promise.race([
-      proc.exited,
-      new Promise((r) => proc.child.stdout!.once('data', r)).then(() => 'more'),
-    ]);
-    if (exit !== 'more') throw new Error(`server exited (${String(exit)}): ${proc.lines.join('\n')}`);
-  }
-}
 
 /** The parts of encode, decode and rotate answers the test reads. */
 interface Answer {
@@ -205,6 +184,16 @@ async function twoWorkers(config: string, keystore: string): Promise<void> {
   }
 }
 
+/** Namespace `orders` (v1) on `keystore`, and a config whose token may encode, decode and administer. */
+async function seed(keystore: string, config: string): Promise<void> {
+  const seeded = await openKeyring({ keystore, createIfMissing: true, kek: { type: 'base64', value: KEK } });
+  await seeded.keyring.createNamespace('orders');
+  await seeded.close();
+  const sha256 = createHash('sha256').update(TOKEN).digest('hex');
+  const tokens = [{ name: 'ops', sha256, namespaces: ['*'], operations: ['encode', 'decode', 'admin'] }];
+  writeFileSync(config, JSON.stringify({ server: { port: 0, auth: { tokens } } }));
+}
+
 describe('serve --workers: validation', () => {
   it('accepts 1..64 and auto, refuses anything else naming the flag or the env variable', () => {
     expect(parseWorkers('2', '--workers')).toBe(2);
@@ -260,16 +249,7 @@ describe('serve --workers 2 (real processes)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   beforeAll(async () => {
-    const seeded = await openKeyring({
-      keystore: dataDir,
-      createIfMissing: true,
-      kek: { type: 'base64', value: KEK },
-    });
-    await seeded.keyring.createNamespace('orders');
-    await seeded.close();
-    const sha256 = createHash('sha256').update(TOKEN).digest('hex');
-    const tokens = [{ name: 'ops', sha256, namespaces: ['*'], operations: ['encode', 'decode', 'admin'] }];
-    writeFileSync(config, JSON.stringify({ server: { port: 0, auth: { tokens } } }));
+    await seed(dataDir, config);
   });
 
   it('serves from both workers, meters usage exactly across them, spreads a rotation, drains on SIGTERM', async () => {
@@ -319,16 +299,7 @@ describe('serve --workers 2 on PostgreSQL (real processes)', () => {
   beforeAll(async () => {
     pg = await startPostgres();
     url = await pg.newDatabase('workers');
-    const seeded = await openKeyring({
-      keystore: url,
-      createIfMissing: true,
-      kek: { type: 'base64', value: KEK },
-    });
-    await seeded.keyring.createNamespace('orders');
-    await seeded.close();
-    const sha256 = createHash('sha256').update(TOKEN).digest('hex');
-    const tokens = [{ name: 'ops', sha256, namespaces: ['*'], operations: ['encode', 'decode', 'admin'] }];
-    writeFileSync(config, JSON.stringify({ server: { port: 0, auth: { tokens } } }));
+    await seed(url, config);
   }, 60_000);
   afterAll(async () => {
     await pg?.stop();

@@ -23,10 +23,11 @@ import {
  * context it decoded), so whatever the SDK can open, a crafted message lets it open.
  */
 
-const fromUtf8 = (s: string) => Buffer.from(s, 'utf8');
+export const fromUtf8 = (s: string) => Buffer.from(s, 'utf8');
 const toUtf8 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
-const sdkSerialize = serializeFactory(fromUtf8, { utf8Sorting: true });
-const sdkDeserialize = deserializeFactory(toUtf8, NodeAlgorithmSuite);
+/** The AWS Encryption SDK's own serializer and deserializer (@aws-crypto/serialize), as client-node runs them. */
+export const sdkSerialize = serializeFactory(fromUtf8, { utf8Sorting: true });
+export const sdkDeserialize = deserializeFactory(toUtf8, NodeAlgorithmSuite);
 
 /** Deterministic bytes from a seed and a label (SHA-256 in counter mode). */
 export function seededBytes(seed: string | number, length: number, label = ''): Buffer {

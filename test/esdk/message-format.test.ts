@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { EncryptedDataKey, NodeAlgorithmSuite } from '@aws-crypto/client-node';
-import { aadFactory, deserializeFactory, serializeFactory } from '@aws-crypto/serialize';
+import { EncryptedDataKey } from '@aws-crypto/client-node';
+import { aadFactory } from '@aws-crypto/serialize';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DecryptionFailedError, InvalidOptionError, MalformedPayloadError } from '../../src/errors.ts';
@@ -25,16 +25,13 @@ import {
   writeFrameIv,
   writeHeaderBody,
 } from '../../src/esdk/message-format.ts';
+import { fromUtf8, sdkDeserialize, sdkSerialize } from './craft.ts';
 
 /*
  * message-format.ts field by field, checked against the AWS Encryption SDK's own serializer and
  * deserializer (@aws-crypto/serialize, the code @aws-crypto/client-node runs), not against itself.
  */
 
-const fromUtf8 = (s: string) => Buffer.from(s, 'utf8');
-const toUtf8 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
-const sdkSerialize = serializeFactory(fromUtf8, { utf8Sorting: true });
-const sdkDeserialize = deserializeFactory(toUtf8, NodeAlgorithmSuite);
 const sdkAad = aadFactory(fromUtf8);
 
 /** A uint16-length-prefixed field. */

@@ -1,5 +1,7 @@
 import { type CliProcess, spawnCli as spawnCliProcess } from '../support/cli-process.ts';
 
+export { listening } from '../support/cli-process.ts';
+
 export type Proc = CliProcess;
 
 /** Runs `temporal-keyring <args>` as a real process (killed after 90 s at the latest). */
@@ -16,19 +18,6 @@ export async function runCli(
   const proc = spawnCli(args, env, input);
   const code = await proc.exited;
   return { code, output: proc.lines.join('\n') };
-}
-
-/** Resolves with the URL once the server logs that it listens. */
-export async function listening(proc: Proc): Promise<string> {
-  for (;;) {
-    const line = proc.lines.find((l) => l.includes('codec server listening'));
-    if (line) return (JSON.parse(line) as { url: string }).url;
-    const exit = await Promise.race([
-      proc.exited,
-      new Promise((r) => proc.child.stdout!.once('data', r)).then(() => 'more'),
-    ]);
-    if (exit !== 'more') throw new Error(`server exited (${String(exit)}): ${proc.lines.join('\n')}`);
-  }
 }
 
 export function b64(text: string): string {

@@ -4,10 +4,7 @@
  * with a pending version, rotator, admin API rotate and state, CLI rotate and set-state; on the
  * file and the PostgreSQL keystore.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tokenSha256Hex } from '../../codec-server/auth/static-tokens.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
@@ -19,33 +16,13 @@ import { Rotator } from '../../src/rotation/rotator.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { cli } from '../cli/run-cli.ts';
 import { startTestServer } from '../codec-server/support.ts';
-import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { keystoreBackends } from '../support/keystore-backends.ts';
 
 const DELAY = DEFAULT_ROTATION_POLICY.propagationDelay; // 2 min
 const NS = 'payments';
 const ADMIN_TOKEN = 'tk_admin_5b1d9f3a7c0e2b4d6f8a1c3e5b7d9f0a';
 
-let pg: TestPostgres | undefined;
-const dirs: string[] = [];
-beforeAll(async () => {
-  pg = await startPostgres();
-});
-afterAll(async () => {
-  await pg?.stop();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-const backends: { name: string; location: () => Promise<string> }[] = [
-  {
-    name: 'file',
-    location: async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'tk-activate-'));
-      dirs.push(dir);
-      return join(dir, 'data');
-    },
-  },
-  { name: 'postgres', location: () => pg!.newDatabase('activate') },
-];
+const backends = keystoreBackends('activate');
 
 /** A keystore with namespace NS (v1 active), opened on a manual clock at `start`. */
 async function seeded(location: string, kek: string, start = Date.now()) {

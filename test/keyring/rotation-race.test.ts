@@ -6,42 +6,20 @@
  * PostgreSQL keystore; and the forced-promotion race, where no second version may become active.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import type { KeyVersion } from '../../src/model/key-version.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { cli } from '../cli/run-cli.ts';
-import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { keystoreBackends } from '../support/keystore-backends.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'cli/main.ts');
 const NS = 'race';
 const ROUNDS = 50;
 
-let pg: TestPostgres | undefined;
-const dirs: string[] = [];
-beforeAll(async () => {
-  pg = await startPostgres();
-});
-afterAll(async () => {
-  await pg?.stop();
-  for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5 });
-});
-
-const backends: { name: string; location: () => Promise<string> }[] = [
-  {
-    name: 'file',
-    location: async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'tk-race-'));
-      dirs.push(dir);
-      return join(dir, 'data');
-    },
-  },
-  { name: 'postgres', location: () => pg!.newDatabase('race') },
-];
+const backends = keystoreBackends('race');
 
 interface Server {
   url: string;

@@ -46,3 +46,30 @@ export function spawnCli(args: string[], options: SpawnCliOptions): CliProcess {
   );
   return { child, lines, exited };
 }
+
+/** A line as JSON, or undefined when it is not (a CLI error line, say). */
+export function jsonLine(line: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until the process has logged a JSON line with `msg`; rejects if it exits first. */
+export async function logged(proc: CliProcess, msg: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const found = proc.lines.map(jsonLine).find((l) => l?.msg === msg);
+    if (found) return found;
+    const exit = await Promise.race([
+      proc.exited,
+      new Promise((r) => proc.child.stdout!.once('data', r)).then(() => 'more'),
+    ]);
+    if (exit !== 'more') throw new Error(`server exited (${String(exit)}): ${proc.lines.join('\n')}`);
+  }
+}
+
+/** Resolves with the server's URL once it logs that it listens. */
+export async function listening(proc: CliProcess): Promise<string> {
+  return (await logged(proc, 'codec server listening')).url as string;
+}
