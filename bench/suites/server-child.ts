@@ -16,13 +16,24 @@
  * - `sample`: what the official samples-typescript `encryption` codec server does (Express, `cors`,
  *   `express.json`, WebCrypto AES-GCM over the whole serialized payload; no auth, logs or
  *   metrics), written from its description: bench/lib/sample-codec.ts.
+ * - `serve` and `serve-workers`: the CLI as a user runs it, `temporal-keyring serve --config ...`
+ *   with `--workers 1` and `--workers 2`: a file keystore in a temporary directory, the KEK from
+ *   `TEMPORAL_KEYRING_KEK_FILE`, a static token, metrics, the rotator, and the log lines on stdout
+ *   (read and dropped here, as a log shipper would). This process only sets it up and reports the
+ *   CPU time and RSS of the whole process tree (primary and workers, from /proc; Linux only).
  * All listen on 127.0.0.1 (free port) and send `{ url, bodies }` over IPC, where `bodies[n]` is a
  * `/decode` request body of n encrypted 1 KiB payloads. They answer the message `cpu` with
  * `process.cpuUsage()` (and `memory` with `process.memoryUsage()`), and exit when the parent goes away (or after 30 minutes).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import cors from 'cors';
 import express, { type Request, type Response } from 'express';
 import pino from 'pino';
@@ -38,6 +49,7 @@ import { parseServerConfig } from '../../src/config/server-config.ts';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { openKeyring } from '../../src/open-keyring.ts';
 import { UsageMeter } from '../../src/rotation/usage-meter.ts';
 import { payloads } from '../lib/fixtures.ts';
 import {
@@ -47,11 +59,24 @@ import {
   sampleToJson,
 } from '../lib/sample-codec.ts';
 
-setTimeout(() => process.exit(0), 30 * 60_000).unref();
-process.on('disconnect', () => process.exit(0));
+/** Run before this process exits: stopping and removing what a mode started (bounded to 10 s). */
+const cleanups: (() => Promise<void>)[] = [];
+async function exit(): Promise<never> {
+  setTimeout(() => process.exit(0), 10_000).unref();
+  await Promise.allSettled(cleanups.map((c) => c()));
+  process.exit(0);
+}
+setTimeout(exit, 30 * 60_000).unref();
+process.on('disconnect', exit);
+// The suite stops its servers with SIGTERM: stop a `serve` tree too, or it would outlive the bench.
+process.on('SIGTERM', exit);
+process.on('SIGINT', exit);
+/** The CLI server of `serve` modes, whose process tree is measured instead of this process. */
+let measured: { pid: number } | undefined;
 process.on('message', (m) => {
-  if (m === 'cpu') process.send!(process.cpuUsage());
-  if (m === 'memory') process.send!(process.memoryUsage());
+  if (m === 'cpu') process.send!(measured ? treeCpu(measured.pid) : process.cpuUsage());
+  if (m === 'memory')
+    process.send!(measured ? { rss: treeRss(measured.pid), heapUsed: null } : process.memoryUsage());
 });
 
 export const BENCH_ORIGIN = 'http://localhost:8233';
@@ -221,7 +246,100 @@ async function sampleServer(): Promise<{ url: string; bodies: Record<number, str
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
 }
 
+/**
+ * `temporal-keyring serve --workers <workers>` from this checkout's bin, on a file keystore made
+ * here. The request bodies are encoded here with the same keystore and KEK before it starts.
+ */
+async function cliServer(workers: number): Promise<{ url: string; bodies: Record<number, string> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tk-bench-serve-'));
+  let serve: ChildProcess | undefined;
+  cleanups.push(async () => {
+    if (serve && serve.exitCode === null && serve.signalCode === null) {
+      const exited = new Promise((resolve) => serve!.once('exit', resolve));
+      serve.kill('SIGTERM'); // drains every worker, then the primary exits
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const kek = randomBytes(32);
+  const kekFile = join(dir, 'kek.b64');
+  writeFileSync(kekFile, `${kek.toString('base64')}\n`, { mode: 0o600 });
+  const keystore = join(dir, 'keys');
+  const opened = await openKeyring({ keystore, kek: new LocalKek(kek), createIfMissing: true });
+  const bodies: Record<number, string> = {};
+  try {
+    await opened.keyring.createNamespace('default');
+    const codec = new EncryptionCodec({ namespace: 'default', keys: opened.keyring });
+    for (const n of BATCHES)
+      bodies[n] = JSON.stringify(payloadsToBody(await codec.encode(payloads(SIZE, n))));
+  } finally {
+    await opened.close();
+  }
+  const config = join(dir, 'config.json');
+  const token = {
+    name: 'bench',
+    sha256: process.env.TOKEN_SHA256!,
+    namespaces: ['*'],
+    operations: ['encode', 'decode'],
+  };
+  const server = { host: '127.0.0.1', port: 0, auth: { tokens: [token] }, cors: { origins: [BENCH_ORIGIN] } };
+  writeFileSync(config, JSON.stringify({ keystore, server }));
+  const bin = fileURLToPath(new URL('../../bin/temporal-keyring.js', import.meta.url));
+  serve = spawn(process.execPath, [bin, 'serve', '--config', config, '--workers', String(workers)], {
+    env: { ...process.env, TEMPORAL_KEYRING_KEK_FILE: kekFile },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  measured = { pid: serve.pid! };
+  const lines = createInterface({ input: serve.stdout! });
+  const url = await new Promise<string>((resolve, reject) => {
+    serve!.once('exit', (code) => reject(new Error(`serve exited (${code})`)));
+    let listening = 0;
+    lines.on('line', (line) => {
+      // Every worker logs that it listens (on the port they share): ready when all have.
+      const entry = line.startsWith('{') ? (JSON.parse(line) as { msg?: string; url?: string }) : {};
+      if (entry.msg === 'codec server listening' && ++listening === workers) resolve(entry.url!);
+    });
+  });
+  return { url, bodies };
+}
+
+/** CPU time of `pid` and its children (cluster workers), as `process.cpuUsage()` gives it: µs. */
+function treeCpu(pid: number): NodeJS.CpuUsage {
+  let user = 0;
+  let system = 0;
+  const tick = 1e6 / 100; // USER_HZ: 100 on Linux
+  for (const stat of treeStats(pid)) {
+    user += Number(stat[11]) * tick;
+    system += Number(stat[12]) * tick;
+  }
+  return { user, system };
+}
+
+/** Resident set size of `pid` and its children, in bytes. */
+function treeRss(pid: number): number {
+  return treeStats(pid).reduce((sum, stat) => sum + Number(stat[21]) * 4096, 0);
+}
+
+/** `/proc/<pid>/stat` fields after the command name (field 3 onwards) of `pid` and its children. */
+function treeStats(pid: number): string[][] {
+  const out: string[][] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let fields: string[];
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (Number(entry) === pid || Number(fields[1]) === pid) out.push(fields);
+  }
+  return out;
+}
+
 const servers = {
+  serve: () => cliServer(1),
+  'serve-workers': () => cliServer(2),
   codec: () => codecServer('info'),
   'codec-nolog': () => codecServer('silent'),
   'codec-bare': bareCodecServer,

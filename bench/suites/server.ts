@@ -20,6 +20,12 @@ import { formatTable, type Suite } from '../lib/suite.ts';
  * `codec-nolog` is `codec` with its logger at `silent`: codec / codec-nolog is what the one JSON
  * line per request (formatting and the asynchronous write) costs.
  *
+ * `serve` and `serve-workers` are the CLI as a user runs it (`temporal-keyring serve` on a file
+ * keystore, token auth, metrics, the rotator, logs on stdout) with one process and with
+ * `--workers 2`; their CPU is the whole process tree's. The sample's WebCrypto calls run on the
+ * thread pool, so it spends more than one core on its own; serve-workers / sample compares the two
+ * when each uses the host's cores in its own way, serve / sample with one process.
+ *
  * Cases run interleaved, in a rotating order, for several rounds; each figure is the median over
  * rounds. Load generator and servers share the machine, alike for both servers.
  */
@@ -27,7 +33,15 @@ import { formatTable, type Suite } from '../lib/suite.ts';
 const CHILD = fileURLToPath(new URL('./server-child.ts', import.meta.url));
 const ORIGIN = 'http://localhost:8233';
 const BATCHES = [1, 20] as const;
-const SERVERS = ['codec', 'sample', 'codec-nolog', 'codec-bare', 'baseline'] as const;
+const SERVERS = [
+  'codec',
+  'sample',
+  'serve',
+  'serve-workers',
+  'codec-nolog',
+  'codec-bare',
+  'baseline',
+] as const;
 type ServerName = (typeof SERVERS)[number];
 
 // autocannon ships no types: the little of it used here.
@@ -136,7 +150,7 @@ export const serverSuite: Suite = {
       const recordMemory = async (server: Running) => {
         const m = await server.memory();
         rss.get(server.name)!.push(m.rss);
-        heap.get(server.name)!.push(m.heapUsed);
+        heap.get(server.name)!.push(m.heapUsed ?? Number.NaN); // null from the serve trees
       };
       for (const server of servers) await recordMemory(server);
       for (let round = 0; round < rounds; round++) {
@@ -181,6 +195,8 @@ export const serverSuite: Suite = {
       const ratios = BATCHES.map((batch) => ({
         batch,
         sample: ratio('codec', 'sample', batch),
+        serve: ratio('serve', 'sample', batch),
+        serveWorkers: ratio('serve-workers', 'sample', batch),
         ...ratio('codec', 'baseline', batch),
         format: ratio('codec-bare', 'baseline', batch),
         features: ratio('codec', 'codec-bare', batch),
@@ -202,6 +218,8 @@ export const serverSuite: Suite = {
         [
           'payloads/s (CPU per request)',
           'codec / sample',
+          'serve / sample',
+          'serve-workers / sample',
           'codec / baseline',
           'codec-bare / baseline (format)',
           'codec / codec-bare (auth, logs, metrics)',
@@ -210,13 +228,16 @@ export const serverSuite: Suite = {
         ...ratios.map((r) => [
           `1KiB/x${r.batch}`,
           `${r.sample.payloadsPerSecond.toFixed(2)} (${r.sample.cpuPerRequest.toFixed(2)})`,
+          `${r.serve.payloadsPerSecond.toFixed(2)} (${r.serve.cpuPerRequest.toFixed(2)})`,
+          `${r.serveWorkers.payloadsPerSecond.toFixed(2)} (${r.serveWorkers.cpuPerRequest.toFixed(2)})`,
           `${r.payloadsPerSecond.toFixed(2)} (${r.cpuPerRequest.toFixed(2)})`,
           `${r.format.payloadsPerSecond.toFixed(2)} (${r.format.cpuPerRequest.toFixed(2)})`,
           `${r.features.payloadsPerSecond.toFixed(2)} (${r.features.cpuPerRequest.toFixed(2)})`,
           `${r.logLine.payloadsPerSecond.toFixed(2)} (${r.logLine.cpuPerRequest.toFixed(2)})`,
         ]),
       ];
-      const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+      // Heap is per V8 isolate: not given for the serve process trees.
+      const mib = (bytes: number) => (Number.isNaN(bytes) ? 'n/a' : (bytes / 2 ** 20).toFixed(1));
       const memoryRows: (string | number)[][] = [
         [
           'server',
