@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { generateKekBase64 } from '../src/kek/kek-source.ts';
 import { MemoryKeystore } from '../src/keystore/memory-keystore.ts';
 import { type OpenedKeyring, openKeyring } from '../src/open-keyring.ts';
 import { ManualClock } from '../src/runtime/clock.ts';
+import { tempDir as removedAfterFile } from './support/temp-dir.ts';
 
 const opened: OpenedKeyring[] = [];
 afterEach(async () => {
@@ -22,7 +22,7 @@ async function open(options?: Parameters<typeof openKeyring>[0]): Promise<Opened
   return o;
 }
 
-const tempDir = () => mkdtemp(join(tmpdir(), 'tk-open-'));
+const tempDir = () => removedAfterFile('tk-open-');
 
 describe('openKeyring', () => {
   it('opens a file keystore from a path and round-trips payloads through the codec', async () => {

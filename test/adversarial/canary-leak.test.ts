@@ -1,8 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import proto from '@temporalio/proto';
@@ -13,6 +12,7 @@ import { LocalKek } from '../../src/kek/kek.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { DEFAULT_ROTATION_POLICY } from '../../src/rotation/rotation-policy.ts';
 import { Rotator } from '../../src/rotation/rotator.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { canaryForms, canaryPlaintext, findCanary } from './support/canary.ts';
 import { type Answer, b64, jsonPayload, postJson, send, startServer } from './support/harness.ts';
 
@@ -373,7 +373,7 @@ describe('the CLI', () => {
     secrets.add('passphrase', passphrase);
     secrets.add('db password', dbPassword);
 
-    const dir = join(await mkdtemp(join(tmpdir(), 'tk-adv-canary-')), 'data');
+    const dir = join(await tempDir('tk-adv-canary-'), 'data');
     const env = { TEMPORAL_KEYRING_KEK: kek.toString('base64'), TEMPORAL_KEYRING_KEYSTORE: dir };
     const runs: Run[] = [];
     const cli = async (what: string, args: string[], e: Record<string, string> = env) => {

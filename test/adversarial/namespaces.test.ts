@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +10,7 @@ import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { ValidatingKeystore } from '../../src/keystore/validating-keystore.ts';
 import { MAX_NAMESPACE_LENGTH, validateNamespace } from '../../src/model/namespace.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import {
   type AdversarialServer,
   expectClientError,
@@ -134,7 +134,7 @@ describe('the codec server in dev mode over a file keystore (namespaces created 
   let before: string[];
 
   beforeAll(async () => {
-    parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-'));
+    parent = await tempDir('tk-adv-ns-');
     dataDir = join(parent, 'data');
     const keystore = await FileKeystore.open({ dir: dataDir });
     s = await startServer({ dev: true }, { keystore, namespaces: ['default'] });
@@ -242,7 +242,7 @@ describe('the codec server in dev mode over a file keystore (namespaces created 
 
 describe('keyring, codec and keystore APIs', () => {
   it('refuse hostile names with ERR_INVALID_NAMESPACE before touching the file keystore', async () => {
-    const parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-api-'));
+    const parent = await tempDir('tk-adv-ns-api-');
     const dir = join(parent, 'data');
     // As openKeystore and the keyring give it: behind the validating layer.
     const keystore = ValidatingKeystore.wrap(await FileKeystore.open({ dir }));
@@ -354,7 +354,7 @@ describe('the CLI', () => {
     });
 
   it('refuses hostile --namespace values with exit code 2 and ERR_INVALID_NAMESPACE, writing nothing outside', async () => {
-    const parent = await mkdtemp(join(tmpdir(), 'tk-adv-ns-cli-'));
+    const parent = await tempDir('tk-adv-ns-cli-');
     const env = {
       TEMPORAL_KEYRING_KEK: generateKekBase64(),
       TEMPORAL_KEYRING_KEYSTORE: join(parent, 'data'),

@@ -1,8 +1,7 @@
 // Child processes under load (2 shared cores) take seconds each: these tests get a longer bound.
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { tempDir as removedAfterFile } from '../support/temp-dir.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/temporal-keyring.js');
 
@@ -40,4 +39,5 @@ export function cli(
   });
 }
 
-export const tempDir = (prefix = 'tk-cli-') => mkdtemp(join(tmpdir(), prefix));
+/** A temporary directory, removed after the test file (test/support/temp-dir.ts). */
+export const tempDir = (prefix = 'tk-cli-') => removedAfterFile(prefix);

@@ -4,10 +4,10 @@
  * JSON (line and column), an output file in a missing directory, a retired environment variable.
  * Subcommand help shows the global options and marks required ones.
  */
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../support/temp-dir.ts';
 import { cli } from './run-cli.ts';
 
 describe('usage errors name the cause', () => {
@@ -28,7 +28,7 @@ describe('usage errors name the cause', () => {
   }, 60_000);
 
   it('names the config file, the line and the nearest valid key', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-usage-'));
+    const dir = await tempDir('tk-usage-');
     const file = join(dir, 'keyring.json');
     await writeFile(
       file,
@@ -45,7 +45,7 @@ describe('usage errors name the cause', () => {
   }, 60_000);
 
   it('refuses an --svg path in a missing directory before doing anything', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-usage-'));
+    const dir = await tempDir('tk-usage-');
     await mkdir(join(dir, 'keys'));
     const r = await cli(['keys', 'status', '-n', 'default', '--svg', join(dir, 'nope', 'chart.svg')], {
       env: { TEMPORAL_KEYRING_KEYSTORE: join(dir, 'keys') },

@@ -3,12 +3,10 @@
  * id into the payload metadata (a hint, unauthenticated), and names both keystores when such a
  * payload fails, keeping the error's code. A KEK mismatch names the keystore and the fix.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { jsonPayload, keyringFixture, text } from './fixtures.ts';
 
 describe('keystore id hint', () => {
@@ -61,7 +59,7 @@ describe('keystore id hint', () => {
   });
 
   it('a KEK mismatch names the keystore, where it is, and the fix', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-hint-'));
+    const dir = await tempDir('tk-hint-');
     const first = await openKeyring({ keystore: dir, kek: { type: 'base64', value: generateKekBase64() } });
     const id = first.keyring.keystoreId;
     await first.close();

@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configJsonSchema } from '../../src/config/config-schema.ts';
@@ -8,6 +7,7 @@ import { resolveSettings } from '../../src/config/resolve-settings.ts';
 import { serverConfigSchema } from '../../src/config/server-config.ts';
 import { InvalidOptionError } from '../../src/errors.ts';
 import { parseKeystoreLocation } from '../../src/keystore/keystore-location.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 function fieldOf(fn: () => unknown): string {
   try {
@@ -50,7 +50,7 @@ describe('parseConfig', () => {
   });
 
   it('reports unreadable and unparsable files as field "config"', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-config-'));
+    const dir = await tempDir('tk-config-');
     await writeFile(join(dir, 'bad.json'), '{ not json');
     await expect(loadConfigFile(join(dir, 'bad.json'))).rejects.toThrow(/^config: .*not valid JSON/);
     await expect(loadConfigFile(join(dir, 'missing.json'))).rejects.toThrow(/^config: cannot read .*ENOENT/);
@@ -107,7 +107,7 @@ describe('parseKeystoreLocation', () => {
 
 describe('resolveSettings precedence: flags > env > config file > defaults', () => {
   async function withConfig(config: unknown) {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-settings-'));
+    const dir = await tempDir('tk-settings-');
     const path = join(dir, 'keyring.json');
     await writeFile(path, JSON.stringify(config));
     return { dir, path };

@@ -58,10 +58,9 @@ describe('the packed tarball in a fresh app', () => {
     writeFileSync(
       join(app, 'esm.mjs'),
       `import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EncryptionCodec, generateKekBase64, openKeyring } from 'temporal-keyring';
-const dir = await mkdtemp(join(tmpdir(), 'tk-esm-'));
+const dir = await mkdtemp(join(process.cwd(), 'keys-'));
 const { keyring, close } = await openKeyring({ keystore: dir, kek: { type: 'base64', value: generateKekBase64() } });
 await keyring.createNamespace('default');
 const codec = new EncryptionCodec({ namespace: 'default', keys: keyring });
@@ -156,12 +155,11 @@ export { k, p };
     writeFileSync(
       join(app, 'server.mjs'),
       `import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKekBase64, openKeyring } from 'temporal-keyring';
 import { parseServerConfig, startServer } from 'temporal-keyring/server';
 import pino from 'pino';
-const dir = await mkdtemp(join(tmpdir(), 'tk-srv-'));
+const dir = await mkdtemp(join(process.cwd(), 'keys-'));
 const { keyring, close } = await openKeyring({ keystore: dir, kek: { type: 'base64', value: generateKekBase64() } });
 await keyring.createNamespace('default');
 const running = await startServer({ config: parseServerConfig({ dev: true, port: 0 }), keyring, closeKeyring: close, logger: pino({ level: 'silent' }) });
