@@ -155,6 +155,20 @@ interface KeyState {
    * the message; derived only from the bytes compared, so reuse gives what parsing again would.
    */
   recent?: RecentHeader;
+  /**
+   * The encryption context of the last message encrypted, serialized, and the data key cache's
+   * partition for it: a batch is written under one context, so it is serialized once. Reused only
+   * when the next context has the same keys and values in the same order (read afresh each time),
+   * so it gives exactly what serializing again would.
+   */
+  lastContext?: SerializedContext;
+}
+
+interface SerializedContext {
+  keys: string[];
+  values: string[];
+  bytes: Buffer;
+  partition: string;
 }
 
 interface RecentHeader {
@@ -257,6 +271,28 @@ function newDataKey(identity: KeyState, contextBytes: Buffer, random: RandomSour
   return { dataKey, providerInfo, encryptedDataKey };
 }
 
+/** `context` serialized, from {@link KeyState.lastContext} when it holds the same pairs in the same order. */
+function serializedContext(identity: KeyState, context: EncryptionContext): SerializedContext {
+  const keys = Object.keys(context);
+  const last = identity.lastContext;
+  if (last && last.keys.length === keys.length) {
+    let same = true;
+    for (let i = 0; i < keys.length && same; i++) {
+      same = keys[i] === last.keys[i] && context[keys[i]!] === last.values[i];
+    }
+    if (same) return last;
+  }
+  const bytes = serializeEncryptionContext(context);
+  const serialized = {
+    keys,
+    values: keys.map((k) => context[k]!),
+    bytes,
+    partition: bytes.toString('latin1'),
+  };
+  identity.lastContext = serialized;
+  return serialized;
+}
+
 function encryptMessage(
   input: Plaintext,
   identity: KeyState,
@@ -278,10 +314,11 @@ function encryptMessage(
   } else {
     throw new InvalidOptionError('plaintext', 'must be a Uint8Array or an array of them');
   }
-  const contextBytes = serializeEncryptionContext(context);
+  const serialized = serializedContext(identity, context);
+  const contextBytes = serialized.bytes;
   const fresh = () => newDataKey(identity, contextBytes, random);
   const materials = identity.cache
-    ? identity.cache.forEncryption(contextBytes.toString('latin1'), total, fresh)
+    ? identity.cache.forEncryption(serialized.partition, total, fresh)
     : fresh();
 
   const messageId = random.bytes(MESSAGE_ID_LENGTH);

@@ -259,3 +259,65 @@ describe('fastEngine: what a prepared key remembers of the last header', () => {
     expect((await engine.decrypt(message, prepared)).context).toEqual(ctxA);
   });
 });
+
+describe('fastEngine: what a prepared key remembers of the last context it encrypted under', () => {
+  const NS = 'temporal-keyring:namespace';
+  const VERSION = 'temporal-keyring:key-version';
+
+  /** The context the SDK reads from a message, and the one written into its header. */
+  async function boundContext(message: Uint8Array): Promise<Record<string, string>> {
+    const sdk = (await keyed(sdkEngine).decrypt(message, key)).context;
+    const header = parseHeader(Buffer.from(message));
+    expect(Buffer.from(header.context).equals(serializeEncryptionContext(sdk))).toBe(true);
+    return { ...sdk };
+  }
+
+  it('binds the context as it is at each call: one object changed between calls, other orders, other pairs', async () => {
+    const engine = createFastEngine();
+    const prepared = engine.prepare(key);
+    const context: Record<string, string> = { [NS]: 'default', [VERSION]: '1' };
+    const first = await engine.encrypt(randomBytes(10), prepared, context);
+    context[VERSION] = '2';
+    const changed = await engine.encrypt(randomBytes(10), prepared, context);
+    const reordered = await engine.encrypt(randomBytes(10), prepared, { [VERSION]: '2', [NS]: 'default' });
+    const more = await engine.encrypt(randomBytes(10), prepared, { [NS]: 'default', [VERSION]: '2', x: 'y' });
+    const same = await engine.encrypt(randomBytes(10), prepared, { [NS]: 'default', [VERSION]: '2' });
+    expect(await boundContext(first)).toEqual({ [NS]: 'default', [VERSION]: '1' });
+    expect(await boundContext(changed)).toEqual({ [NS]: 'default', [VERSION]: '2' });
+    expect(await boundContext(reordered)).toEqual({ [NS]: 'default', [VERSION]: '2' });
+    expect(await boundContext(more)).toEqual({ [NS]: 'default', [VERSION]: '2', x: 'y' });
+    expect(await boundContext(same)).toEqual({ [NS]: 'default', [VERSION]: '2' });
+  });
+
+  it('reads values afresh: a getter that changes its answer is bound as it answers', async () => {
+    const engine = createFastEngine();
+    const prepared = engine.prepare(key);
+    let version = 0;
+    const context = Object.freeze(
+      Object.defineProperty({ [NS]: 'default' }, VERSION, { enumerable: true, get: () => String(++version) }),
+    ) as Record<string, string>;
+    const a = await engine.encrypt(randomBytes(10), prepared, context);
+    const b = await engine.encrypt(randomBytes(10), prepared, context);
+    expect((await boundContext(a))[VERSION]).not.toBe((await boundContext(b))[VERSION]);
+  });
+
+  it('keeps refusing a context it cannot serialize, after a good one', async () => {
+    const engine = createFastEngine();
+    const prepared = engine.prepare(key);
+    await engine.encrypt(randomBytes(10), prepared, { [NS]: 'default', [VERSION]: '1' });
+    const bad = { [NS]: 'default', [VERSION]: 1 } as unknown as Record<string, string>;
+    expect(await failure(engine.encrypt(randomBytes(10), prepared, bad))).toBeInstanceOf(InvalidOptionError);
+  });
+
+  it('writes under a data key cached for exactly that context', async () => {
+    const engine = createFastEngine();
+    const prepared = engine.prepare(key);
+    const edkOf = (m: Uint8Array) =>
+      Buffer.from(parseHeader(Buffer.from(m)).encryptedDataKey).toString('hex');
+    const a1 = await engine.encrypt(randomBytes(10), prepared, { [NS]: 'a', [VERSION]: '1' });
+    const b1 = await engine.encrypt(randomBytes(10), prepared, { [NS]: 'b', [VERSION]: '1' });
+    const a2 = await engine.encrypt(randomBytes(10), prepared, { [NS]: 'a', [VERSION]: '1' });
+    expect(edkOf(a1)).toBe(edkOf(a2));
+    expect(edkOf(b1)).not.toBe(edkOf(a1));
+  });
+});
