@@ -15,7 +15,6 @@ import { InvalidOptionError, KekMismatchError } from '../src/errors.ts';
 import type { EsdkEngine } from '../src/esdk/engine.ts';
 import { type KekInput, openKeyring } from '../src/open-keyring.ts';
 import { parseCheckInterval } from '../src/rotation/rotation-policy.ts';
-import { Rotator } from '../src/rotation/rotator.ts';
 import { parseWorkers, runCluster, WORKER_READY, workerCount } from './cluster.ts';
 import { clusterMetricsText } from './cluster-metrics.ts';
 import { ensureDevKek } from './dev-kek.ts';
@@ -310,14 +309,11 @@ export async function runServe(
   // Every server runs a rotator; the keystore lease makes exactly one of them act at a time.
   const runRotator = flags.rotator !== false && bool(env[SERVE_ENV.rotator], SERVE_ENV.rotator) !== false;
   // With --no-rotator an observing rotator still reports the usage gauges at each interval.
-  const rotator = new Rotator({
-    keyring: opened.keyring,
-    keystore: opened.keystore,
-    policies: (ns) => settings.rotationPolicy(ns),
+  // The keyring's own policies, meter and clock: see OpenedKeyring.rotator.
+  const rotator = opened.rotator({
     logger: logger.child({ channel: 'rotator' }),
     metrics: metrics.rotatorMetrics(),
     checkIntervalMs: settings.checkIntervalMs,
-    meter: opened.meter,
     act: runRotator,
   });
   const closeKeyring = async () => {

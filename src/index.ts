@@ -146,6 +146,7 @@ export type { KeyState, KeyVersion, NamespaceChange, StateTransition } from './m
 export {
   type KekInput,
   type OpenedKeyring,
+  type OpenedRotatorOptions,
   type OpenKeyringOptions,
   openKeyring,
   type Pkcs11KekInput,

@@ -16,7 +16,8 @@ import {
 } from './keystore/keystore-location.ts';
 import { openKeystore } from './keystore/open-keystore.ts';
 import { emergencyRotation } from './rotation/budget-guard.ts';
-import type { RotationPolicy } from './rotation/rotation-policy.ts';
+import { DEFAULT_ROTATION_POLICY, type RotationPolicy } from './rotation/rotation-policy.ts';
+import { Rotator, type RotatorOptions } from './rotation/rotator.ts';
 import { UsageMeter } from './rotation/usage-meter.ts';
 import { type Clock, systemClock } from './runtime/clock.ts';
 import { type Logger, silentLogger } from './runtime/logger.ts';
@@ -84,7 +85,8 @@ export interface OpenKeyringOptions {
    * Each namespace's rotation policy, one source for every rule that needs it: the lifecycle owner
    * applies its propagation delay to every activation, and the default meter keeps its budget
    * (`maxEncryptions`, `onBudgetExhausted`) and wakes a rotator at its threshold. Default:
-   * `DEFAULT_ROTATION_POLICY` for every namespace.
+   * `DEFAULT_ROTATION_POLICY` for every namespace. A rotator made by {@link OpenedKeyring.rotator}
+   * plans with the same function.
    */
   policies?: (namespace: string) => RotationPolicy;
   /** Told of every lifecycle change made through the keyring (audit logs). */
@@ -100,9 +102,22 @@ export interface OpenedKeyring {
   keystore: Keystore;
   /** The default usage meter (undefined with `meter: false` or a meter of your own): a rotator wakes on its events. */
   meter: UsageMeter | undefined;
+  /**
+   * A {@link Rotator} for this keyring: its keystore, its meter (a reservation that crosses a
+   * threshold wakes the rotator), its clock and the same `policies` the keyring and the meter
+   * apply, so that no second copy of the policies can disagree with the first. Start it with
+   * `start()`, or call `runOnce()`; stop it before {@link close}.
+   */
+  rotator(options?: OpenedRotatorOptions): Rotator;
   /** Flushes the meter, stops timers, forgets keys, and closes the keystore if it was opened here. */
   close(): Promise<void>;
 }
+
+/** What a rotator made by {@link OpenedKeyring.rotator} takes: the rest comes from the keyring. */
+export type OpenedRotatorOptions = Omit<
+  RotatorOptions,
+  'keyring' | 'keystore' | 'policies' | 'meter' | 'clock'
+>;
 
 /**
  * The factory applications call: opens the keystore a location names, loads and checks the KEK,
@@ -124,6 +139,8 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
   const logger = options.logger ?? silentLogger;
   const random = options.random ?? systemRandom;
   const owned = location !== undefined;
+  // One policy function for the lifecycle owner, the meter and the rotator.
+  const policies = options.policies ?? (() => DEFAULT_ROTATION_POLICY);
   const keystore =
     location === undefined
       ? (options.keystore as Keystore)
@@ -142,7 +159,7 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
     const chosen = options.meter ?? 'default';
     meter =
       chosen === 'default'
-        ? new UsageMeter({ keystore, clock, logger, policies: options.policies })
+        ? new UsageMeter({ keystore, clock, logger, policies })
         : chosen === false
           ? undefined
           : chosen;
@@ -157,7 +174,7 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
       createNamespacesOnFirstUse: options.createNamespacesOnFirstUse,
       allowDeprecatedDecrypt: options.allowDeprecatedDecrypt,
       refreshIntervalMs: options.refreshIntervalMs,
-      policies: options.policies,
+      policies,
       onLifecycleEvent: options.onLifecycleEvent,
     });
     if (meter instanceof UsageMeter) meter.setBudgetExhaustedHandler(emergencyRotation(keyring, logger));
@@ -166,6 +183,16 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
       keyring,
       keystore,
       meter: meter instanceof UsageMeter ? meter : undefined,
+      rotator: (rotatorOptions = {}) =>
+        new Rotator({
+          logger,
+          ...rotatorOptions,
+          keyring,
+          keystore,
+          policies,
+          clock,
+          meter: meter instanceof UsageMeter ? meter : undefined,
+        }),
       close: () => {
         closed ??= (async () => {
           await keyring.close();

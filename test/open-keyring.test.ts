@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -8,6 +9,8 @@ import { LocalKek } from '../src/kek/kek.ts';
 import { generateKekBase64 } from '../src/kek/kek-source.ts';
 import { MemoryKeystore } from '../src/keystore/memory-keystore.ts';
 import { type OpenedKeyring, openKeyring } from '../src/open-keyring.ts';
+import { DEFAULT_ROTATION_POLICY, type RotationPolicy } from '../src/rotation/rotation-policy.ts';
+import type { RotatorRun } from '../src/rotation/rotator.ts';
 import { ManualClock } from '../src/runtime/clock.ts';
 import { tempDir as removedAfterFile } from './support/temp-dir.ts';
 
@@ -217,5 +220,41 @@ describe('openKeyring', () => {
       },
     );
     expect(JSON.parse(stdout)).toEqual({ afterFile: false, afterPostgres: true });
+  });
+});
+
+describe('openKeyring: rotator()', () => {
+  const DAY = 86_400_000;
+  const actions = (run: RotatorRun) => Object.fromEntries(run.actions.map((a) => [a.namespace, a.action]));
+
+  it('plans with the policies and the clock the keyring was opened with, one function for all', async () => {
+    const clock = new ManualClock();
+    const policy: RotationPolicy = { ...DEFAULT_ROTATION_POLICY, maxAge: 10 * DAY };
+    const asked = new Set<string>();
+    const { keyring, rotator } = await open({
+      keystore: new MemoryKeystore(),
+      kek: new LocalKek(randomBytes(32)),
+      clock,
+      policies: (namespace) => {
+        asked.add(namespace);
+        return namespace === 'paused' ? { ...policy, enabled: false } : policy;
+      },
+    });
+    await keyring.createNamespace('default');
+    await keyring.createNamespace('paused');
+    const made = rotator();
+    try {
+      expect(actions(await made.runOnce())).toEqual({ default: 'none', paused: 'disabled' });
+      // maxAge minus the propagation delay later on the keyring's clock: the next version is published.
+      clock.advance(10 * DAY - policy.propagationDelay);
+      expect(actions(await made.runOnce())).toEqual({ default: 'prepublished', paused: 'disabled' });
+      // ... and the keyring holds it prepublished for the same policy's propagation delay.
+      await expect(keyring.promote('default', 2)).rejects.toMatchObject({
+        activatableAt: clock.now() + policy.propagationDelay,
+      });
+    } finally {
+      await made.stop();
+    }
+    expect([...asked].sort()).toEqual(['default', 'paused']);
   });
 });

@@ -134,6 +134,7 @@ const ROOT_API = {
     'OpenKeyringOptions',
     'OpenKeystoreOptions',
     'OpenedKeyring',
+    'OpenedRotatorOptions',
     'OwnedKeyHandle',
     'PartialRotationPolicy',
     'PayloadFormat',

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { formatDuration, parseCheckInterval } from '../../src/rotation/rotation-policy.ts';
-import { Rotator, type RotatorRun } from '../../src/rotation/rotator.ts';
+import type { RotatorRun } from '../../src/rotation/rotator.ts';
 import { openFromSettings, settingsOf } from '../context.ts';
 import { out, printJson } from '../output.ts';
 
@@ -46,14 +46,8 @@ export function registerRotatorCommand(program: Command): void {
         pino.destination(flags.once ? 2 : 1),
       );
       const opened = await openFromSettings(settings);
-      const rotator = new Rotator({
-        keyring: opened.keyring,
-        keystore: opened.keystore,
-        policies: (ns) => settings.rotationPolicy(ns),
-        logger,
-        checkIntervalMs: interval,
-        meter: opened.meter,
-      });
+      // The keyring's own policies, meter and clock: see OpenedKeyring.rotator.
+      const rotator = opened.rotator({ logger, checkIntervalMs: interval });
       if (flags.once) {
         try {
           const run = await rotator.runOnce();

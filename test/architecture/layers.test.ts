@@ -79,3 +79,16 @@ describe('layering', () => {
     expect(unknown).toEqual([]);
   });
 });
+
+describe('one source of rotation policies', () => {
+  // A rotator given policies of its own could plan with other limits than the meter enforces and
+  // another propagation delay than the keyring holds: the CLI and the server take theirs from
+  // OpenedKeyring.rotator(), which passes the keyring's own.
+  it('the CLI and the codec server make rotators only through OpenedKeyring.rotator()', () => {
+    const direct = ['cli', 'codec-server']
+      .flatMap((dir) => sources(join(ROOT, dir)))
+      .filter((file) => /new Rotator\s*\(/.test(readFileSync(file, 'utf8')))
+      .map((file) => relative(ROOT, file));
+    expect(direct).toEqual([]);
+  });
+});
