@@ -5,17 +5,17 @@
  * fixtures/crash-harness.ts). Complements test/keystore/file-keystore-processes.test.ts, which
  * kills one process at a time and does not check payloads or usage counts.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { runCrashRounds, seedStore } from './fixtures/crash-harness.ts';
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tk-crash-file-'));
+  dir = await tempDir('tk-crash-file-');
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true, maxRetries: 5 });

@@ -7,7 +7,6 @@
  * must refuse the stale wrap in the commit, and the keyring must then wrap again with B.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -17,12 +16,13 @@ import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 let server: TestPostgres;
 let dir: string;
 beforeAll(async () => {
   server = await startPostgres();
-  dir = await mkdtemp(join(tmpdir(), 'tk-kek-race-'));
+  dir = await tempDir('tk-kek-race-');
 }, 120_000);
 afterAll(async () => {
   await server?.stop();

@@ -3,21 +3,21 @@
  * real embedded PostgreSQL; besides the keystore-level checks of fixtures/crash-harness.ts, the
  * invariants are checked with SQL straight on the tables.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { runCrashRounds, seedStore } from './fixtures/crash-harness.ts';
 
 let server: TestPostgres;
 let dir: string;
 beforeAll(async () => {
   server = await startPostgres();
-  dir = await mkdtemp(join(tmpdir(), 'tk-crash-pg-'));
+  dir = await tempDir('tk-crash-pg-');
 }, 120_000);
 afterAll(async () => {
   await server?.stop();

@@ -9,7 +9,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
 import { Rotator } from '../../src/rotation/rotator.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/crash-rotator-child.ts', import.meta.url));
 const NAMESPACES = ['r1', 'r2', 'r3'];
@@ -34,7 +34,7 @@ let dir: string;
 const children: ChildProcess[] = [];
 beforeAll(async () => {
   pgServer = await startPostgres();
-  dir = await mkdtemp(join(tmpdir(), 'tk-crash-rotator-'));
+  dir = await tempDir('tk-crash-rotator-');
 }, 120_000);
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

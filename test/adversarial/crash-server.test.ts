@@ -8,7 +8,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
 import { PostgresKeystore } from '../../src/keystore/postgres-keystore.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/server-child.ts', import.meta.url));
 const NAMESPACES = ['orders', 'billing'];
@@ -34,7 +34,7 @@ let dir: string;
 const children: ChildProcess[] = [];
 beforeAll(async () => {
   pgServer = await startPostgres();
-  dir = await mkdtemp(join(tmpdir(), 'tk-crash-server-'));
+  dir = await tempDir('tk-crash-server-');
 }, 120_000);
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

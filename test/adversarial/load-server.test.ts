@@ -10,12 +10,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/temp-dir.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/server-child.ts', import.meta.url));
 const NAMESPACES = ['orders', 'billing', 'shipping'];
@@ -33,7 +33,7 @@ let url: string;
 let stderr = '';
 const gcWaiters: (() => void)[] = [];
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tk-load-'));
+  dir = await tempDir('tk-load-');
   child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', CHILD], {
     env: {
       ...process.env,

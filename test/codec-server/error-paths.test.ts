@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { post, startTestServer, TEST_KEK, uiJsonPayload } from './support.ts';
 
 /**
@@ -12,7 +12,7 @@ import { post, startTestServer, TEST_KEK, uiJsonPayload } from './support.ts';
  * carry the code and a path-free message (a corrupt keystore file names itself and its directory).
  */
 describe('no server paths in answers', () => {
-  const root = mkdtempSync(join(tmpdir(), 'tk-paths-'));
+  const root = tempDirSync('tk-paths-');
   afterAll(() => rmSync(root, { recursive: true, force: true, maxRetries: 5 }));
 
   async function corruptStore(name: string) {

@@ -1,15 +1,15 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runServe, serverConfigInput } from '../../codec-server/serve-command.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 
 const KEK = Buffer.alloc(32, 3).toString('base64');
 const TOKENS = [{ name: 'ci', sha256: 'a'.repeat(64), namespaces: ['*'], operations: ['decode'] }];
 
 describe('serve: start-up refusals', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-serve-cmd-'));
+  const dir = tempDirSync('tk-serve-cmd-');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   it('refuses a file keystore directory that does not exist, naming keys create, and creates nothing', async () => {

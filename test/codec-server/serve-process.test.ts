@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CliProcess, listening, spawnCli } from '../support/cli-process.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { post, uiJsonPayload } from './support.ts';
 
 type Proc = CliProcess;
@@ -12,7 +12,7 @@ const runCli = (args: string[], env: NodeJS.ProcessEnv = {}): Proc =>
   spawnCli(args, { env, killAfterMs: 60_000 });
 
 describe('temporal-keyring serve (real process)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-serve-'));
+  const dir = tempDirSync('tk-serve-');
   const dataDir = join(dir, 'data');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 

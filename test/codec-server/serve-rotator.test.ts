@@ -1,11 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runServe } from '../../codec-server/serve-command.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 /** Polls `check` until it returns a value, for at most 20 s (a deadline, not a timed assertion). */
 async function eventually<T>(check: () => Promise<T | undefined>): Promise<T> {
@@ -23,7 +23,7 @@ describe('serve runs the rotator', () => {
   afterEach(async () => rm(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   async function seedOldNamespace(kek: string) {
-    dir = await mkdtemp(join(tmpdir(), 'tk-serve-rotator-'));
+    dir = await tempDir('tk-serve-rotator-');
     // A namespace whose key was created 40 days ago: past the default 30-day maximum age.
     const clock = new ManualClock(Date.now() - 40 * 86_400_000);
     const seeded = await openKeyring({

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWorkers, workerCount } from '../../codec-server/cluster.ts';
@@ -12,6 +11,7 @@ import { openKeystore } from '../../src/keystore/open-keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { type CliProcess, jsonLine as json, logged, spawnCli } from '../support/cli-process.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { uiJsonPayload } from './support.ts';
 
 const KEK = Buffer.alloc(32, 9).toString('base64');
@@ -222,7 +222,7 @@ describe('serve --workers: validation', () => {
 });
 
 describe('serve --workers: sealed keystores', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-workers-sealed-'));
+  const dir = tempDirSync('tk-workers-sealed-');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   it('refuses more than one worker with a sealed keystore (unsealing is per process); one starts sealed', async () => {
@@ -243,7 +243,7 @@ describe('serve --workers: sealed keystores', () => {
 });
 
 describe('serve --workers 2 (real processes)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-workers-'));
+  const dir = tempDirSync('tk-workers-');
   const dataDir = join(dir, 'data');
   const config = join(dir, 'codec.json');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
@@ -292,7 +292,7 @@ describe('serve --workers 2 (real processes)', () => {
 });
 
 describe('serve --workers 2 on PostgreSQL (real processes)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-workers-pg-'));
+  const dir = tempDirSync('tk-workers-pg-');
   const config = join(dir, 'codec.json');
   let pg: TestPostgres | undefined;
   let url: string;

@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import pino from 'pino';
@@ -10,6 +9,7 @@ import { type RunningServer, startServer } from '../../codec-server/main.ts';
 import { parseServerConfig, type ServerConfigInput } from '../../src/config/server-config.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { TEST_KEK } from './support.ts';
 
 /**
@@ -99,7 +99,7 @@ describe('TLS: timeouts and cipher suites', () => {
   let cert: string;
   let key: string;
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'tk-tls-hard-'));
+    dir = tempDirSync('tk-tls-hard-');
     cert = join(dir, 'server.pem');
     key = join(dir, 'server.key');
     // RSA, so that RSA key exchange suites (AES128-SHA) would be possible at all.

@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { type RunningServer, startServer } from '../../codec-server/main.ts';
 import { parseServerConfig } from '../../src/config/server-config.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { b64, TEST_KEK, uiJsonPayload } from './support.ts';
 
 /** A CA, a server certificate for 127.0.0.1/localhost, a client certificate, and a rogue client one. */
@@ -114,7 +114,7 @@ async function serve(tls: { cert: string; key: string; clientCa?: string }): Pro
 describe('TLS and mutual TLS on real sockets', () => {
   let pki: ReturnType<typeof makePki>;
   beforeAll(() => {
-    pki = makePki(mkdtempSync(join(tmpdir(), 'tk-tls-')));
+    pki = makePki(tempDirSync('tk-tls-'));
   });
   afterAll(() => rmSync(pki.dir, { recursive: true, force: true, maxRetries: 5 }));
 

@@ -4,9 +4,7 @@
  * AWS Encryption SDK (RawAesKeyringNode, the equivalent of the Python recipe in
  * docs/payload-format.md) to decrypt our payloads of both formats.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import {
   buildClient,
   CommitmentPolicy,
@@ -24,6 +22,7 @@ import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { TEST_KEK } from '../codec-server/support.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 // As the Python recipe: commitment required both ways, at most one encrypted data key.
 const sdk = buildClient({
@@ -34,7 +33,7 @@ const Payload = proto.temporal.api.common.v1.Payload;
 
 describe('exportable keys', () => {
   it('refuses export until the namespace is marked; a mark cannot be undone and survives reopening', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-export-'));
+    const dir = await tempDir('tk-export-');
     try {
       const clock = new ManualClock(Date.UTC(2026, 5, 1));
       let keystore = await FileKeystore.open({ dir });

@@ -1,7 +1,6 @@
 /** RemoteCodec over HTTPS with a client certificate (mTLS) against the real server on loopback. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -12,13 +11,14 @@ import { RemoteCodecUnavailableError } from '../../src/errors.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { TEST_KEK } from '../codec-server/support.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 
 let dir: string;
 let server: RunningServer;
 const read = (f: string) => readFileSync(join(dir, f));
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tk-remote-tls-'));
+  dir = tempDirSync('tk-remote-tls-');
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ca');

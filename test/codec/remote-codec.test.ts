@@ -5,11 +5,9 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Payload } from '@temporalio/common';
@@ -40,6 +38,7 @@ import { Keyring } from '../../src/keyring/keyring.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
 import { TEST_KEK } from '../codec-server/support.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const TOKEN = randomBytes(24).toString('base64url');
 const TOKEN_SHA256 = createHash('sha256').update(TOKEN).digest('hex');
@@ -306,7 +305,7 @@ describe('RemoteCodec with a real server process killed and restarted mid-batch'
   let dir: string;
   const children: ChildProcess[] = [];
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tk-remote-codec-'));
+    dir = await tempDir('tk-remote-codec-');
   });
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

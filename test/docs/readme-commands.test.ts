@@ -7,11 +7,11 @@
  *   <!-- doctest: skip (reason) -->   not runnable here (needs the temporal CLI and a server, ...)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDirSync } from '../support/temp-dir.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -119,7 +119,7 @@ describe('documented commands', () => {
   describe('run as written next to `npm start`', () => {
     // A user's checkout: the repository's files, in a directory of its own so nothing is written
     // into the working tree.
-    const workspace = mkdtempSync(join(tmpdir(), 'tk-readme-'));
+    const workspace = tempDirSync('tk-readme-');
     let server: ChildProcess | undefined;
     let port = 0;
     const env = (): NodeJS.ProcessEnv => {

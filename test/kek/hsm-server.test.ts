@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { SOFTHSM_MODULE, type SoftHsm, startSoftHsm } from './softhsm.ts';
 import { listening, payload, postJson, runCli, spawnCli } from './support.ts';
 
 const TOKEN = 'hsm-server-test-token-0123456789';
 
 describe('a codec server with its KEK in an HSM (real processes, SoftHSM2)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-hsm-server-'));
+  const dir = tempDirSync('tk-hsm-server-');
   let hsm: SoftHsm;
   beforeAll(async () => {
     hsm = await startSoftHsm();

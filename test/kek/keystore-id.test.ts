@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { kekFromPassphrase } from '../../src/kek/kek-source.ts';
@@ -9,6 +7,7 @@ import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { KEYSTORE_ID_PATTERN } from '../../src/keystore/keystore-id.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -30,7 +29,7 @@ describe('keystore id', () => {
   });
 
   it('is added on first open to a file keystore whose record predates it, and kept', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tk-ksid-'));
+    const dir = await tempDir('tk-ksid-');
     dirs.push(dir);
     const store = await FileKeystore.open({ dir });
     const kek = new LocalKek(randomBytes(32));

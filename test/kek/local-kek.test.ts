@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { generateKekBase64, loadKek } from '../../src/kek/kek-source.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { kekContract } from './contract.ts';
 
 kekContract('local (base64 / env)', async () => {
@@ -17,7 +17,7 @@ kekContract('local (base64 / env)', async () => {
 });
 
 kekContract('local (file)', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'tk-kekc-'));
+  const dir = await tempDir('tk-kekc-');
   const path = join(dir, 'kek');
   await writeFile(path, `${generateKekBase64()}\n`);
   await chmod(path, 0o600);

@@ -1,15 +1,15 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addShamirParams, initShamirKeystore, ShamirKek } from '../../src/kek/shamir-kek.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import type { Keystore } from '../../src/keystore/keystore.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { runCli } from './support.ts';
 
 describe('operator rekey (real processes)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-op-rekey-'));
+  const dir = tempDirSync('tk-op-rekey-');
   const dataDir = join(dir, 'data');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 

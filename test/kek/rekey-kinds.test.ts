@@ -1,6 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EncryptionCodec } from '../../src/codec/encryption-codec.ts';
@@ -11,6 +9,7 @@ import { Pkcs11Kek } from '../../src/kek/pkcs11-kek.ts';
 import { addShamirParams, ShamirKek } from '../../src/kek/shamir-kek.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { SOFTHSM_MODULE, type SoftHsm, startSoftHsm } from './softhsm.ts';
 
 let hsm: SoftHsm;
@@ -18,7 +17,7 @@ let dir: string;
 beforeAll(async () => {
   hsm = await startSoftHsm();
   process.env.SOFTHSM2_CONF = hsm.conf;
-  dir = await mkdtemp(join(tmpdir(), 'tk-rekey-kinds-'));
+  dir = await tempDir('tk-rekey-kinds-');
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { MemoryKeystore } from '../../src/keystore/memory-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const CHILD = resolve(import.meta.dirname, 'fixtures/rekey-child.ts');
 const NAMESPACES = ['a', 'b', 'c'];
@@ -44,7 +44,7 @@ describe('rekey without an outage', () => {
   let materials: string[];
 
   beforeAll(async () => {
-    base = await mkdtemp(join(tmpdir(), 'tk-rekey-kill-'));
+    base = await tempDir('tk-rekey-kill-');
     seed = join(base, 'seed');
     const store = await FileKeystore.open({ dir: seed });
     const keyring = await Keyring.open({ keystore: store, kek: oldKek });

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { listening, payload, postJson, runCli, spawnCli } from './support.ts';
 
 const TOKEN = 'sealed-pg-admin-token-0123456789';
@@ -16,7 +16,7 @@ afterAll(async () => {
 });
 
 describe('sealed replicas on one PostgreSQL keystore (real processes)', { timeout: 240_000 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-sealed-pg-'));
+  const dir = tempDirSync('tk-sealed-pg-');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   it('unseals and seals each replica on its own', async () => {

@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { tempDirSync } from '../support/temp-dir.ts';
 import { listening, payload, postJson, runCli, spawnCli } from './support.ts';
 
 const ADMIN_TOKEN = 'sealed-test-admin-token-0123456789';
 const ORIGIN = 'https://ui.example.com';
 
 describe('a sealed codec server (real processes, file keystore)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tk-sealed-'));
+  const dir = tempDirSync('tk-sealed-');
   const dataDir = join(dir, 'data');
   afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
 

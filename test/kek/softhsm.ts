@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tempDir } from '../support/temp-dir.ts';
 
 /** Debian's SoftHSM2 module (`apt-get install softhsm2`). */
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
@@ -23,7 +23,7 @@ export interface SoftHsm {
  * tests never touch the machine's tokens. The module reads its config once per process.
  */
 export async function startSoftHsm(token = 'tk-test', pin = '1234-test'): Promise<SoftHsm> {
-  const dir = await mkdtemp(join(tmpdir(), 'tk-hsm-'));
+  const dir = await tempDir('tk-hsm-');
   const tokenDir = join(dir, 'tokens');
   await mkdir(tokenDir);
   const conf = join(dir, 'softhsm2.conf');

@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
@@ -9,13 +7,14 @@ import { FileChangeWatcher } from '../../src/keystore/file-change-watcher.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import type { KeystoreEvent } from '../../src/keystore/keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 describe('FileChangeWatcher (the file keystore change push)', () => {
   let dir: string;
   afterEach(async () => rm(dir, { recursive: true, force: true, maxRetries: 5 }));
 
   it('announces a commit made through another handle within one poll', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tk-watch-'));
+    dir = await tempDir('tk-watch-');
     const clock = new ManualClock();
     const writer = await FileKeystore.open({ dir });
     const keyring = await Keyring.open({ keystore: writer, kek: new LocalKek(randomBytes(32)) });

@@ -3,8 +3,7 @@
  * KEK checks before any write, material bound to its slot, and a crash injected at every step of
  * every durable write.
  */
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -13,10 +12,11 @@ import { Keyring } from '../../src/keyring/keyring.ts';
 import type { WriteStep } from '../../src/keystore/atomic-file.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 let dir: string;
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tk-file-'));
+  dir = await tempDir('tk-file-');
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true, maxRetries: 5 });

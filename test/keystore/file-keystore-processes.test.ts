@@ -4,8 +4,8 @@
  * holder, and a KEK rotation killed half-way.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalKek } from '../../src/kek/kek.ts';
@@ -14,11 +14,12 @@ import { DEFAULT_KEK_PROPAGATION_MS } from '../../src/kek/kek-upgrade.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
 import { ManualClock } from '../../src/runtime/clock.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { spawnWorker } from './fixtures/spawn-worker.ts';
 
 let dir: string;
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tk-file-proc-'));
+  dir = await tempDir('tk-file-proc-');
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true, maxRetries: 5 });

@@ -1,11 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import { keystoreContract } from './contract.ts';
 
 keystoreContract('file', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'tk-file-'));
+  const dir = await tempDir('tk-file-');
   const store = await FileKeystore.open({ dir });
   return {
     store,

@@ -1,8 +1,9 @@
-import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileLock } from '../../src/keystore/file-lock.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -10,7 +11,7 @@ afterEach(async () => {
 });
 
 async function lockPath(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tk-lock-'));
+  const dir = await tempDir('tk-lock-');
   dirs.push(dir);
   return join(dir, 'lock');
 }

@@ -6,10 +6,10 @@
  * `temporal-keyring/server`. One pack and one install for the whole file; every step bounded.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDirSync } from '../support/temp-dir.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
@@ -34,7 +34,7 @@ function run(command: string, args: string[], cwd: string, timeoutMs = 240_000) 
 }
 
 describe('the packed tarball in a fresh app', () => {
-  const work = mkdtempSync(join(tmpdir(), 'tk-pack-'));
+  const work = tempDirSync('tk-pack-');
   const app = join(work, 'app');
 
   beforeAll(async () => {

@@ -3,8 +3,7 @@
  * file keystore in a temporary directory.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -13,6 +12,7 @@ import { LocalKek } from '../../src/kek/kek.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const MAIN = fileURLToPath(new URL('../../cli/main.ts', import.meta.url));
 const run = promisify(execFile);
@@ -21,7 +21,7 @@ let dir: string;
 let kek: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tk-rotation-cli-'));
+  dir = await tempDir('tk-rotation-cli-');
   kek = generateKekBase64();
   const keystore = await FileKeystore.open({ dir: join(dir, 'store') });
   const keyring = await Keyring.open({ keystore, kek: LocalKek.fromBase64(kek) });

@@ -14,8 +14,7 @@
  * off, the policy at the budget (emergency rotation by default, 503 ERR_KEY_BUDGET_EXHAUSTED with
  * "refuse").
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
@@ -24,6 +23,7 @@ import { parseKeystoreLocation } from '../../src/keystore/keystore-location.ts';
 import { openKeystore } from '../../src/keystore/open-keystore.ts';
 import { openKeyring } from '../../src/open-keyring.ts';
 import { startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { tempDir } from '../support/temp-dir.ts';
 import {
   type EncodeResult,
   load,
@@ -76,7 +76,7 @@ for (const kind of ['file', 'postgres'] as const) {
     const servers: Server[] = [];
 
     beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), `tk-rotation-${kind}-`));
+      dir = await tempDir(`tk-rotation-${kind}-`);
       if (kind === 'postgres') {
         pg = await startPostgres();
         location = await pg.newDatabase('rotation');

@@ -5,8 +5,7 @@
  * exceed it by at most one unspent block per process (plus the one encryption in flight).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -15,13 +14,14 @@ import { LocalKek } from '../../src/kek/kek.ts';
 import { generateKekBase64 } from '../../src/kek/kek-source.ts';
 import { Keyring } from '../../src/keyring/keyring.ts';
 import { FileKeystore } from '../../src/keystore/file-keystore.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const CHILD = fileURLToPath(new URL('../fixtures/encrypt-loop.ts', import.meta.url));
 const BLOCK = 20;
 
 let dir: string;
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tk-usage-crash-'));
+  dir = await tempDir('tk-usage-crash-');
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true, maxRetries: 5 });
