@@ -177,12 +177,13 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
       policies,
       onLifecycleEvent: options.onLifecycleEvent,
     });
-    if (meter instanceof UsageMeter) meter.setBudgetExhaustedHandler(emergencyRotation(keyring, logger));
+    const usageMeter = meter instanceof UsageMeter ? meter : undefined;
+    usageMeter?.setBudgetExhaustedHandler(emergencyRotation(keyring, logger));
     let closed: Promise<void> | undefined;
     return {
       keyring,
       keystore,
-      meter: meter instanceof UsageMeter ? meter : undefined,
+      meter: usageMeter,
       rotator: (rotatorOptions = {}) =>
         new Rotator({
           logger,
@@ -191,7 +192,7 @@ export async function openKeyring(options: OpenKeyringOptions = {}): Promise<Ope
           keystore,
           policies,
           clock,
-          meter: meter instanceof UsageMeter ? meter : undefined,
+          meter: usageMeter,
         }),
       close: () => {
         closed ??= (async () => {

@@ -22,7 +22,7 @@ const FRAME_IV = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 const FRAME_AAD = Buffer.alloc(60);
 
 export interface FloorMessage {
-  messageId: Buffer;
+  messageId: Uint8Array;
   commitment: Buffer;
   headerTag: Buffer;
   body: Buffer;
@@ -40,7 +40,7 @@ export function formatFloor(): FormatFloor {
   const random = blockRandom();
   return {
     seal(plaintext) {
-      const messageId = Buffer.from(random.bytes(32));
+      const messageId = random.bytes(32); // a copy already, as the engine draws it
       const derived = deriveKeys(dataKey, messageId);
       const headerAuth = createCipheriv('aes-256-gcm', derived.key, ZERO_IV);
       headerAuth.setAAD(header);

@@ -80,6 +80,13 @@ process.on('message', (m) => {
 });
 
 export const BENCH_ORIGIN = 'http://localhost:8233';
+/** The token the parent sends (its SHA-256 in TOKEN_SHA256), in both codec servers' config. */
+const BENCH_TOKEN = {
+  name: 'bench',
+  sha256: process.env.TOKEN_SHA256!,
+  namespaces: ['*'],
+  operations: ['encode', 'decode'],
+};
 const BATCHES = [1, 20];
 const SIZE = 1024;
 const mode = process.argv[2];
@@ -96,14 +103,7 @@ async function codecServer(
     port: 0,
     cors: { origins: [BENCH_ORIGIN] },
     auth: {
-      tokens: [
-        {
-          name: 'bench',
-          sha256: process.env.TOKEN_SHA256!,
-          namespaces: ['*'],
-          operations: ['encode', 'decode'],
-        },
-      ],
+      tokens: [BENCH_TOKEN],
     },
     metrics: { enabled: true },
   });
@@ -276,13 +276,12 @@ async function cliServer(workers: number): Promise<{ url: string; bodies: Record
     await opened.close();
   }
   const config = join(dir, 'config.json');
-  const token = {
-    name: 'bench',
-    sha256: process.env.TOKEN_SHA256!,
-    namespaces: ['*'],
-    operations: ['encode', 'decode'],
+  const server = {
+    host: '127.0.0.1',
+    port: 0,
+    auth: { tokens: [BENCH_TOKEN] },
+    cors: { origins: [BENCH_ORIGIN] },
   };
-  const server = { host: '127.0.0.1', port: 0, auth: { tokens: [token] }, cors: { origins: [BENCH_ORIGIN] } };
   writeFileSync(config, JSON.stringify({ keystore, server }));
   const bin = fileURLToPath(new URL('../../bin/temporal-keyring.js', import.meta.url));
   serve = spawn(process.execPath, [bin, 'serve', '--config', config, '--workers', String(workers)], {
